@@ -1,0 +1,384 @@
+//! A deployment: the compiled bundle sessions run against, built once from named sources.
+
+use std::collections::BTreeMap;
+
+use cedar_policy::{Entities, EntityUid};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use sha2::{Digest, Sha256};
+
+use crate::error::{LoadError, LoadErrors};
+use crate::event::canonical_json;
+use crate::gate::{Gate, load_policies, load_schema, validate_policies};
+use crate::history::Counters;
+use crate::source::{Located, Source};
+use crate::tools::{Tool, ToolRegistry, ToolSpec, uid};
+
+/// Content hashes of what was in force, so a decision can be re-checked against the exact bundle.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BundleHashes {
+    /// SHA-256 of every policy's id and text, in id order.
+    pub policies: String,
+    /// SHA-256 of the full schema text (base plus generated).
+    pub schema: String,
+    /// SHA-256 of the canonical JSON of every entity (files plus generated tools).
+    pub entities: String,
+}
+
+/// The compiled bundle: schema, policies, entities, tools and counters. Immutable; share it
+/// (e.g. in an `Arc`) between the sessions that run against it.
+pub struct Deployment {
+    pub(crate) gate: Gate,
+    pub(crate) actions: Actions,
+    pub(crate) tools: ToolRegistry,
+    pub(crate) counters: Counters,
+    schema_text: String,
+}
+
+impl Deployment {
+    /// Starts a builder from the base schema text.
+    pub fn builder(schema: Source) -> DeploymentBuilder {
+        DeploymentBuilder {
+            schema,
+            policies: Vec::new(),
+            entities: Vec::new(),
+            tools: Vec::new(),
+            errors: Vec::new(),
+            counters: None,
+        }
+    }
+
+    /// The hashes recorded in every decision.
+    pub fn hashes(&self) -> &BundleHashes {
+        &self.gate.hashes
+    }
+
+    /// The complete Cedar schema, including the generated tool actions and `History` type.
+    pub fn schema_text(&self) -> &str {
+        &self.schema_text
+    }
+
+    /// Registered tool names, sorted.
+    pub fn tool_names(&self) -> impl Iterator<Item = &str> {
+        self.tools.names()
+    }
+
+    /// A registered tool's specification.
+    pub fn tool(&self, name: &str) -> Option<&ToolSpec> {
+        self.tools.get(name).map(|t| &t.spec)
+    }
+
+    /// Policy ids, sorted.
+    pub fn policy_ids(&self) -> Vec<String> {
+        let mut ids: Vec<String> = self.gate.meta.values().map(|m| m.id.clone()).collect();
+        ids.sort();
+        ids
+    }
+
+    pub(crate) fn tool_entry(&self, name: &str) -> Option<&Tool> {
+        self.tools.get(name)
+    }
+}
+
+/// Collects sources, then [`DeploymentBuilder::build`] checks everything and reports every problem.
+pub struct DeploymentBuilder {
+    schema: Source,
+    policies: Vec<Source>,
+    entities: Vec<Source>,
+    tools: Vec<(ToolSpec, Located)>,
+    errors: Vec<LoadError>,
+    counters: Option<Source>,
+}
+
+impl DeploymentBuilder {
+    /// Adds a file of Cedar policies; every policy needs an `@id`.
+    pub fn policies(mut self, source: Source) -> Self {
+        self.policies.push(source);
+        self
+    }
+
+    /// Adds an entities file (Cedar entity JSON: an array of `{uid, attrs, parents}`).
+    pub fn entities(mut self, source: Source) -> Self {
+        self.entities.push(source);
+        self
+    }
+
+    /// Registers one tool; `origin` names where it was defined, for errors.
+    pub fn tool(mut self, spec: ToolSpec, origin: impl Into<String>) -> Self {
+        self.tools.push((spec, Located::file(origin)));
+        self
+    }
+
+    /// Registers the tools in a JSON file holding one tool object or an array of them.
+    pub fn tools_json(mut self, source: Source) -> Self {
+        let parsed = serde_json::from_str::<Value>(&source.text).and_then(|v| match v {
+            Value::Array(items) => items.into_iter().map(serde_json::from_value).collect(),
+            one => serde_json::from_value(one).map(|t| vec![t]),
+        });
+        match parsed {
+            Ok(specs) => {
+                for spec in specs {
+                    let at = json_key_location(&source, &spec);
+                    self.tools.push((spec, at));
+                }
+            }
+            Err(e) => {
+                let at = if e.line() > 0 {
+                    source.at_line(e.line(), e.column())
+                } else {
+                    source.whole()
+                };
+                let tool = source
+                    .name
+                    .rsplit('/')
+                    .next()
+                    .unwrap_or_default()
+                    .trim_end_matches(".json")
+                    .to_owned();
+                self.errors.push(LoadError::Tool {
+                    at,
+                    tool,
+                    message: e.to_string(),
+                });
+            }
+        }
+        self
+    }
+
+    /// Sets the counters file (`counters.toml`).
+    pub fn counters(mut self, source: Source) -> Self {
+        self.counters = Some(source);
+        self
+    }
+
+    /// Checks and compiles everything. On failure, lists every problem found, each located.
+    pub fn build(self) -> Result<Deployment, LoadErrors> {
+        let mut errors = self.errors;
+        let tools = ToolRegistry::build(self.tools, &mut errors);
+        let counters = Counters::load(self.counters.as_ref(), &tools, &mut errors);
+        let generated = format!("{}{}", counters.cedar_schema(), tools.cedar_schema());
+        let (policies, meta) = load_policies(&self.policies, &mut errors);
+        let (schema, schema_text) = match load_schema(&self.schema, &generated) {
+            Ok(s) => s,
+            Err(e) => {
+                errors.push(e);
+                return Err(LoadErrors(errors));
+            }
+        };
+        validate_policies(&schema, &policies, &meta, &self.policies, &mut errors);
+        let entity_json = collect_entities(&self.entities, &tools, &mut errors);
+        let entities =
+            match Entities::from_json_value(Value::Array(entity_json.clone()), Some(&schema)) {
+                Ok(e) => Some(e),
+                Err(e) => {
+                    errors.push(blame_entity(
+                        &self.entities,
+                        &entity_json,
+                        &schema,
+                        &e.to_string(),
+                    ));
+                    None
+                }
+            };
+        let Some(entities) = entities.filter(|_| errors.is_empty()) else {
+            return Err(LoadErrors(errors));
+        };
+        let mut ids: Vec<_> = policies
+            .policies()
+            .map(|p| (p.id().to_string(), p.to_string()))
+            .collect();
+        ids.sort();
+        let policy_text: String = ids
+            .iter()
+            .map(|(id, text)| format!("{id}\n{text}\n"))
+            .collect();
+        let hashes = BundleHashes {
+            policies: sha256(&policy_text),
+            schema: sha256(&schema_text),
+            entities: sha256(&canonical_json(&Value::Array(entity_json))),
+        };
+        let gate = Gate::new(schema, policies, entities, meta, hashes);
+        let actions = Actions::new().map_err(|message| {
+            LoadErrors(vec![LoadError::Schema {
+                at: self.schema.whole(),
+                message,
+            }])
+        })?;
+        Ok(Deployment {
+            gate,
+            actions,
+            tools,
+            counters,
+            schema_text,
+        })
+    }
+}
+
+/// The built-in actions' uids, made once.
+pub(crate) struct Actions {
+    pub call_model: EntityUid,
+    pub read_memory: EntityUid,
+    pub write_memory: EntityUid,
+    pub spend_budget: EntityUid,
+    pub approve: EntityUid,
+    pub cancel: EntityUid,
+    pub continue_session: EntityUid,
+}
+
+impl Actions {
+    fn new() -> Result<Self, String> {
+        let a = |name: &str| uid("Action", name);
+        Ok(Self {
+            call_model: a("call_model")?,
+            read_memory: a("read_memory")?,
+            write_memory: a("write_memory")?,
+            spend_budget: a("spend_budget")?,
+            approve: a("approve")?,
+            cancel: a("cancel")?,
+            continue_session: a("continue_session")?,
+        })
+    }
+}
+
+fn sha256(text: &str) -> String {
+    Sha256::digest(text.as_bytes())
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+fn json_key_location(source: &Source, spec: &ToolSpec) -> Located {
+    let needle = format!("\"{}\"", spec.name);
+    source
+        .text
+        .find(&needle)
+        .map_or_else(|| source.whole(), |o| source.locate(o, needle.len()))
+}
+
+/// Every entity from the files (checked for JSON syntax, shape and duplicates) plus the tools.
+fn collect_entities(
+    sources: &[Source],
+    tools: &ToolRegistry,
+    errors: &mut Vec<LoadError>,
+) -> Vec<Value> {
+    let mut all = Vec::new();
+    let mut seen: BTreeMap<String, Located> = BTreeMap::new();
+    for source in sources {
+        let items = match serde_json::from_str::<Value>(&source.text) {
+            Ok(Value::Array(items)) => items,
+            Ok(_) => {
+                let message = "must be a JSON array of entities".into();
+                errors.push(LoadError::Entities {
+                    at: source.whole(),
+                    message,
+                });
+                continue;
+            }
+            Err(e) => {
+                errors.push(LoadError::Entities {
+                    at: source.at_line(e.line(), e.column()),
+                    message: e.to_string(),
+                });
+                continue;
+            }
+        };
+        for (i, item) in items.into_iter().enumerate() {
+            let at = element_location(source, i);
+            let uid = item.get("uid");
+            let ty = uid
+                .and_then(|u| u.get("type"))
+                .and_then(Value::as_str)
+                .unwrap_or("");
+            let id = uid
+                .and_then(|u| u.get("id"))
+                .and_then(Value::as_str)
+                .unwrap_or("");
+            let key = format!("{ty}::\"{id}\"");
+            if ty == "Tool" {
+                let message = format!(
+                    "{key}: Tool entities come from the tool registry; register the tool instead"
+                );
+                errors.push(LoadError::Entities { at, message });
+                continue;
+            }
+            if let Some(first) = seen.get(&key) {
+                let message = format!("{key} is defined twice (first at {first})");
+                errors.push(LoadError::Entities { at, message });
+                continue;
+            }
+            seen.insert(key, at);
+            all.push(item);
+        }
+    }
+    all.extend(tools.entities_json());
+    all
+}
+
+/// Cedar reports entity errors without positions: find the first entity that fails on its own.
+fn blame_entity(
+    sources: &[Source],
+    all: &[Value],
+    schema: &cedar_policy::Schema,
+    whole: &str,
+) -> LoadError {
+    for (i, item) in all.iter().enumerate() {
+        if let Err(e) = Entities::from_json_value(Value::Array(vec![item.clone()]), Some(schema)) {
+            let at = locate_entity(sources, item)
+                .unwrap_or_else(|| Located::file(format!("<entity #{i}>")));
+            return LoadError::Entities {
+                at,
+                message: e.to_string(),
+            };
+        }
+    }
+    let at = sources
+        .first()
+        .map_or_else(|| Located::file("<entities>"), Source::whole);
+    LoadError::Entities {
+        at,
+        message: whole.to_owned(),
+    }
+}
+
+fn locate_entity(sources: &[Source], item: &Value) -> Option<Located> {
+    for source in sources {
+        if let Ok(Value::Array(items)) = serde_json::from_str::<Value>(&source.text)
+            && let Some(i) = items.iter().position(|v| v == item)
+        {
+            return Some(element_location(source, i));
+        }
+    }
+    None
+}
+
+/// The position of the `index`-th element of the top-level JSON array in `source`.
+fn element_location(source: &Source, index: usize) -> Located {
+    let bytes = source.text.as_bytes();
+    let (mut depth, mut in_string, mut escaped, mut count) = (0usize, false, false, 0usize);
+    for (offset, &b) in bytes.iter().enumerate() {
+        if in_string {
+            match b {
+                _ if escaped => escaped = false,
+                b'\\' => escaped = true,
+                b'"' => in_string = false,
+                _ => {}
+            }
+            continue;
+        }
+        match b {
+            b'"' => in_string = true,
+            b'[' | b'{' => {
+                if depth == 1 {
+                    if count == index {
+                        return source.locate(offset, 1);
+                    }
+                    count += 1;
+                }
+                depth += 1;
+            }
+            b']' | b'}' => depth = depth.saturating_sub(1),
+            _ => {}
+        }
+    }
+    source.whole()
+}

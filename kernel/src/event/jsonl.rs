@@ -1,0 +1,165 @@
+//! JSONL: one event per line; decoding and chain verification.
+
+use std::collections::BTreeMap;
+
+use serde_json::Value;
+use thiserror::Error;
+
+use super::chain::{GENESIS, event_hash};
+use super::kinds::Event;
+
+/// Events as JSONL, one per line, each line ending in `\n`.
+pub fn encode_jsonl<'a>(events: impl IntoIterator<Item = &'a Event>) -> String {
+    let mut out = String::new();
+    for event in events {
+        // An `Event` holds only strings, integers, booleans and JSON values: it always serializes.
+        out.push_str(&serde_json::to_string(event).unwrap_or_default());
+        out.push('\n');
+    }
+    out
+}
+
+/// Typed events from JSONL (blank lines skipped). The error names the 1-based line.
+pub fn decode_jsonl(text: &str) -> Result<Vec<Event>, ChainError> {
+    let mut events = Vec::new();
+    for (i, line) in text.lines().enumerate() {
+        if line.trim().is_empty() {
+            continue;
+        }
+        let event = serde_json::from_str(line).map_err(|e| ChainError {
+            line: i + 1,
+            session: None,
+            seq: None,
+            problem: ChainProblem::Malformed(e.to_string()),
+        })?;
+        events.push(event);
+    }
+    Ok(events)
+}
+
+/// What a successful verification saw.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ChainSummary {
+    /// Events checked.
+    pub events: usize,
+    /// Sessions, each with its number of events.
+    pub sessions: BTreeMap<String, u64>,
+}
+
+/// The first place a log stops being the log the kernel wrote.
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+#[error("line {line}{}: {problem}", describe(.session, .seq))]
+pub struct ChainError {
+    /// 1-based line of the offending event.
+    pub line: usize,
+    /// Its session, when readable.
+    pub session: Option<String>,
+    /// Its `seq`, when readable: the first bad seq.
+    pub seq: Option<u64>,
+    /// What is wrong.
+    pub problem: ChainProblem,
+}
+
+fn describe(session: &Option<String>, seq: &Option<u64>) -> String {
+    match (session, seq) {
+        (Some(s), Some(q)) => format!(" (session {s}, seq {q})"),
+        (Some(s), None) => format!(" (session {s})"),
+        (None, Some(q)) => format!(" (seq {q})"),
+        (None, None) => String::new(),
+    }
+}
+
+/// Kinds of chain breakage.
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+pub enum ChainProblem {
+    /// Not a JSON event.
+    #[error("not a valid event: {0}")]
+    Malformed(String),
+    /// The content no longer matches its hash: the event was edited.
+    #[error(
+        "content does not match its hash (recorded {recorded}, computed {computed}): the event was edited"
+    )]
+    Edited {
+        /// The `hash` field.
+        recorded: String,
+        /// The hash of the content.
+        computed: String,
+    },
+    /// `seq` is not the next one: an event before it was deleted, or events were reordered.
+    #[error("expected seq {expected}: an event was deleted, inserted or reordered")]
+    OutOfSequence {
+        /// The seq that should have come.
+        expected: u64,
+    },
+    /// `prev` does not name the previous event's hash.
+    #[error(
+        "prev does not match the previous event's hash: an event was replaced, inserted or reordered"
+    )]
+    BrokenLink,
+}
+
+/// Verifies every session chain in a JSONL log (sessions may interleave).
+///
+/// Detects any edit, deletion, insertion or reordering; the error names the first bad `seq`.
+/// Truncating a log's tail leaves a valid shorter chain: anchoring the last hash elsewhere is what
+/// catches that.
+pub fn verify_jsonl(text: &str) -> Result<ChainSummary, ChainError> {
+    let mut heads: BTreeMap<String, (u64, String)> = BTreeMap::new();
+    let mut events = 0;
+    for (i, line) in text.lines().enumerate() {
+        if line.trim().is_empty() {
+            continue;
+        }
+        let bad = |session: Option<String>, seq: Option<u64>, problem| ChainError {
+            line: i + 1,
+            session,
+            seq,
+            problem,
+        };
+        let value: Value = serde_json::from_str(line)
+            .map_err(|e| bad(None, None, ChainProblem::Malformed(e.to_string())))?;
+        let session = value
+            .get("session")
+            .and_then(Value::as_str)
+            .map(str::to_owned);
+        let seq = value.get("seq").and_then(Value::as_u64);
+        let (Some(session), Some(seq)) = (session.clone(), seq) else {
+            let problem = ChainProblem::Malformed("missing `session` or `seq`".into());
+            return Err(bad(session, seq, problem));
+        };
+        let field = |name: &str| {
+            value
+                .get(name)
+                .and_then(Value::as_str)
+                .unwrap_or("")
+                .to_owned()
+        };
+        let (recorded, prev) = (field("hash"), field("prev"));
+        let computed = event_hash(&value);
+        if computed != recorded {
+            let problem = ChainProblem::Edited { recorded, computed };
+            return Err(bad(Some(session), Some(seq), problem));
+        }
+        let (expected, expected_prev) = match heads.get(&session) {
+            Some((last, hash)) => (last + 1, hash.as_str()),
+            None => (0, GENESIS),
+        };
+        if seq != expected {
+            return Err(bad(
+                Some(session),
+                Some(seq),
+                ChainProblem::OutOfSequence { expected },
+            ));
+        }
+        if prev != expected_prev {
+            return Err(bad(Some(session), Some(seq), ChainProblem::BrokenLink));
+        }
+        heads.insert(session, (seq, recorded));
+        events += 1;
+    }
+    let sessions = heads
+        .into_iter()
+        .map(|(s, (last, _))| (s, last + 1))
+        .collect();
+    Ok(ChainSummary { events, sessions })
+}

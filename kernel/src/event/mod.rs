@@ -1,0 +1,10 @@
+//! The append-only event stream: one type per kind, a SHA-256 hash chain over canonical JSON,
+//! a JSONL codec and a verifier.
+
+mod chain;
+mod jsonl;
+mod kinds;
+
+pub use chain::{GENESIS, canonical_json, event_hash};
+pub use jsonl::{ChainError, ChainProblem, ChainSummary, decode_jsonl, encode_jsonl, verify_jsonl};
+pub use kinds::{Event, EventBody};

@@ -1,0 +1,156 @@
+//! Intents: the transitions a driver proposes to a session.
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+/// One proposed transition. Results (`ModelResponded`, `ToolReturned`, `CallFailed`,
+/// `MemoryLoaded`) answer an effect the session emitted and must name its id.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "intent", rename_all = "snake_case", deny_unknown_fields)]
+pub enum Intent {
+    /// Start the session with the user's request.
+    Start {
+        /// What the user asked for.
+        request: String,
+    },
+    /// The agent wants to call a model.
+    CallModel {
+        /// The `Model` entity id.
+        model: String,
+        /// Estimated tokens (prompt and completion).
+        estimated_tokens: u64,
+        /// Estimated cost in micro-units, reserved before the call.
+        estimated_cost: u64,
+    },
+    /// A model call finished.
+    ModelResponded {
+        /// The call id from the effect.
+        call_id: String,
+        /// Prompt tokens used.
+        input_tokens: u64,
+        /// Completion tokens used.
+        output_tokens: u64,
+        /// Actual cost, micro-units.
+        cost: u64,
+        /// The model's output.
+        output: Value,
+    },
+    /// The agent wants to call a tool.
+    CallTool {
+        /// The registered tool's name.
+        tool: String,
+        /// The arguments (validated against the tool's JSON Schema).
+        input: Value,
+        /// Estimated cost in micro-units, reserved before the call.
+        #[serde(default)]
+        estimated_cost: u64,
+    },
+    /// A tool call finished.
+    ToolReturned {
+        /// The call id from the effect.
+        call_id: String,
+        /// The tool's output.
+        output: Value,
+        /// Actual cost, micro-units.
+        #[serde(default)]
+        cost: u64,
+    },
+    /// A model or tool call failed.
+    CallFailed {
+        /// The call id from the effect.
+        call_id: String,
+        /// What happened.
+        error: String,
+        /// Whether another attempt could succeed (timeouts, rate limits...).
+        retryable: bool,
+        /// Cost incurred by the failed attempt.
+        #[serde(default)]
+        cost: u64,
+    },
+    /// The agent wants to read memory.
+    ReadMemory {
+        /// The `MemoryScope` entity id.
+        scope: String,
+        /// The key.
+        key: String,
+    },
+    /// A memory read finished.
+    MemoryLoaded {
+        /// The read id from the effect.
+        read_id: String,
+        /// The stored value, if any.
+        value: Option<Value>,
+        /// The labels stored with the entry.
+        #[serde(default)]
+        labels: Vec<String>,
+    },
+    /// The agent wants to write memory.
+    WriteMemory {
+        /// The `MemoryScope` entity id.
+        scope: String,
+        /// The key.
+        key: String,
+        /// The value.
+        value: Value,
+    },
+    /// A user approves a waiting request.
+    Approve {
+        /// The `User` entity id.
+        user: String,
+        /// The request id from `approval_requested`.
+        request_id: String,
+    },
+    /// A user rejects a waiting request.
+    Reject {
+        /// The `User` entity id.
+        user: String,
+        /// The request id.
+        request_id: String,
+        /// Why.
+        #[serde(default)]
+        reason: String,
+    },
+    /// A user or operator cancels the session.
+    Cancel {
+        /// The `User` entity id.
+        user: String,
+        /// Why.
+        #[serde(default)]
+        reason: String,
+    },
+    /// Time passed: ask `continue_session`.
+    Tick,
+    /// The agent produced its final answer.
+    Complete {
+        /// The answer.
+        answer: String,
+    },
+    /// The driver hit an unrecoverable failure.
+    Fail {
+        /// What happened.
+        error: String,
+    },
+}
+
+impl Intent {
+    /// The intent's kind as it appears in JSON.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Self::Start { .. } => "start",
+            Self::CallModel { .. } => "call_model",
+            Self::ModelResponded { .. } => "model_responded",
+            Self::CallTool { .. } => "call_tool",
+            Self::ToolReturned { .. } => "tool_returned",
+            Self::CallFailed { .. } => "call_failed",
+            Self::ReadMemory { .. } => "read_memory",
+            Self::MemoryLoaded { .. } => "memory_loaded",
+            Self::WriteMemory { .. } => "write_memory",
+            Self::Approve { .. } => "approve",
+            Self::Reject { .. } => "reject",
+            Self::Cancel { .. } => "cancel",
+            Self::Tick => "tick",
+            Self::Complete { .. } => "complete",
+            Self::Fail { .. } => "fail",
+        }
+    }
+}

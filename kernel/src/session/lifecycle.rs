@@ -1,0 +1,164 @@
+//! Start, approvals, the clock, cancellation and the end states.
+
+use cedar_policy::RestrictedExpression as Rx;
+
+use super::context::strings;
+use super::{Effect, PendingApproval, Phase, Session, Status, Transition};
+use crate::event::EventBody;
+use crate::gate::Decision;
+
+impl Session {
+    pub(super) fn start(&mut self, now: u64, request: String, tr: Transition) -> Transition {
+        self.started_at = Some(now);
+        self.phase = Phase::Running;
+        let c = &self.config;
+        let body = EventBody::SessionStarted {
+            agent: c.agent.clone(),
+            user: c.user.clone(),
+            budget: c.budget.clone(),
+            mode: c.mode,
+            request,
+        };
+        self.emit_into(tr, now, body, None)
+    }
+
+    /// A user's verdict on a waiting request, itself authorized as `approve`. An approval lifts
+    /// exactly the waiting request's `@approval` policies, for that request alone, and re-asks.
+    pub(super) fn verdict(
+        &mut self,
+        now: u64,
+        pending: PendingApproval,
+        user: String,
+        granted: bool,
+        reason: String,
+        mut tr: Transition,
+    ) -> Transition {
+        let action = std::sync::Arc::clone(&self.deployment)
+            .actions
+            .approve
+            .clone();
+        let (request_action, request_resource) = pending
+            .proposal
+            .action_resource(&self.deployment)
+            .map(|(a, r)| (a.to_string(), r.to_string()))
+            .unwrap_or_default();
+        let extra = vec![
+            ("granted", Rx::new_bool(granted)),
+            ("request_action", Rx::new_string(request_action)),
+            ("request_resource", Rx::new_string(request_resource)),
+            (
+                "policies",
+                strings(pending.policies.iter().map(String::as_str)),
+            ),
+        ];
+        let d = self.ask_as_user(now, &user, &action, extra);
+        if !d.allowed() {
+            // An unauthorized verdict changes nothing, even in log_only mode: the request waits on.
+            let request = serde_json::json!({"request_id": pending.request_id, "granted": granted, "user": user});
+            tr.decision = Some(d.clone());
+            self.phase = Phase::Approval(pending);
+            return self.emit_into(tr, now, EventBody::Decision { request }, Some(d));
+        }
+        self.phase = Phase::Running;
+        if granted {
+            let body = EventBody::ApprovalGranted {
+                request_id: pending.request_id,
+                user,
+                lifted: pending.policies.clone(),
+            };
+            tr = self.emit_into(tr, now, body, Some(d));
+            self.propose(now, pending.proposal, pending.policies, tr)
+        } else {
+            tr.decision = Some(d.clone());
+            let body = EventBody::ApprovalRejected {
+                request_id: pending.request_id,
+                user,
+                reason,
+            };
+            self.emit_into(tr, now, body, Some(d))
+        }
+    }
+
+    /// Time passed: `continue_session` decides whether the session may go on. A denial stops it,
+    /// even mid-call; an allowed tick also expires an approval nobody answered in time.
+    pub(super) fn tick(&mut self, now: u64, mut tr: Transition) -> Transition {
+        let d = self.ask_continue(now);
+        tr.decision = Some(d.clone());
+        if !d.proceeds() {
+            let limit = d.limit().unwrap_or("continue_session").to_owned();
+            let policies = d.policies.iter().map(|p| p.id.clone()).collect();
+            return self.end(
+                now,
+                Status::LimitReached,
+                EventBody::LimitReached { limit, policies },
+                Some(d),
+                tr,
+            );
+        }
+        let elapsed_ms = self.started_at.map_or(0, |s| now.saturating_sub(s));
+        tr = self.emit_into(tr, now, EventBody::ClockTicked { elapsed_ms }, Some(d));
+        if let Phase::Approval(p) = &self.phase
+            && p.expires_at.is_some_and(|t| now >= t)
+        {
+            let request_id = p.request_id.clone();
+            self.phase = Phase::Running;
+            tr = self.emit_into(tr, now, EventBody::ApprovalExpired { request_id }, None);
+        }
+        tr
+    }
+
+    /// A user withdraws the session, if policy lets that user.
+    pub(super) fn cancel(
+        &mut self,
+        now: u64,
+        user: String,
+        reason: String,
+        mut tr: Transition,
+    ) -> Transition {
+        let action = std::sync::Arc::clone(&self.deployment)
+            .actions
+            .cancel
+            .clone();
+        let d = self.ask_as_user(
+            now,
+            &user,
+            &action,
+            vec![("reason", Rx::new_string(reason.clone()))],
+        );
+        tr.decision = Some(d.clone());
+        if !d.allowed() {
+            let request = serde_json::json!({"user": user, "reason": reason});
+            return self.emit_into(tr, now, EventBody::Decision { request }, Some(d));
+        }
+        self.end(
+            now,
+            Status::Cancelled,
+            EventBody::Cancelled { by: user, reason },
+            Some(d),
+            tr,
+        )
+    }
+
+    /// Ends the session: aborts whatever is in flight, charges an aborted call its whole
+    /// reservation (it may have run), and appends the final event.
+    pub(super) fn end(
+        &mut self,
+        now: u64,
+        status: Status,
+        body: EventBody,
+        decision: Option<Decision>,
+        mut tr: Transition,
+    ) -> Transition {
+        match std::mem::replace(&mut self.phase, Phase::Ended(status)) {
+            Phase::Call(call) => {
+                tr.effects.push(Effect::Abort {
+                    call_id: call.call_id.clone(),
+                });
+                tr = self.settle(now, &call, call.reserved, tr);
+            }
+            Phase::Memory { read_id } => tr.effects.push(Effect::Abort { call_id: read_id }),
+            _ => {}
+        }
+        self.emit_into(tr, now, body, decision)
+    }
+}

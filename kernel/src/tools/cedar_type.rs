@@ -1,0 +1,364 @@
+//! JSON Schema → Cedar types, and JSON values → Cedar values of those types.
+//!
+//! The mapping is cedar-for-agents': integer → Long, string → String (date/date-time → datetime,
+//! ipv4/ipv6 → ipaddr), boolean → Bool, number → decimal, array → Set, object → record, a property
+//! not in `required` → optional attribute. Differences, all failing closed: a number with more than
+//! the 4 decimal places Cedar's decimal holds is rejected rather than rounded (rounding could slip
+//! past a threshold); a string enum stays a String; `anyOf`/`oneOf`/`$ref`/type lists are refused at
+//! registration with the JSON pointer of the construct.
+
+use cedar_policy::RestrictedExpression;
+use serde_json::Value;
+
+use super::{ArgumentError, quote};
+
+/// A Cedar type a tool argument can have.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum CedarType {
+    Long,
+    String,
+    Bool,
+    Decimal,
+    DateTime,
+    IpAddr,
+    Set(Box<CedarType>),
+    Record(Vec<Field>),
+}
+
+/// A record attribute.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Field {
+    pub name: String,
+    pub required: bool,
+    pub ty: CedarType,
+}
+
+impl CedarType {
+    /// The Cedar type of the JSON Schema at `pointer`, or a message naming what cannot be typed.
+    pub fn from_json_schema(schema: &Value, pointer: &str) -> Result<Self, String> {
+        let here = if pointer.is_empty() { "/" } else { pointer };
+        let Some(obj) = schema.as_object() else {
+            return Err(format!(
+                "at {here}: a schema must be an object with a `type`"
+            ));
+        };
+        for unsupported in ["$ref", "anyOf", "oneOf", "allOf", "not", "if"] {
+            if obj.contains_key(unsupported) {
+                return Err(format!(
+                    "at {here}: `{unsupported}` has no Cedar type; describe the argument with one `type`"
+                ));
+            }
+        }
+        if let Some(values) = obj.get("enum").and_then(Value::as_array) {
+            return if values.iter().all(Value::is_string) {
+                Ok(Self::String)
+            } else if values.iter().all(|v| v.is_i64()) {
+                Ok(Self::Long)
+            } else {
+                Err(format!(
+                    "at {here}: an enum must list only strings or only integers"
+                ))
+            };
+        }
+        let ty = match obj.get("type") {
+            Some(Value::String(t)) => t.as_str(),
+            Some(_) => {
+                return Err(format!(
+                    "at {here}: `type` must be a single type name (type lists have no Cedar type)"
+                ));
+            }
+            None if obj.contains_key("properties") => "object",
+            None => return Err(format!("at {here}: missing `type`")),
+        };
+        match ty {
+            "integer" => Ok(Self::Long),
+            "number" => Ok(Self::Decimal),
+            "boolean" => Ok(Self::Bool),
+            "string" => Ok(match obj.get("format").and_then(Value::as_str) {
+                Some("date" | "date-time") => Self::DateTime,
+                Some("ipv4" | "ipv6") => Self::IpAddr,
+                _ => Self::String,
+            }),
+            "array" => {
+                let items = obj
+                    .get("items")
+                    .ok_or_else(|| format!("at {here}: an array needs `items`"))?;
+                Ok(Self::Set(Box::new(Self::from_json_schema(
+                    items,
+                    &format!("{pointer}/items"),
+                )?)))
+            }
+            "object" => {
+                let required: Vec<&str> = obj
+                    .get("required")
+                    .and_then(Value::as_array)
+                    .map(|r| r.iter().filter_map(Value::as_str).collect())
+                    .unwrap_or_default();
+                let mut fields = Vec::new();
+                if let Some(props) = obj.get("properties").and_then(Value::as_object) {
+                    for (name, sub) in props {
+                        let ty =
+                            Self::from_json_schema(sub, &format!("{pointer}/properties/{name}"))?;
+                        fields.push(Field {
+                            name: name.clone(),
+                            required: required.contains(&name.as_str()),
+                            ty,
+                        });
+                    }
+                }
+                Ok(Self::Record(fields))
+            }
+            "null" => Err(format!("at {here}: `null` has no Cedar type")),
+            other => Err(format!("at {here}: unknown type `{other}`")),
+        }
+    }
+
+    /// The type in Cedar schema syntax.
+    pub fn to_cedarschema(&self) -> String {
+        match self {
+            Self::Long => "Long".into(),
+            Self::String => "String".into(),
+            Self::Bool => "Bool".into(),
+            Self::Decimal => "decimal".into(),
+            Self::DateTime => "datetime".into(),
+            Self::IpAddr => "ipaddr".into(),
+            Self::Set(t) => format!("Set<{}>", t.to_cedarschema()),
+            Self::Record(fields) => {
+                let attrs: Vec<String> = fields
+                    .iter()
+                    .map(|f| {
+                        let opt = if f.required { "" } else { "?" };
+                        format!("{}{opt}: {}", quote(&f.name), f.ty.to_cedarschema())
+                    })
+                    .collect();
+                format!("{{ {} }}", attrs.join(", "))
+            }
+        }
+    }
+
+    /// The type of the attribute at `path` (dot-separated) inside this record.
+    pub fn field(&self, path: &str) -> Option<(&CedarType, bool)> {
+        let mut ty = self;
+        let mut required = true;
+        for part in path.split('.') {
+            let Self::Record(fields) = ty else {
+                return None;
+            };
+            let f = fields.iter().find(|f| f.name == part)?;
+            required &= f.required;
+            ty = &f.ty;
+        }
+        Some((ty, required))
+    }
+
+    /// `value` (already valid under the JSON Schema) as a Cedar value of this type. Attributes the
+    /// type does not declare are dropped: Cedar records are closed.
+    pub fn to_restricted(
+        &self,
+        value: &Value,
+        path: &str,
+    ) -> Result<RestrictedExpression, ArgumentError> {
+        let fail = |message: String| ArgumentError {
+            path: if path.is_empty() {
+                "/".into()
+            } else {
+                path.into()
+            },
+            message,
+        };
+        match (self, value) {
+            (Self::Long, v) => integer(v)
+                .map(RestrictedExpression::new_long)
+                .ok_or_else(|| fail(format!("{v} is not a 64-bit integer"))),
+            (Self::String, Value::String(s)) => Ok(RestrictedExpression::new_string(s.clone())),
+            (Self::Bool, Value::Bool(b)) => Ok(RestrictedExpression::new_bool(*b)),
+            (Self::Decimal, Value::Number(n)) => decimal(n)
+                .map(RestrictedExpression::new_decimal)
+                .map_err(fail),
+            (Self::DateTime, Value::String(s)) => datetime(s)
+                .map(RestrictedExpression::new_datetime)
+                .map_err(fail),
+            (Self::IpAddr, Value::String(s)) => Ok(RestrictedExpression::new_ip(s)),
+            (Self::Set(item), Value::Array(items)) => {
+                let mut out = Vec::with_capacity(items.len());
+                for (i, v) in items.iter().enumerate() {
+                    out.push(item.to_restricted(v, &format!("{path}/{i}"))?);
+                }
+                Ok(RestrictedExpression::new_set(out))
+            }
+            (Self::Record(fields), Value::Object(map)) => {
+                let mut out = Vec::with_capacity(fields.len());
+                for f in fields {
+                    let sub = format!("{path}/{}", f.name);
+                    match map.get(&f.name) {
+                        Some(v) => out.push((f.name.clone(), f.ty.to_restricted(v, &sub)?)),
+                        None if f.required => {
+                            return Err(ArgumentError {
+                                path: sub,
+                                message: "is required".into(),
+                            });
+                        }
+                        None => {}
+                    }
+                }
+                RestrictedExpression::new_record(out).map_err(|e| fail(e.to_string()))
+            }
+            (ty, v) => Err(fail(format!("{v} is not a {}", ty.to_cedarschema()))),
+        }
+    }
+}
+
+fn integer(v: &Value) -> Option<i64> {
+    if let Some(i) = v.as_i64() {
+        return Some(i);
+    }
+    // JSON Schema counts 5.0 as an integer.
+    let f = v.as_f64()?;
+    (f.fract() == 0.0 && f >= i64::MIN as f64 && f < i64::MAX as f64).then_some(f as i64)
+}
+
+/// A JSON number as Cedar decimal text, exactly, or an error when it needs more than 4 places or
+/// falls outside Cedar's range.
+fn decimal(n: &serde_json::Number) -> Result<String, String> {
+    let text = n.to_string();
+    let plain = if text.contains(['e', 'E']) {
+        let f = n
+            .as_f64()
+            .ok_or_else(|| format!("{text} is not a finite number"))?;
+        let fixed = format!("{f:.4}");
+        if fixed.parse::<f64>().ok() != Some(f) {
+            return Err(format!(
+                "{text} has more than the 4 decimal places Cedar's decimal holds"
+            ));
+        }
+        fixed
+    } else {
+        text.clone()
+    };
+    let (negative, digits) = match plain.strip_prefix('-') {
+        Some(rest) => (true, rest),
+        None => (false, plain.as_str()),
+    };
+    let (int, frac) = digits.split_once('.').unwrap_or((digits, ""));
+    let frac = frac.trim_end_matches('0');
+    if frac.len() > 4 {
+        return Err(format!(
+            "{text} has more than the 4 decimal places Cedar's decimal holds"
+        ));
+    }
+    let int_part: i64 = int
+        .parse()
+        .map_err(|_| format!("{text} is out of Cedar's decimal range"))?;
+    let frac_part: i64 = format!("{frac:0<4}").parse().unwrap_or(0);
+    int_part
+        .checked_mul(10_000)
+        .and_then(|v| v.checked_add(frac_part))
+        .ok_or_else(|| format!("{text} is out of Cedar's decimal range"))?;
+    let sign = if negative { "-" } else { "" };
+    Ok(format!("{sign}{int_part}.{frac:0<4}"))
+}
+
+/// RFC 3339 text in the forms Cedar's `datetime` accepts: `Z` or `±hhmm` offsets, and exactly three
+/// fractional digits (more are accepted only when the extra ones are zeros).
+fn datetime(s: &str) -> Result<String, String> {
+    let upper = s.to_ascii_uppercase();
+    let Some((date, time)) = upper.split_once('T') else {
+        return Ok(upper); // a bare date
+    };
+    let (clock, offset) = if let Some(c) = time.strip_suffix('Z') {
+        (c, "Z".to_owned())
+    } else if let Some(i) = time.rfind(['+', '-']) {
+        (&time[..i], time[i..].replace(':', ""))
+    } else {
+        return Err(format!("{s} has no time zone offset"));
+    };
+    let clock = match clock.split_once('.') {
+        None => clock.to_owned(),
+        Some((hms, frac)) => {
+            if frac.len() > 3 && frac[3..].bytes().any(|b| b != b'0') {
+                return Err(format!(
+                    "{s} is more precise than the millisecond Cedar's datetime holds"
+                ));
+            }
+            format!("{hms}.{:0<3}", &frac[..frac.len().min(3)])
+        }
+    };
+    Ok(format!("{date}T{clock}{offset}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn json_schema_maps_to_the_cedar_for_agents_shape() {
+        let schema = json!({
+            "type": "object",
+            "properties": {
+                "amount": {"type": "integer"},
+                "rate": {"type": "number"},
+                "to": {"type": "string"},
+                "when": {"type": "string", "format": "date-time"},
+                "from_ip": {"type": "string", "format": "ipv4"},
+                "urgent": {"type": "boolean"},
+                "cc": {"type": "array", "items": {"type": "string"}},
+                "meta": {"type": "object", "properties": {"ref": {"type": "string"}}, "required": ["ref"]}
+            },
+            "required": ["amount", "to"]
+        });
+        let ty = CedarType::from_json_schema(&schema, "").expect("typed");
+        assert_eq!(
+            ty.to_cedarschema(),
+            r#"{ "amount": Long, "cc"?: Set<String>, "from_ip"?: ipaddr, "meta"?: { "ref": String }, "rate"?: decimal, "to": String, "urgent"?: Bool, "when"?: datetime }"#
+        );
+        assert_eq!(
+            ty.field("meta.ref").map(|(t, r)| (t.clone(), r)),
+            Some((CedarType::String, false))
+        );
+    }
+
+    #[test]
+    fn untypable_schemas_are_refused_with_their_pointer() {
+        let schema =
+            json!({"type": "object", "properties": {"x": {"anyOf": [{"type": "string"}]}}});
+        let err = CedarType::from_json_schema(&schema, "").expect_err("refused");
+        assert!(
+            err.contains("/properties/x") && err.contains("anyOf"),
+            "{err}"
+        );
+        let lists = json!({"type": "object", "properties": {"y": {"type": ["string", "null"]}}});
+        assert!(CedarType::from_json_schema(&lists, "").is_err());
+    }
+
+    #[test]
+    fn decimals_are_exact_or_refused() {
+        let d = |v: Value| match v {
+            Value::Number(n) => decimal(&n),
+            _ => unreachable!(),
+        };
+        assert_eq!(d(json!(12.5)), Ok("12.5000".into()));
+        assert_eq!(d(json!(-0.25)), Ok("-0.2500".into()));
+        assert_eq!(d(json!(100)), Ok("100.0000".into()));
+        assert_eq!(d(json!(1e-4)), Ok("0.0001".into()));
+        assert!(
+            d(json!(100.00001)).is_err(),
+            "rounding could slip past a threshold"
+        );
+        assert!(d(json!(1e300)).is_err());
+    }
+
+    #[test]
+    fn datetimes_are_normalised_to_cedar_forms() {
+        assert_eq!(
+            datetime("2026-11-24t10:00:00+01:00"),
+            Ok("2026-11-24T10:00:00+0100".into())
+        );
+        assert_eq!(
+            datetime("2026-11-24T10:00:00.5Z"),
+            Ok("2026-11-24T10:00:00.500Z".into())
+        );
+        assert_eq!(datetime("2026-11-24"), Ok("2026-11-24".into()));
+        assert!(datetime("2026-11-24T10:00:00.1234Z").is_err());
+    }
+}

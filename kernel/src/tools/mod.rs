@@ -1,0 +1,306 @@
+//! The tool registry: each tool's JSON Schema validates its arguments and, mapped to Cedar types,
+//! generates the tool's own action (`in [Action::"call_tool"]`) with a typed `context.input`.
+
+mod cedar_type;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::fmt;
+
+use cedar_policy::{EntityUid, RestrictedExpression};
+use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
+
+pub(crate) use cedar_type::CedarType;
+
+use crate::error::LoadError;
+use crate::source::Located;
+
+/// Actions the schema declares itself; a tool may not take their names.
+pub(crate) const BUILTIN_ACTIONS: [&str; 8] = [
+    "call_model",
+    "call_tool",
+    "read_memory",
+    "write_memory",
+    "spend_budget",
+    "approve",
+    "cancel",
+    "continue_session",
+];
+
+/// How much harm a tool can do; policies read it as `resource.risk`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Risk {
+    /// Reads, lookups.
+    Low,
+    /// Reversible writes.
+    Medium,
+    /// Irreversible or costly effects (money, deletion, outside communication).
+    High,
+    /// Never without an explicit permit.
+    Critical,
+}
+
+impl Risk {
+    fn as_str(self) -> &'static str {
+        match self {
+            Self::Low => "low",
+            Self::Medium => "medium",
+            Self::High => "high",
+            Self::Critical => "critical",
+        }
+    }
+}
+
+/// A tool as registered: its name, risk, labels and the JSON Schema of its arguments.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ToolSpec {
+    /// The tool's name; also its Cedar action id and `Tool` entity id.
+    pub name: String,
+    /// What it does (shown to models and reviewers).
+    #[serde(default)]
+    pub description: String,
+    /// Its risk.
+    pub risk: Risk,
+    /// Free-form tags policies can test (`"egress"`, `"payments"`...).
+    #[serde(default)]
+    pub tags: BTreeSet<String>,
+    /// Labels its output adds to the session (`"untrusted"`, `"pii"`...).
+    #[serde(default)]
+    pub output_labels: BTreeSet<String>,
+    /// The tenant owning a tenant-private tool.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tenant: Option<String>,
+    /// JSON Schema of the arguments (an object schema).
+    pub input_schema: Value,
+}
+
+/// One violation in a tool call's arguments.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ArgumentError {
+    /// JSON pointer to the offending argument (`/amount`, `/items/2/sku`; `/` for the whole input).
+    pub path: String,
+    /// What is wrong.
+    pub message: String,
+}
+
+impl fmt::Display for ArgumentError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: {}", self.path, self.message)
+    }
+}
+
+/// A registered tool, compiled.
+pub(crate) struct Tool {
+    pub spec: ToolSpec,
+    pub action: EntityUid,
+    pub uid: EntityUid,
+    input: CedarType,
+    type_name: String,
+    validator: jsonschema::Validator,
+}
+
+impl Tool {
+    /// Validates `input` against the JSON Schema, then types it for Cedar.
+    pub fn check(&self, input: &Value) -> Result<RestrictedExpression, Vec<ArgumentError>> {
+        let errors: Vec<ArgumentError> = self
+            .validator
+            .iter_errors(input)
+            .map(|e| {
+                let path = e.instance_path().to_string();
+                let path = if path.is_empty() {
+                    "/".to_owned()
+                } else {
+                    path
+                };
+                ArgumentError {
+                    path,
+                    message: e.to_string(),
+                }
+            })
+            .collect();
+        if !errors.is_empty() {
+            return Err(errors);
+        }
+        self.input.to_restricted(input, "").map_err(|e| vec![e])
+    }
+}
+
+/// Every registered tool, by name.
+#[derive(Default)]
+pub(crate) struct ToolRegistry {
+    tools: BTreeMap<String, Tool>,
+}
+
+impl ToolRegistry {
+    /// Compiles `specs`, recording every problem in `errors` (a bad tool is left out).
+    pub fn build(specs: Vec<(ToolSpec, Located)>, errors: &mut Vec<LoadError>) -> Self {
+        let mut tools: BTreeMap<String, Tool> = BTreeMap::new();
+        let mut type_names: BTreeMap<String, String> = BTreeMap::new();
+        for (spec, at) in specs {
+            let fail = |message: String| LoadError::Tool {
+                at: at.clone(),
+                tool: spec.name.clone(),
+                message,
+            };
+            if let Err(message) = check_name(&spec.name) {
+                errors.push(fail(message));
+                continue;
+            }
+            if tools.contains_key(&spec.name) {
+                errors.push(fail("registered twice".into()));
+                continue;
+            }
+            let type_name = format!("{}Input", identifier(&spec.name));
+            if let Some(other) = type_names.get(&type_name) {
+                errors.push(fail(format!(
+                    "its Cedar type name `{type_name}` collides with tool `{other}`"
+                )));
+                continue;
+            }
+            let input = match CedarType::from_json_schema(&spec.input_schema, "") {
+                Ok(t @ CedarType::Record(_)) => t,
+                Ok(_) => {
+                    errors.push(fail("input_schema must describe an object".into()));
+                    continue;
+                }
+                Err(message) => {
+                    errors.push(fail(format!("input_schema {message}")));
+                    continue;
+                }
+            };
+            let validator = match jsonschema::options()
+                .should_validate_formats(true)
+                .build(&spec.input_schema)
+            {
+                Ok(v) => v,
+                Err(e) => {
+                    errors.push(fail(format!(
+                        "input_schema is not a valid JSON Schema: {e}"
+                    )));
+                    continue;
+                }
+            };
+            let (Ok(action), Ok(uid)) = (uid("Action", &spec.name), uid("Tool", &spec.name)) else {
+                errors.push(fail("cannot be used as a Cedar entity id".into()));
+                continue;
+            };
+            type_names.insert(type_name.clone(), spec.name.clone());
+            let name = spec.name.clone();
+            tools.insert(
+                name,
+                Tool {
+                    spec,
+                    action,
+                    uid,
+                    input,
+                    type_name,
+                    validator,
+                },
+            );
+        }
+        Self { tools }
+    }
+
+    pub fn get(&self, name: &str) -> Option<&Tool> {
+        self.tools.get(name)
+    }
+
+    pub fn names(&self) -> impl Iterator<Item = &str> {
+        self.tools.keys().map(String::as_str)
+    }
+
+    pub fn input_type(&self, name: &str) -> Option<&CedarType> {
+        self.tools.get(name).map(|t| &t.input)
+    }
+
+    /// Cedar schema declarations for every tool: its input type and its action.
+    pub fn cedar_schema(&self) -> String {
+        let mut out = String::new();
+        for tool in self.tools.values() {
+            out.push_str(&format!(
+                "type {} = {};\naction {} in [Action::\"call_tool\"] appliesTo {{\n  principal: Agent,\n  \
+                 resource: Tool,\n  context: {{ session: Session, history: History, input: {} }},\n}};\n",
+                tool.type_name,
+                tool.input.to_cedarschema(),
+                quote(&tool.spec.name),
+                tool.type_name,
+            ));
+        }
+        out
+    }
+
+    /// The `Tool` entities, in Cedar's entity JSON format.
+    pub fn entities_json(&self) -> Vec<Value> {
+        self.tools
+            .values()
+            .map(|t| {
+                let mut attrs = json!({
+                    "risk": t.spec.risk.as_str(),
+                    "tags": t.spec.tags,
+                    "output_labels": t.spec.output_labels,
+                });
+                if let (Some(tenant), Some(map)) = (&t.spec.tenant, attrs.as_object_mut()) {
+                    map.insert(
+                        "tenant".into(),
+                        json!({"__entity": {"type": "Tenant", "id": tenant}}),
+                    );
+                }
+                json!({"uid": {"type": "Tool", "id": t.spec.name}, "attrs": attrs, "parents": []})
+            })
+            .collect()
+    }
+}
+
+fn check_name(name: &str) -> Result<(), String> {
+    if name.is_empty() {
+        return Err("a tool needs a name".into());
+    }
+    if name.contains("::") || name.contains('"') || name.chars().any(char::is_control) {
+        return Err("a tool name may not contain `::`, quotes or control characters".into());
+    }
+    if BUILTIN_ACTIONS.contains(&name) {
+        return Err(format!("`{name}` is a built-in action"));
+    }
+    Ok(())
+}
+
+/// `name` made into a Cedar identifier: other characters become `_`.
+fn identifier(name: &str) -> String {
+    let mut id: String = name
+        .chars()
+        .map(|c| if c.is_ascii_alphanumeric() { c } else { '_' })
+        .collect();
+    if id.starts_with(|c: char| c.is_ascii_digit()) {
+        id.insert(0, '_');
+    }
+    id
+}
+
+/// A Cedar string literal.
+pub(crate) fn quote(s: &str) -> String {
+    let mut out = String::with_capacity(s.len() + 2);
+    out.push('"');
+    for c in s.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            '\n' => out.push_str("\\n"),
+            '\t' => out.push_str("\\t"),
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+    out
+}
+
+/// `Type::"id"`.
+pub(crate) fn uid(ty: &str, id: &str) -> Result<EntityUid, String> {
+    use std::str::FromStr;
+    let name = cedar_policy::EntityTypeName::from_str(ty).map_err(|e| e.to_string())?;
+    Ok(EntityUid::from_type_name_and_id(
+        name,
+        cedar_policy::EntityId::new(id),
+    ))
+}
