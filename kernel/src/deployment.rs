@@ -44,7 +44,7 @@ impl Deployment {
             entities: Vec::new(),
             tools: Vec::new(),
             errors: Vec::new(),
-            counters: None,
+            counters: Vec::new(),
         }
     }
 
@@ -87,7 +87,7 @@ pub struct DeploymentBuilder {
     entities: Vec<Source>,
     tools: Vec<(ToolSpec, Located)>,
     errors: Vec<LoadError>,
-    counters: Option<Source>,
+    counters: Vec<Source>,
 }
 
 impl DeploymentBuilder {
@@ -145,9 +145,9 @@ impl DeploymentBuilder {
         self
     }
 
-    /// Sets the counters file (`counters.toml`).
+    /// Adds a counters file (`counters.toml`).
     pub fn counters(mut self, source: Source) -> Self {
-        self.counters = Some(source);
+        self.counters.push(source);
         self
     }
 
@@ -155,7 +155,7 @@ impl DeploymentBuilder {
     pub fn build(self) -> Result<Deployment, LoadErrors> {
         let mut errors = self.errors;
         let tools = ToolRegistry::build(self.tools, &mut errors);
-        let counters = Counters::load(self.counters.as_ref(), &tools, &mut errors);
+        let counters = Counters::load(&self.counters, &tools, &mut errors);
         let generated = format!("{}{}", counters.cedar_schema(), tools.cedar_schema());
         let (policies, meta) = load_policies(&self.policies, &mut errors);
         let (schema, schema_text) = match load_schema(&self.schema, &generated) {

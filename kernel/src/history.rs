@@ -47,14 +47,15 @@ pub(crate) struct Counters {
 
 impl Counters {
     /// Parses and checks a counters file against the registered tools.
-    pub fn load(
-        source: Option<&Source>,
-        tools: &ToolRegistry,
-        errors: &mut Vec<LoadError>,
-    ) -> Self {
-        let Some(source) = source else {
-            return Self::default();
-        };
+    pub fn load(sources: &[Source], tools: &ToolRegistry, errors: &mut Vec<LoadError>) -> Self {
+        let mut counters = Self::default();
+        for source in sources {
+            counters.load_one(source, tools, errors);
+        }
+        counters
+    }
+
+    fn load_one(&mut self, source: &Source, tools: &ToolRegistry, errors: &mut Vec<LoadError>) {
         let file: CountersFile = match toml::from_str(&source.text) {
             Ok(f) => f,
             Err(e) => {
@@ -65,10 +66,10 @@ impl Counters {
                     at,
                     message: e.message().to_owned(),
                 });
-                return Self::default();
+                return;
             }
         };
-        let mut counters = Self::default();
+        let counters = self;
         for spec in file.counter {
             let at = source
                 .text
@@ -87,7 +88,6 @@ impl Counters {
                 Err(message) => errors.push(LoadError::Counters { at, message }),
             }
         }
-        counters
     }
 
     /// The Cedar declaration of `History`.

@@ -21,6 +21,7 @@ mod source;
 mod tools;
 
 pub mod event;
+pub mod pack;
 
 pub use deployment::{BundleHashes, Deployment, DeploymentBuilder};
 pub use error::{LoadError, LoadErrors, StepError};
