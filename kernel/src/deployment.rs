@@ -111,10 +111,12 @@ impl DeploymentBuilder {
 
     /// Registers the tools in a JSON file holding one tool object or an array of them.
     pub fn tools_json(mut self, source: Source) -> Self {
-        let parsed = serde_json::from_str::<Value>(&source.text).and_then(|v| match v {
-            Value::Array(items) => items.into_iter().map(serde_json::from_value).collect(),
-            one => serde_json::from_value(one).map(|t| vec![t]),
-        });
+        // Parse straight from text so serde's errors carry line and column.
+        let parsed = if source.text.trim_start().starts_with('[') {
+            serde_json::from_str::<Vec<ToolSpec>>(&source.text)
+        } else {
+            serde_json::from_str::<ToolSpec>(&source.text).map(|t| vec![t])
+        };
         match parsed {
             Ok(specs) => {
                 for spec in specs {
@@ -175,7 +177,7 @@ impl DeploymentBuilder {
                         &self.entities,
                         &entity_json,
                         &schema,
-                        &e.to_string(),
+                        &full_message(&e),
                     ));
                     None
                 }
@@ -245,6 +247,21 @@ fn sha256(text: &str) -> String {
         .iter()
         .map(|b| format!("{b:02x}"))
         .collect()
+}
+
+/// An error with its causes and help, for errors (like Cedar's entity errors) whose top line is vague.
+fn full_message(e: &(dyn miette::Diagnostic + 'static)) -> String {
+    let mut parts = vec![e.to_string()];
+    let mut cause = std::error::Error::source(e);
+    while let Some(c) = cause {
+        parts.push(c.to_string());
+        cause = c.source();
+    }
+    if let Some(help) = e.help() {
+        parts.push(format!("help: {help}"));
+    }
+    parts.dedup();
+    parts.join(": ")
 }
 
 fn json_key_location(source: &Source, spec: &ToolSpec) -> Located {
@@ -327,7 +344,7 @@ fn blame_entity(
                 .unwrap_or_else(|| Located::file(format!("<entity #{i}>")));
             return LoadError::Entities {
                 at,
-                message: e.to_string(),
+                message: full_message(&e),
             };
         }
     }

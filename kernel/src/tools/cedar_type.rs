@@ -106,6 +106,7 @@ impl CedarType {
                         });
                     }
                 }
+                fields.sort_by(|a, b| a.name.cmp(&b.name));
                 Ok(Self::Record(fields))
             }
             "null" => Err(format!("at {here}: `null` has no Cedar type")),

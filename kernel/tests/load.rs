@@ -1,0 +1,210 @@
+//! Loading bundles: the shipped packs validate strictly; every kind of bad file is reported with
+//! its file and line, all problems at once, never a panic.
+
+mod common;
+
+use common::root;
+use kernel::pack::{PackError, builder_for, load_packs, read};
+use kernel::{Deployment, LoadError, Source};
+use miette::Diagnostic;
+
+fn base_builder() -> kernel::DeploymentBuilder {
+    builder_for(&root(), &["demo"]).expect("shipped packs read")
+}
+
+fn errors_of(result: Result<Deployment, kernel::LoadErrors>) -> Vec<LoadError> {
+    match result {
+        Ok(_) => panic!("expected load errors"),
+        Err(e) => e.0,
+    }
+}
+
+#[test]
+fn every_shipped_pack_passes_strict_validation() {
+    let base = load_packs(&root(), &[]).expect("base alone");
+    assert!(base.policy_ids().iter().all(|id| id.starts_with("base.")));
+    let demo = load_packs(&root(), &["demo"]).expect("base + demo");
+    assert!(demo.policy_ids().len() > base.policy_ids().len());
+    assert!(
+        demo.schema_text()
+            .contains("action \"refund\" in [Action::\"call_tool\"]")
+    );
+    assert!(demo.schema_text().contains(
+        "type refundInput = { \"amount\": Long, \"order_id\": String, \"reason\"?: String };"
+    ));
+}
+
+#[test]
+fn policy_syntax_errors_are_located() {
+    let errs = errors_of(
+        base_builder()
+            .policies(Source::new(
+                "bad.cedar",
+                "// c\n\n@id(\"x\")\npermit (principal, action, resource) when { 1 + };\n",
+            ))
+            .build(),
+    );
+    let [LoadError::PolicySyntax { at, .. }] = errs.as_slice() else {
+        panic!("{errs:?}")
+    };
+    assert_eq!((at.file.as_str(), at.line), ("bad.cedar", 4));
+    assert!(errs[0].labels().is_some(), "miette can underline it");
+}
+
+#[test]
+fn missing_and_duplicate_ids_are_located() {
+    let text = "@id(\"a\")\npermit (principal, action, resource);\n\npermit (principal, action, resource);\n@id(\"a\")\nforbid (principal, action, resource);\n";
+    let errs = errors_of(
+        base_builder()
+            .policies(Source::new("ids.cedar", text))
+            .build(),
+    );
+    assert!(
+        errs.iter()
+            .any(|e| matches!(e, LoadError::MissingId { at } if at.line == 4)),
+        "{errs:?}"
+    );
+    assert!(errs.iter().any(|e| matches!(e, LoadError::DuplicateId { at, id, first } if id == "a" && at.line == 5 && first.line == 1)), "{errs:?}");
+}
+
+#[test]
+fn strict_validation_errors_name_the_policy_and_line() {
+    let text = "\n\n@id(\"typo\")\nforbid (principal, action == Action::\"refund\", resource)\nwhen { context.input.amout > 5 };\n";
+    let errs = errors_of(
+        base_builder()
+            .policies(Source::new("typo.cedar", text))
+            .build(),
+    );
+    let [
+        LoadError::Validation {
+            at,
+            policy,
+            message,
+        },
+    ] = errs.as_slice()
+    else {
+        panic!("{errs:?}")
+    };
+    assert_eq!(policy, "typo");
+    assert_eq!((at.file.as_str(), at.line), ("typo.cedar", 5), "{message}");
+    assert!(message.contains("amout"), "{message}");
+}
+
+#[test]
+fn kernel_annotations_are_checked() {
+    let text = "@id(\"p\")\n@timeout_ms(\"soon\")\n@approval(\"x\")\npermit (principal, action, resource);\n";
+    let errs = errors_of(
+        base_builder()
+            .policies(Source::new("ann.cedar", text))
+            .build(),
+    );
+    assert_eq!(errs.len(), 2, "{errs:?}");
+    assert!(
+        errs.iter()
+            .all(|e| matches!(e, LoadError::Annotation { policy, .. } if policy == "p"))
+    );
+}
+
+#[test]
+fn bad_entities_are_located_by_line() {
+    let syntax = "[\n  {\"uid\": {\"type\": \"Tenant\", \"id\": \"t\"}, \"attrs\": {}, \"parents\": []},\n  oops\n]";
+    let errs = errors_of(
+        base_builder()
+            .entities(Source::new("e1.json", syntax))
+            .build(),
+    );
+    assert!(
+        matches!(&errs[..], [LoadError::Entities { at, .. }] if at.file == "e1.json" && at.line == 3),
+        "{errs:?}"
+    );
+
+    let shape = "[\n  {\"uid\": {\"type\": \"Tenant\", \"id\": \"t\"}, \"attrs\": {}, \"parents\": []},\n  {\"uid\": {\"type\": \"User\", \"id\": \"u\"}, \"attrs\": {}, \"parents\": []}\n]";
+    let errs = errors_of(
+        base_builder()
+            .entities(Source::new("e2.json", shape))
+            .build(),
+    );
+    let [LoadError::Entities { at, message }] = errs.as_slice() else {
+        panic!("{errs:?}")
+    };
+    assert_eq!((at.file.as_str(), at.line), ("e2.json", 3));
+    assert!(message.contains("roles"), "{message}");
+
+    let tool = "[{\"uid\": {\"type\": \"Tool\", \"id\": \"x\"}, \"attrs\": {}, \"parents\": []}]";
+    let errs = errors_of(
+        base_builder()
+            .entities(Source::new("e3.json", tool))
+            .build(),
+    );
+    assert!(errs[0].to_string().contains("tool registry"), "{errs:?}");
+
+    let dup =
+        "[{\"uid\": {\"type\": \"Tenant\", \"id\": \"acme\"}, \"attrs\": {}, \"parents\": []}]";
+    let errs = errors_of(base_builder().entities(Source::new("e4.json", dup)).build());
+    assert!(errs[0].to_string().contains("defined twice"), "{errs:?}");
+}
+
+#[test]
+fn bad_tools_are_named_with_the_offending_schema_pointer() {
+    let any_of = r#"{"name": "t1", "risk": "low", "input_schema": {"type": "object", "properties": {"x": {"anyOf": [{"type": "string"}]}}}}"#;
+    let builtin = r#"{"name": "approve", "risk": "low", "input_schema": {"type": "object"}}"#;
+    let unknown_field = "{\n  \"name\": \"t3\",\n  \"risk\": \"low\",\n  \"colour\": \"red\",\n  \"input_schema\": {}\n}";
+    let errs = errors_of(
+        base_builder()
+            .tools_json(Source::new("t1.json", any_of))
+            .tools_json(Source::new("t2.json", builtin))
+            .tools_json(Source::new("t3.json", unknown_field))
+            .build(),
+    );
+    assert_eq!(errs.len(), 3, "{errs:?}");
+    assert!(errs.iter().any(|e| matches!(e, LoadError::Tool { tool, message, .. } if tool == "t1" && message.contains("/properties/x"))));
+    assert!(errs.iter().any(|e| matches!(e, LoadError::Tool { tool, message, .. } if tool == "approve" && message.contains("built-in"))));
+    assert!(errs.iter().any(|e| matches!(e, LoadError::Tool { at, message, .. } if at.line == 4 && message.contains("colour"))));
+}
+
+#[test]
+fn bad_counters_are_located() {
+    let text = "[[counter]]\nname = \"x\"\naction = \"nope\"\n\n[[counter]]\nname = \"y\"\naction = \"send_email\"\nsum = \"subject\"\n";
+    let errs = errors_of(base_builder().counters(Source::new("c.toml", text)).build());
+    assert_eq!(errs.len(), 2, "{errs:?}");
+    assert!(
+        matches!(&errs[0], LoadError::Counters { at, message } if at.line == 2 && message.contains("nope"))
+    );
+    assert!(
+        matches!(&errs[1], LoadError::Counters { at, message } if at.line == 6 && message.contains("not an integer"))
+    );
+    let errs = errors_of(
+        base_builder()
+            .counters(Source::new("c2.toml", "[[counter]\n"))
+            .build(),
+    );
+    assert!(matches!(&errs[0], LoadError::Counters { at, .. } if at.line == 1));
+}
+
+#[test]
+fn schema_errors_are_located_in_the_schema_file() {
+    let schema = read(&root().join("schema.cedarschema")).expect("schema");
+    let broken = Source::new(
+        "schema.cedarschema",
+        schema
+            .text
+            .replace("entity Agent in [Tenant];", "entity Agent in [Tenant]"),
+    );
+    let errs = errors_of(Deployment::builder(broken).build());
+    let [LoadError::Schema { at, .. }] = errs.as_slice() else {
+        panic!("{errs:?}")
+    };
+    assert_eq!(at.file, "schema.cedarschema");
+    assert!(at.line > 10, "{at}");
+}
+
+#[test]
+fn a_missing_pack_is_an_io_error_naming_the_path() {
+    let err = load_packs(&root(), &["no-such-pack"])
+        .err()
+        .expect("missing");
+    assert!(
+        matches!(&err, PackError::Io { path, .. } if path.ends_with("no-such-pack")),
+        "{err}"
+    );
+}
