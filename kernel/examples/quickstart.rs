@@ -78,7 +78,7 @@ fn main() -> miette::Result<()> {
     for (now, intent) in script {
         match session.step(intent, now) {
             Ok(t) => events.extend(t.events),
-            Err(rejected) => events.push(rejected.event),
+            Err(rejected) => events.push(*rejected.event),
         }
     }
     print!("{}", encode_jsonl(&events));

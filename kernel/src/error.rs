@@ -128,11 +128,11 @@ impl Diagnostic for LoadError {
         self.location()
             .snippet
             .as_ref()
-            .map(|(src, _)| src as &dyn SourceCode)
+            .map(|b| &b.0 as &dyn SourceCode)
     }
 
     fn labels(&self) -> Option<Box<dyn Iterator<Item = LabeledSpan> + '_>> {
-        let (_, span) = self.location().snippet.as_ref()?;
+        let span = &self.location().snippet.as_ref()?.1;
         Some(Box::new(std::iter::once(LabeledSpan::new_with_span(
             Some("here".into()),
             *span,

@@ -30,10 +30,10 @@ impl Source {
             file: self.name.clone(),
             line,
             column,
-            snippet: Some((
+            snippet: Some(Box::new((
                 NamedSource::new(self.name.clone(), self.text.clone()),
                 SourceSpan::new(offset.into(), len.min(self.text.len() - offset)),
-            )),
+            ))),
         }
     }
 
@@ -61,7 +61,7 @@ pub struct Located {
     pub line: usize,
     /// 1-based column; 0 when unknown.
     pub column: usize,
-    pub(crate) snippet: Option<(NamedSource<String>, SourceSpan)>,
+    pub(crate) snippet: Option<Box<(NamedSource<String>, SourceSpan)>>,
 }
 
 impl Located {
@@ -127,7 +127,7 @@ mod tests {
         assert_eq!((at.line, at.column), (3, 6));
         assert_eq!(at.to_string(), "a.cedar:3:6");
         let back = src.at_line(3, 6);
-        assert_eq!(back.snippet.map(|(_, s)| s.offset()), Some(14));
+        assert_eq!(back.snippet.map(|b| b.1.offset()), Some(14));
         assert_eq!(src.whole().to_string(), "a.cedar");
     }
 }

@@ -18,7 +18,7 @@ fn scripted_run() -> Vec<Event> {
                 Some(t)
             }
             Err(rej) => {
-                events.push(rej.event);
+                events.push(*rej.event);
                 None
             }
         }

@@ -391,7 +391,7 @@ impl Session {
             },
             None,
         );
-        Rejected { error, event }
+        Rejected { error, event: Box::new(event) }
     }
 
     fn next_id(&mut self, prefix: &str) -> String {

@@ -156,5 +156,5 @@ pub struct Rejected {
     /// Why.
     pub error: StepError,
     /// The `rejected` event appended to the log.
-    pub event: Event,
+    pub event: Box<Event>,
 }
