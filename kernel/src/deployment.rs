@@ -9,7 +9,7 @@ use sha2::{Digest, Sha256};
 
 use crate::error::{LoadError, LoadErrors};
 use crate::event::canonical_json;
-use crate::gate::{Gate, load_policies, load_schema, validate_policies};
+use crate::gate::{Ask, Decision, Gate, Mode, load_policies, load_schema, validate_policies};
 use crate::history::Counters;
 use crate::source::{Located, Source};
 use crate::tools::{Tool, ToolRegistry, ToolSpec, uid};
@@ -73,6 +73,60 @@ impl Deployment {
         let mut ids: Vec<String> = self.gate.meta.values().map(|m| m.id.clone()).collect();
         ids.sort();
         ids
+    }
+
+    /// The Cedar schema in force (for oracles and tooling that call Cedar directly).
+    pub fn cedar_schema(&self) -> &cedar_policy::Schema {
+        &self.gate.schema
+    }
+
+    /// The Cedar policy set in force, keyed by `@id`.
+    pub fn cedar_policies(&self) -> &cedar_policy::PolicySet {
+        &self.gate.policies
+    }
+
+    /// The Cedar entities in force, including the generated `Tool` entities.
+    pub fn cedar_entities(&self) -> &cedar_policy::Entities {
+        &self.gate.entities
+    }
+
+    /// Decides one request given in Cedar syntax (`Agent::"a"`, `Action::"refund"`, ...) with a
+    /// JSON context, as `arbiter explain` shows it. Fails closed like a session: an unparsable uid
+    /// or a context that does not match the action's schema comes back as a denial with the error.
+    pub fn explain(
+        &self,
+        principal: &str,
+        action: &str,
+        resource: &str,
+        context: &Value,
+    ) -> Decision {
+        use std::str::FromStr;
+        let parse =
+            |what: &str, s: &str| EntityUid::from_str(s).map_err(|e| format!("{what} `{s}`: {e}"));
+        let parsed = parse("principal", principal)
+            .and_then(|p| Ok((p, parse("action", action)?, parse("resource", resource)?)));
+        let (p, a, r) = match parsed {
+            Ok(uids) => uids,
+            Err(error) => {
+                let unknown =
+                    uid("Action", "unknown").unwrap_or_else(|_| self.actions.call_model.clone());
+                let mut d =
+                    Decision::new(&unknown, &unknown, &unknown, Mode::Enforce, self.hashes());
+                d.errors.push(format!("invalid request: {error}"));
+                d.settle(false);
+                return d;
+            }
+        };
+        let context =
+            cedar_policy::Context::from_json_value(context.clone(), Some((&self.gate.schema, &a)))
+                .map_err(|e| full_message(&e));
+        let ask = Ask {
+            principal: &p,
+            action: &a,
+            resource: &r,
+            context,
+        };
+        self.gate.authorize(ask, &[], Mode::Enforce)
     }
 
     pub(crate) fn tool_entry(&self, name: &str) -> Option<&Tool> {

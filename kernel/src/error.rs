@@ -125,18 +125,11 @@ impl Diagnostic for LoadError {
     }
 
     fn source_code(&self) -> Option<&dyn SourceCode> {
-        self.location()
-            .snippet
-            .as_ref()
-            .map(|b| &b.0 as &dyn SourceCode)
+        self.location().source_code()
     }
 
     fn labels(&self) -> Option<Box<dyn Iterator<Item = LabeledSpan> + '_>> {
-        let span = &self.location().snippet.as_ref()?.1;
-        Some(Box::new(std::iter::once(LabeledSpan::new_with_span(
-            Some("here".into()),
-            *span,
-        ))))
+        self.location().label()
     }
 }
 

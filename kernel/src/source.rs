@@ -76,6 +76,22 @@ impl Located {
     }
 }
 
+impl Located {
+    /// The text around the location, for a [`miette::Diagnostic`]'s `source_code`.
+    pub fn source_code(&self) -> Option<&dyn miette::SourceCode> {
+        self.snippet
+            .as_ref()
+            .map(|b| &b.0 as &dyn miette::SourceCode)
+    }
+
+    /// The span to underline, for a [`miette::Diagnostic`]'s `labels`.
+    pub fn label(&self) -> Option<Box<dyn Iterator<Item = miette::LabeledSpan> + '_>> {
+        let span = self.snippet.as_ref()?.1;
+        let label = miette::LabeledSpan::new_with_span(Some("here".into()), span);
+        Some(Box::new(std::iter::once(label)))
+    }
+}
+
 impl fmt::Display for Located {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match (self.line, self.column) {

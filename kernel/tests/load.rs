@@ -208,3 +208,37 @@ fn a_missing_pack_is_an_io_error_naming_the_path() {
         "{err}"
     );
 }
+
+#[test]
+fn decisions_carry_the_hashes_of_the_bundle_in_force() {
+    use kernel::{Intent, Mode, Session};
+    let d = std::sync::Arc::new(load_packs(&root(), &["demo"]).expect("demo"));
+    let mut s = Session::new(d.clone(), common::config(Mode::Enforce)).expect("session");
+    s.step(
+        Intent::Start {
+            request: "x".into(),
+        },
+        0,
+    )
+    .expect("start");
+    let t = s
+        .step(
+            common::tool("web_search", serde_json::json!({"query": "q"})),
+            1,
+        )
+        .expect("call");
+    let recorded = t.decision.expect("decision").bundle;
+    assert_eq!(&recorded, d.hashes());
+
+    let edited = base_builder()
+        .policies(Source::new("extra.cedar", "@id(\"extra\") forbid (principal, action == Action::\"cancel\", resource) when { false };"))
+        .build()
+        .expect("loads");
+    assert_ne!(
+        edited.hashes().policies,
+        recorded.policies,
+        "a policy edit changes the policy hash"
+    );
+    assert_eq!(edited.hashes().schema, recorded.schema);
+    assert_eq!(edited.hashes().entities, recorded.entities);
+}

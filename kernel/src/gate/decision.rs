@@ -8,6 +8,7 @@ use serde::{Deserialize, Serialize};
 use crate::deployment::BundleHashes;
 
 /// Whether decisions are enforced or only recorded. Chosen explicitly when a session starts.
+#[cfg_attr(feature = "schemars", derive(schemars::JsonSchema))]
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Mode {
@@ -18,6 +19,7 @@ pub enum Mode {
 }
 
 /// Allow or deny.
+#[cfg_attr(feature = "schemars", derive(schemars::JsonSchema))]
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Verdict {
@@ -28,6 +30,7 @@ pub enum Verdict {
 }
 
 /// Why the verdict is what it is.
+#[cfg_attr(feature = "schemars", derive(schemars::JsonSchema))]
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Basis {

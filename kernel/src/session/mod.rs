@@ -391,7 +391,10 @@ impl Session {
             },
             None,
         );
-        Rejected { error, event: Box::new(event) }
+        Rejected {
+            error,
+            event: Box::new(event),
+        }
     }
 
     fn next_id(&mut self, prefix: &str) -> String {

@@ -27,6 +27,7 @@ pub struct SessionConfig {
 }
 
 /// Where a session is in its lifecycle.
+#[cfg_attr(feature = "schemars", derive(schemars::JsonSchema))]
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Status {

@@ -28,6 +28,7 @@ pub(crate) const BUILTIN_ACTIONS: [&str; 8] = [
 ];
 
 /// How much harm a tool can do; policies read it as `resource.risk`.
+#[cfg_attr(feature = "schemars", derive(schemars::JsonSchema))]
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Risk {
@@ -53,6 +54,7 @@ impl Risk {
 }
 
 /// A tool as registered: its name, risk, labels and the JSON Schema of its arguments.
+#[cfg_attr(feature = "schemars", derive(schemars::JsonSchema))]
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ToolSpec {

@@ -1,0 +1,72 @@
+//! Per-transition cost: bare Cedar over the whole deployed set vs one full `Session::step`.
+//!
+//! `cargo bench -p benches --bench step`
+
+use std::hint::black_box;
+use std::str::FromStr;
+
+use cedar_policy::{Authorizer, Context, EntityUid, Request};
+use criterion::{BatchSize, Criterion, criterion_group, criterion_main};
+use kernel::Intent;
+use serde_json::json;
+
+fn bench(c: &mut Criterion) {
+    let deployment = benches::demo();
+
+    // (a) Cedar alone: request, context and entities prebuilt.
+    let context = Context::from_json_value(
+        json!({
+            "session": {
+                "id": "bench", "tenant": {"__entity": {"type": "Tenant", "id": "acme"}},
+                "user": {"__entity": {"type": "User", "id": "alice@acme"}},
+                "agent": {"__entity": {"type": "Agent", "id": "assistant@acme"}},
+                "steps": 1, "elapsed_ms": 10, "tokens": 0, "cost_spent": 0, "cost_reserved": 0,
+                "budget_limit": 2000000, "tool_calls": 0, "model_calls": 0, "attempt": 1, "labels": []
+            },
+            "history": {"tools_called": [], "emails_recent": 0, "refund_total": 0},
+            "input": {"order_id": "ord-1", "amount": 2500}
+        }),
+        None,
+    )
+    .expect("context");
+    let uid = |s: &str| EntityUid::from_str(s).expect("uid");
+    let request = Request::new(
+        uid(r#"Agent::"assistant@acme""#),
+        uid(r#"Action::"refund""#),
+        uid(r#"Tool::"refund""#),
+        context,
+        Some(deployment.cedar_schema()),
+    )
+    .expect("request");
+    let authorizer = Authorizer::new();
+    let (policies, entities) = (deployment.cedar_policies(), deployment.cedar_entities());
+    assert!(
+        authorizer
+            .is_authorized(&request, policies, entities)
+            .decision()
+            == cedar_policy::Decision::Allow
+    );
+    c.bench_function("cedar_is_authorized_full_set", |b| {
+        b.iter(|| black_box(authorizer.is_authorized(black_box(&request), policies, entities)))
+    });
+
+    // (b) One full step: JSON Schema validation, context from session state, authorization of the
+    // call and of the budget reservation, state update, two hashed events.
+    c.bench_function("session_step_tool_call", |b| {
+        b.iter_batched(
+            || benches::started(&deployment),
+            |mut s| {
+                let intent = Intent::CallTool {
+                    tool: "refund".into(),
+                    input: json!({"order_id": "ord-1", "amount": 2500}),
+                    estimated_cost: 0,
+                };
+                black_box(s.step(intent, 10).is_ok())
+            },
+            BatchSize::SmallInput,
+        )
+    });
+}
+
+criterion_group!(benches, bench);
+criterion_main!(benches);

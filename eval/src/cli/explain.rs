@@ -1,0 +1,83 @@
+//! `arbiter explain`: one request, its decision and why.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use kernel::pack::load_packs;
+
+#[derive(clap::Args)]
+pub struct Args {
+    /// The policy directory.
+    #[arg(long, default_value = "policies")]
+    policies: PathBuf,
+    /// Packs to load on top of `base` (repeatable).
+    #[arg(long = "pack")]
+    packs: Vec<String>,
+    /// The principal, e.g. `Agent::"assistant@acme"`.
+    #[arg(long)]
+    principal: String,
+    /// The action, e.g. `Action::"refund"` (or just `refund`).
+    #[arg(long)]
+    action: String,
+    /// The resource, e.g. `Tool::"refund"`.
+    #[arg(long)]
+    resource: String,
+    /// The context as JSON, matching the action's context type.
+    #[arg(long, default_value = "{}")]
+    context: String,
+    /// Print the decision record as JSON.
+    #[arg(long)]
+    json: bool,
+}
+
+pub fn run(args: &Args) -> miette::Result<ExitCode> {
+    let packs: Vec<&str> = args.packs.iter().map(String::as_str).collect();
+    let deployment = load_packs(&args.policies, &packs)?;
+    let context: serde_json::Value = serde_json::from_str(&args.context)
+        .map_err(|e| miette::miette!("--context is not JSON: {e}"))?;
+    let action = if args.action.contains("::") {
+        args.action.clone()
+    } else {
+        format!("Action::\"{}\"", args.action)
+    };
+    let d = deployment.explain(&args.principal, &action, &args.resource, &context);
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&d).unwrap_or_default());
+        return Ok(ExitCode::SUCCESS);
+    }
+    println!("request:     {} {} {}", d.principal, d.action, d.resource);
+    println!("decision:    {:?} ({:?})", d.effect, d.basis);
+    if d.policies.is_empty() {
+        println!("policies:    none matched");
+    } else {
+        println!("policies:");
+        for p in &d.policies {
+            let ann: Vec<String> = p
+                .annotations
+                .iter()
+                .map(|(k, v)| format!("@{k}(\"{v}\")"))
+                .collect();
+            println!("  {} {} {}", p.effect, p.id, ann.join(" "));
+        }
+    }
+    let o = d.obligations();
+    if o.timeout_ms.is_some() || o.max_retries.is_some() {
+        println!(
+            "obligations: {}",
+            serde_json::to_string(&o).unwrap_or_default()
+        );
+    }
+    if let Some(p) = d.approval_policies() {
+        println!(
+            "approval:    an approver can lift [{}] for this request",
+            p.join(", ")
+        );
+    }
+    if let Some(limit) = d.limit() {
+        println!("limit:       `{limit}` — a session would stop here");
+    }
+    for e in &d.errors {
+        println!("error:       {e}");
+    }
+    Ok(ExitCode::SUCCESS)
+}

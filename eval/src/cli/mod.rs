@@ -1,0 +1,85 @@
+//! Command-line interface: argument parsing and one module per command.
+
+mod audit;
+mod check;
+mod explain;
+mod replay;
+mod test;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+/// Arbiter: an agent runtime whose every step is authorized by Cedar policies.
+#[derive(Parser)]
+#[command(name = "arbiter", version, about)]
+pub struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Parse and strictly validate the schema, every pack's policies, entities, tools and counters.
+    Check {
+        /// The policy directory.
+        #[arg(long, default_value = "policies")]
+        policies: PathBuf,
+    },
+    /// Decide one request and show the determining policies, obligations and errors.
+    Explain(explain::Args),
+    /// Replay one scenario and list its decisions (or print its events).
+    Replay {
+        /// The scenario file.
+        file: PathBuf,
+        /// Print the JSONL event log instead of the summary.
+        #[arg(long)]
+        events: bool,
+    },
+    /// Replay every scenario and check its expectations.
+    Test {
+        /// Scenario files or directories.
+        #[arg(default_value = "scenarios")]
+        paths: Vec<PathBuf>,
+    },
+    /// Audit logs.
+    Audit {
+        #[command(subcommand)]
+        command: AuditCommand,
+    },
+    /// Print the JSON Schema of the scenario format.
+    ScenarioSchema,
+}
+
+#[derive(Subcommand)]
+enum AuditCommand {
+    /// Verify the hash chains of a JSONL event log; names the first bad seq.
+    Verify {
+        /// The log.
+        file: PathBuf,
+    },
+}
+
+impl Cli {
+    /// Runs the command; problems come back as located `miette` reports.
+    pub fn run(self) -> miette::Result<ExitCode> {
+        match self.command {
+            Command::Check { policies } => check::run(&policies),
+            Command::Explain(args) => explain::run(&args),
+            Command::Replay { file, events } => replay::run(&file, events),
+            Command::Test { paths } => test::run(&paths),
+            Command::Audit {
+                command: AuditCommand::Verify { file },
+            } => audit::verify(&file),
+            Command::ScenarioSchema => {
+                println!(
+                    "{}",
+                    serde_json::to_string_pretty(&eval::scenario::json_schema())
+                        .unwrap_or_default()
+                );
+                Ok(ExitCode::SUCCESS)
+            }
+        }
+    }
+}

@@ -1,0 +1,135 @@
+//! Checking a run against the scenario's expectations; each failure says expected vs actual and
+//! points at the event concerned.
+
+use std::fmt;
+
+use kernel::{Decision, Event, EventBody};
+
+use crate::replay::Run;
+use crate::scenario::Expect;
+
+/// One unmet expectation.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Failure {
+    /// What was expected.
+    pub expected: String,
+    /// What happened.
+    pub actual: String,
+    /// The event concerned, as its JSON line, when there is one.
+    pub event: Option<String>,
+}
+
+impl fmt::Display for Failure {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "expected {}, got {}", self.expected, self.actual)?;
+        if let Some(e) = &self.event {
+            write!(f, "\n      event: {e}")?;
+        }
+        Ok(())
+    }
+}
+
+/// The action id of a decision (`Action::"refund"` → `refund`).
+pub fn action_name(d: &Decision) -> &str {
+    d.action
+        .strip_prefix("Action::\"")
+        .and_then(|a| a.strip_suffix('"'))
+        .unwrap_or(&d.action)
+}
+
+/// Every decision in the run with the event that carries it.
+pub fn decisions(events: &[Event]) -> impl Iterator<Item = (&Event, &Decision)> {
+    events
+        .iter()
+        .filter_map(|e| e.decision.as_ref().map(|d| (e, d)))
+}
+
+fn line(e: &Event) -> String {
+    serde_json::to_string(e).unwrap_or_default()
+}
+
+/// Checks `run` against `expect`.
+pub fn check(expect: &Expect, run: &Run) -> Vec<Failure> {
+    let mut failures = Vec::new();
+    if run.status != expect.status {
+        failures.push(Failure {
+            expected: format!("final status `{}`", expect.status.as_str()),
+            actual: format!("`{}`", run.status.as_str()),
+            event: run.events.last().map(line),
+        });
+    }
+    for want in &expect.decisions {
+        let found = decisions(&run.events)
+            .filter(|(_, d)| action_name(d) == want.action)
+            .nth(want.nth - 1);
+        let label = format!("decision #{} on `{}`", want.nth, want.action);
+        let Some((event, d)) = found else {
+            let count = decisions(&run.events)
+                .filter(|(_, d)| action_name(d) == want.action)
+                .count();
+            failures.push(Failure {
+                expected: label,
+                actual: format!("{count} such decision(s)"),
+                event: None,
+            });
+            continue;
+        };
+        let ids: Vec<&str> = d.policies.iter().map(|p| p.id.as_str()).collect();
+        let policy_ok = want
+            .policy
+            .as_ref()
+            .is_none_or(|p| ids.contains(&p.as_str()));
+        let basis_ok = want.basis.is_none_or(|b| b == d.basis);
+        if d.effect != want.effect || !policy_ok || !basis_ok {
+            let mut expected = format!("{label} to be {:?}", want.effect).to_lowercase();
+            if let Some(p) = &want.policy {
+                expected.push_str(&format!(" by `{p}`"));
+            }
+            if let Some(b) = want.basis {
+                expected.push_str(&format!(" ({b:?})"));
+            }
+            let actual =
+                format!("{:?} ({:?}) by [{}]", d.effect, d.basis, ids.join(", ")).to_lowercase();
+            failures.push(Failure {
+                expected,
+                actual,
+                event: Some(line(event)),
+            });
+        }
+    }
+    for (tool, want) in &expect.calls {
+        let got = run
+            .events
+            .iter()
+            .filter(|e| matches!(&e.body, EventBody::ToolCalled { tool: t, .. } if t == tool))
+            .count();
+        if got != *want {
+            failures.push(Failure {
+                expected: format!("`{tool}` called {want} time(s)"),
+                actual: format!("{got}"),
+                event: None,
+            });
+        }
+    }
+    for kind in &expect.kinds {
+        if !run.events.iter().any(|e| e.body.kind() == kind) {
+            failures.push(Failure {
+                expected: format!("a `{kind}` event"),
+                actual: "none".into(),
+                event: None,
+            });
+        }
+    }
+    if let Some(labels) = &expect.labels {
+        let mut want = labels.clone();
+        want.sort();
+        if want != run.labels {
+            failures.push(Failure {
+                expected: format!("labels {want:?}"),
+                actual: format!("{:?}", run.labels),
+                event: None,
+            });
+        }
+    }
+    failures
+}

@@ -1,0 +1,448 @@
+//! Deterministic replay: the kernel alone, a logical clock, a scripted model and scripted tools.
+//!
+//! The loop plays the agent. While running it proposes the next call the last model turn asked
+//! for, then the turn's answer, then another model call while turns remain; the run ends when the
+//! session ends or the script is exhausted. Results arrive after their latency unless an external
+//! event (approval, cancellation, tick) falls due first; events due in the past are delivered at
+//! the current time.
+
+use std::collections::{BTreeMap, VecDeque};
+use std::sync::Arc;
+
+use kernel::pack::builder_for;
+use kernel::{
+    Deployment, Effect, Event, EventBody, Intent, Session, SessionConfig, Source, Status,
+};
+use serde_json::{Value, json};
+
+use crate::error::ScenarioError;
+use crate::scenario::{Call, External, LoadedScenario, ToolResponse, ToolScript, Turn};
+
+/// A run can never take more steps than this; a script that would is reported, not looped on.
+const MAX_STEPS: usize = 100_000;
+
+/// What a replay produced.
+#[derive(Debug, Clone)]
+pub struct Run {
+    /// Every event, in order.
+    pub events: Vec<Event>,
+    /// The final status.
+    pub status: Status,
+    /// The session's labels at the end.
+    pub labels: Vec<String>,
+    /// Steps taken (kernel transitions, rejected ones included).
+    pub transitions: usize,
+}
+
+/// Builds the scenario's deployment: its packs plus its inline entities and tools.
+pub fn deployment(s: &LoadedScenario) -> Result<Deployment, ScenarioError> {
+    let root = s.policies_root()?;
+    let packs: Vec<&str> = s.scenario.packs.iter().map(String::as_str).collect();
+    let wrap = |source| ScenarioError::Policies {
+        scenario: s.source.name.clone(),
+        source,
+    };
+    let mut builder = builder_for(&root, &packs).map_err(wrap)?;
+    if !s.scenario.entities.is_empty() {
+        let text = serde_json::to_string_pretty(&s.scenario.entities).unwrap_or_default();
+        builder = builder.entities(Source::new(format!("{} [entities]", s.source.name), text));
+    }
+    for tool in &s.scenario.tools {
+        builder = builder.tool(tool.clone(), format!("{} [tools]", s.source.name));
+    }
+    builder.build().map_err(|e| wrap(e.into()))
+}
+
+/// Replays `s` against `deployment`.
+pub fn replay(s: &LoadedScenario, deployment: Arc<Deployment>) -> Result<Run, ScenarioError> {
+    let spec = &s.scenario.session;
+    let config = SessionConfig {
+        id: s.session_id(),
+        tenant: spec.tenant.clone(),
+        user: spec.user.clone(),
+        agent: spec.agent.clone(),
+        budget: spec.budget.clone(),
+        mode: s.scenario.mode,
+    };
+    let session = Session::new(deployment, config)
+        .map_err(|e| ScenarioError::invalid(&s.source, None, &format!("session: {e}")))?;
+    let mut external: Vec<External> = s.scenario.events.clone();
+    external.sort_by_key(|e| e.at_ms); // stable: same-time events keep file order
+    let mut player = Player {
+        session,
+        now: 0,
+        events: Vec::new(),
+        transitions: 0,
+        turns: s.scenario.turns.iter().cloned().collect(),
+        queue: VecDeque::new(),
+        answer: None,
+        external: external.into(),
+        scripts: s.scenario.tool_script.clone(),
+        cursors: BTreeMap::new(),
+        memory: s
+            .scenario
+            .memory
+            .iter()
+            .map(|m| {
+                (
+                    (m.scope.clone(), m.key.clone()),
+                    (m.value.clone(), m.labels.clone()),
+                )
+            })
+            .collect(),
+        pending: None,
+        approval: None,
+        model: spec.model.clone(),
+    };
+    player.apply(Intent::Start {
+        request: spec.request.clone(),
+    });
+    player
+        .run()
+        .map_err(|m| ScenarioError::invalid(&s.source, None, &m))?;
+    Ok(Run {
+        status: player.session.status(),
+        labels: player.session.labels().map(str::to_owned).collect(),
+        transitions: player.transitions,
+        events: player.events,
+    })
+}
+
+/// A call or read in flight: its id and the earliest time it may start.
+struct Pending {
+    id: String,
+    kind: PendingKind,
+    not_before: u64,
+}
+
+enum PendingKind {
+    Model,
+    Tool(String),
+    Memory { scope: String, key: String },
+}
+
+struct Player {
+    session: Session,
+    now: u64,
+    events: Vec<Event>,
+    transitions: usize,
+    turns: VecDeque<Turn>,
+    queue: VecDeque<Call>,
+    answer: Option<String>,
+    external: VecDeque<External>,
+    scripts: BTreeMap<String, ToolScript>,
+    cursors: BTreeMap<String, usize>,
+    memory: BTreeMap<(String, String), (Value, Vec<String>)>,
+    pending: Option<Pending>,
+    approval: Option<String>,
+    model: String,
+}
+
+impl Player {
+    fn run(&mut self) -> Result<(), String> {
+        while !self.session.status().is_terminal() {
+            if self.transitions > MAX_STEPS {
+                return Err(format!("the run did not end within {MAX_STEPS} steps"));
+            }
+            if self.external.front().is_some_and(|e| e.at_ms <= self.now) {
+                self.deliver_external();
+                continue;
+            }
+            match self.session.status() {
+                Status::Running => {
+                    if !self.next_proposal() {
+                        return Ok(()); // script exhausted
+                    }
+                }
+                Status::WaitingModel | Status::WaitingTool | Status::WaitingMemory => {
+                    self.answer_pending()
+                }
+                Status::WaitingApproval => {
+                    if self.external.is_empty() {
+                        return Ok(()); // nobody will answer
+                    }
+                    self.advance_to_next_external();
+                }
+                _ => return Ok(()),
+            }
+        }
+        Ok(())
+    }
+
+    /// Proposes the next thing the scripted agent does; false when the script is exhausted.
+    fn next_proposal(&mut self) -> bool {
+        if let Some(call) = self.queue.pop_front() {
+            let intent = match (call.tool, call.read_memory, call.write_memory) {
+                (Some(tool), _, _) => Intent::CallTool {
+                    tool,
+                    input: call.input.unwrap_or(Value::Null),
+                    estimated_cost: call.estimated_cost,
+                },
+                (_, Some(m), _) => Intent::ReadMemory {
+                    scope: m.scope,
+                    key: m.key,
+                },
+                (_, _, Some(m)) => Intent::WriteMemory {
+                    scope: m.scope,
+                    key: m.key,
+                    value: m.value,
+                },
+                (None, None, None) => return true,
+            };
+            self.apply(intent);
+        } else if let Some(answer) = self.answer.take() {
+            self.apply(Intent::Complete { answer });
+        } else if let Some(turn) = self.turns.front() {
+            let intent = Intent::CallModel {
+                model: self.model.clone(),
+                estimated_tokens: turn
+                    .estimated_tokens
+                    .unwrap_or(turn.input_tokens + turn.output_tokens),
+                estimated_cost: turn.estimated_cost.unwrap_or(turn.cost),
+            };
+            self.apply(intent);
+            if self.session.status() == Status::Running {
+                self.turns.pop_front(); // denied: the model never ran this turn
+            }
+        } else if !self.external.is_empty() {
+            self.advance_to_next_external();
+        } else {
+            return false;
+        }
+        true
+    }
+
+    /// Delivers the in-flight result, unless an external event falls due before it.
+    fn answer_pending(&mut self) {
+        let Some(pending) = self.pending.take() else {
+            return self.advance_to_next_external();
+        };
+        let start = pending.not_before.max(self.now);
+        let (latency, intent) = match &pending.kind {
+            PendingKind::Memory { scope, key } => {
+                let entry = self.memory.get(&(scope.clone(), key.clone())).cloned();
+                let (value, labels) = entry.map_or((None, Vec::new()), |(v, l)| (Some(v), l));
+                (
+                    0,
+                    Intent::MemoryLoaded {
+                        read_id: pending.id.clone(),
+                        value,
+                        labels,
+                    },
+                )
+            }
+            PendingKind::Model => match self.turns.front().cloned() {
+                Some(turn) => (turn.latency_ms, self.model_answer(&pending.id, &turn)),
+                None => (
+                    0,
+                    Intent::CallFailed {
+                        call_id: pending.id.clone(),
+                        error: "the script has no turn left".into(),
+                        retryable: false,
+                        cost: 0,
+                    },
+                ),
+            },
+            PendingKind::Tool(tool) => {
+                let (latency, response) = self.peek_response(tool);
+                (
+                    latency,
+                    tool_answer(&pending.id, &response, self.script_cost(tool)),
+                )
+            }
+        };
+        let done = start.saturating_add(latency);
+        if self.external.front().is_some_and(|e| e.at_ms < done) {
+            self.pending = Some(pending);
+            return self.advance_to_next_external();
+        }
+        self.now = done;
+        match pending.kind {
+            PendingKind::Model => {
+                if let Some(turn) = self.turns.pop_front() {
+                    if matches!(intent, Intent::ModelResponded { .. }) {
+                        self.queue = turn.calls.into();
+                        self.answer = turn.answer;
+                    }
+                }
+            }
+            PendingKind::Tool(tool) => *self.cursors.entry(tool).or_default() += 1,
+            PendingKind::Memory { .. } => {}
+        }
+        self.apply(intent);
+    }
+
+    fn model_answer(&self, call_id: &str, turn: &Turn) -> Intent {
+        if let Some(error) = &turn.fail {
+            return Intent::CallFailed {
+                call_id: call_id.into(),
+                error: error.clone(),
+                retryable: turn.retryable,
+                cost: turn.cost,
+            };
+        }
+        let calls: Vec<Value> = turn
+            .calls
+            .iter()
+            .map(|c| serde_json::to_value(c).unwrap_or_default())
+            .collect();
+        let mut output = json!({"say": turn.say, "calls": calls});
+        if let (Some(answer), Some(map)) = (&turn.answer, output.as_object_mut()) {
+            map.insert("answer".into(), json!(answer));
+        }
+        Intent::ModelResponded {
+            call_id: call_id.into(),
+            input_tokens: turn.input_tokens,
+            output_tokens: turn.output_tokens,
+            cost: turn.cost,
+            output,
+        }
+    }
+
+    /// The tool's next scripted response (the last one repeats) and its latency.
+    fn peek_response(&self, tool: &str) -> (u64, ToolResponse) {
+        let default = ToolResponse {
+            output: Some(json!({"ok": true})),
+            fail: None,
+            retryable: false,
+            latency_ms: None,
+            cost: None,
+        };
+        let Some(script) = self.scripts.get(tool) else {
+            return (10, default);
+        };
+        let i = self.cursors.get(tool).copied().unwrap_or(0);
+        let response = script
+            .responses
+            .get(i)
+            .or(script.responses.last())
+            .cloned()
+            .unwrap_or(default);
+        (response.latency_ms.unwrap_or(script.latency_ms), response)
+    }
+
+    fn script_cost(&self, tool: &str) -> u64 {
+        self.scripts.get(tool).map_or(0, |s| s.cost)
+    }
+
+    fn advance_to_next_external(&mut self) {
+        if let Some(e) = self.external.front() {
+            self.now = self.now.max(e.at_ms);
+        }
+        self.deliver_external();
+    }
+
+    fn deliver_external(&mut self) {
+        let Some(e) = self.external.pop_front() else {
+            return;
+        };
+        let request_id = self.approval.clone().unwrap_or_else(|| "none".into());
+        let intent = if let Some(user) = e.approve {
+            Intent::Approve { user, request_id }
+        } else if let Some(user) = e.reject {
+            Intent::Reject {
+                user,
+                request_id,
+                reason: e.reason,
+            }
+        } else if let Some(user) = e.cancel {
+            Intent::Cancel {
+                user,
+                reason: e.reason,
+            }
+        } else {
+            Intent::Tick
+        };
+        self.apply(intent);
+    }
+
+    /// Steps the session and books the effects it returns.
+    fn apply(&mut self, intent: Intent) {
+        self.transitions += 1;
+        let transition = match self.session.step(intent, self.now) {
+            Ok(t) => t,
+            Err(rejected) => {
+                self.events.push(*rejected.event);
+                return;
+            }
+        };
+        for event in &transition.events {
+            match &event.body {
+                EventBody::ApprovalRequested { request_id, .. } => {
+                    self.approval = Some(request_id.clone())
+                }
+                EventBody::ApprovalGranted { .. }
+                | EventBody::ApprovalRejected { .. }
+                | EventBody::ApprovalExpired { .. } => {
+                    self.approval = None;
+                }
+                _ => {}
+            }
+        }
+        for effect in transition.effects {
+            match effect {
+                Effect::CallModel {
+                    call_id,
+                    not_before_ms,
+                    ..
+                } => {
+                    self.pending = Some(Pending {
+                        id: call_id,
+                        kind: PendingKind::Model,
+                        not_before: not_before_ms,
+                    });
+                }
+                Effect::CallTool {
+                    call_id,
+                    tool,
+                    not_before_ms,
+                    ..
+                } => {
+                    self.pending = Some(Pending {
+                        id: call_id,
+                        kind: PendingKind::Tool(tool),
+                        not_before: not_before_ms,
+                    });
+                }
+                Effect::ReadMemory {
+                    read_id,
+                    scope,
+                    key,
+                } => {
+                    self.pending = Some(Pending {
+                        id: read_id,
+                        kind: PendingKind::Memory { scope, key },
+                        not_before: 0,
+                    });
+                }
+                Effect::WriteMemory {
+                    scope,
+                    key,
+                    value,
+                    labels,
+                } => {
+                    self.memory.insert((scope, key), (value, labels));
+                }
+                Effect::Abort { .. } => self.pending = None,
+            }
+        }
+        self.events.extend(transition.events);
+    }
+}
+
+fn tool_answer(call_id: &str, r: &ToolResponse, default_cost: u64) -> Intent {
+    let cost = r.cost.unwrap_or(default_cost);
+    match (&r.fail, &r.output) {
+        (Some(error), _) => Intent::CallFailed {
+            call_id: call_id.into(),
+            error: error.clone(),
+            retryable: r.retryable,
+            cost,
+        },
+        (None, output) => Intent::ToolReturned {
+            call_id: call_id.into(),
+            output: output.clone().unwrap_or(Value::Null),
+            cost,
+        },
+    }
+}

@@ -1,0 +1,425 @@
+//! The scenario format: one TOML file per scenario, published as JSON Schema at
+//! `scenarios/scenario.schema.json` so editors can validate it.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use kernel::{Basis, Mode, Source, Status, ToolSpec, Verdict};
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use crate::error::ScenarioError;
+
+/// A scripted run: who, against which policies, what the model and tools do, what happens from
+/// outside, and what must come out.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Scenario {
+    /// A one-line title.
+    pub name: String,
+    /// What the scenario shows, for reviewers.
+    #[serde(default)]
+    pub description: String,
+    /// The policy directory, relative to this file. Default: the nearest `policies/` directory
+    /// found walking up from the file.
+    #[serde(default)]
+    pub policies: Option<String>,
+    /// Packs loaded on top of `base` (e.g. `["support"]`).
+    #[serde(default)]
+    pub packs: Vec<String>,
+    /// Enforcement mode, always explicit.
+    pub mode: Mode,
+    /// The session.
+    pub session: SessionSpec,
+    /// Extra entities (Cedar entity JSON objects) added to the packs' own.
+    #[serde(default)]
+    #[schemars(with = "Vec<serde_json::Map<String, Value>>")]
+    pub entities: Vec<Value>,
+    /// Extra tools registered for this scenario only.
+    #[serde(default)]
+    pub tools: Vec<ToolSpec>,
+    /// What each tool answers, by tool name. A tool without a script answers `{"ok": true}`.
+    #[serde(default)]
+    pub tool_script: BTreeMap<String, ToolScript>,
+    /// The model's turns, in order: each model call consumes one.
+    #[serde(default)]
+    pub turns: Vec<Turn>,
+    /// Memory contents before the run.
+    #[serde(default)]
+    pub memory: Vec<MemoryEntry>,
+    /// Things that happen from outside, at logical times.
+    #[serde(default)]
+    pub events: Vec<External>,
+    /// What the run must produce.
+    pub expect: Expect,
+}
+
+/// Who the session is for.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SessionSpec {
+    /// Session id. Default: the scenario file's stem.
+    #[serde(default)]
+    pub id: Option<String>,
+    /// `Tenant` entity id.
+    pub tenant: String,
+    /// `User` entity id.
+    pub user: String,
+    /// `Agent` entity id.
+    pub agent: String,
+    /// `Budget` entity id.
+    pub budget: String,
+    /// `Model` entity id the agent calls.
+    pub model: String,
+    /// The user's request.
+    pub request: String,
+}
+
+/// A tool's scripted behaviour.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ToolScript {
+    /// Default latency per call, logical ms.
+    #[serde(default = "default_latency")]
+    pub latency_ms: u64,
+    /// Default cost per call, micro-units.
+    #[serde(default)]
+    pub cost: u64,
+    /// Answers in call order (retries included); the last one repeats.
+    #[serde(default)]
+    pub responses: Vec<ToolResponse>,
+}
+
+fn default_latency() -> u64 {
+    10
+}
+
+/// One answer of a tool: an output, or a failure.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ToolResponse {
+    /// The output (omit when `fail` is set).
+    #[serde(default)]
+    pub output: Option<Value>,
+    /// A failure message instead of an output.
+    #[serde(default)]
+    pub fail: Option<String>,
+    /// Whether the failure is worth retrying.
+    #[serde(default)]
+    pub retryable: bool,
+    /// Latency of this answer, overriding the tool's.
+    #[serde(default)]
+    pub latency_ms: Option<u64>,
+    /// Cost of this answer, overriding the tool's.
+    #[serde(default)]
+    pub cost: Option<u64>,
+}
+
+/// One model turn: what it says, the calls it requests, and optionally its final answer.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Turn {
+    /// Text the model produces.
+    #[serde(default)]
+    pub say: String,
+    /// Calls the model requests, run in order after the turn.
+    #[serde(default)]
+    pub calls: Vec<Call>,
+    /// The final answer: the session completes once the turn's calls are done.
+    #[serde(default)]
+    pub answer: Option<String>,
+    /// Prompt tokens.
+    #[serde(default)]
+    pub input_tokens: u64,
+    /// Completion tokens.
+    #[serde(default)]
+    pub output_tokens: u64,
+    /// Estimated tokens asked for in `call_model`. Default: input + output.
+    #[serde(default)]
+    pub estimated_tokens: Option<u64>,
+    /// Actual cost, micro-units.
+    #[serde(default)]
+    pub cost: u64,
+    /// Estimated cost reserved before the call. Default: `cost`.
+    #[serde(default)]
+    pub estimated_cost: Option<u64>,
+    /// Logical latency.
+    #[serde(default = "default_latency")]
+    pub latency_ms: u64,
+    /// The model call fails with this message instead of answering.
+    #[serde(default)]
+    pub fail: Option<String>,
+    /// Whether that failure is retryable.
+    #[serde(default)]
+    pub retryable: bool,
+}
+
+/// A call a model turn requests: exactly one of `tool`, `read_memory`, `write_memory`.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Call {
+    /// A tool to call with `input`.
+    #[serde(default)]
+    pub tool: Option<String>,
+    /// The tool's arguments.
+    #[serde(default)]
+    pub input: Option<Value>,
+    /// Estimated cost, micro-units.
+    #[serde(default)]
+    pub estimated_cost: u64,
+    /// A memory entry to read.
+    #[serde(default)]
+    pub read_memory: Option<MemoryKey>,
+    /// A memory entry to write.
+    #[serde(default)]
+    pub write_memory: Option<MemoryEntry>,
+}
+
+/// A memory location.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct MemoryKey {
+    /// `MemoryScope` entity id.
+    pub scope: String,
+    /// Key inside the scope.
+    pub key: String,
+}
+
+/// A memory entry with its labels.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct MemoryEntry {
+    /// `MemoryScope` entity id.
+    pub scope: String,
+    /// Key inside the scope.
+    pub key: String,
+    /// The value.
+    pub value: Value,
+    /// Labels stored with it (ignored when written by the agent: the session's labels are used).
+    #[serde(default)]
+    pub labels: Vec<String>,
+}
+
+/// Something that happens from outside at `at_ms`: exactly one of `approve`, `reject`, `cancel`,
+/// `tick`. Delivered as soon as the run reaches that time, even while a call is in flight.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct External {
+    /// Logical time.
+    pub at_ms: u64,
+    /// A user approving the waiting request.
+    #[serde(default)]
+    pub approve: Option<String>,
+    /// A user rejecting the waiting request.
+    #[serde(default)]
+    pub reject: Option<String>,
+    /// A user cancelling the session.
+    #[serde(default)]
+    pub cancel: Option<String>,
+    /// A clock tick (`continue_session`).
+    #[serde(default)]
+    pub tick: bool,
+    /// Reason for a rejection or cancellation.
+    #[serde(default)]
+    pub reason: String,
+}
+
+/// What the run must produce.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Expect {
+    /// The final status.
+    pub status: Status,
+    /// Decisions, matched by action and occurrence.
+    #[serde(default)]
+    pub decisions: Vec<ExpectDecision>,
+    /// Times each tool must have been called (tool_called events, retries excluded).
+    #[serde(default)]
+    pub calls: BTreeMap<String, usize>,
+    /// Event kinds that must appear.
+    #[serde(default)]
+    pub kinds: Vec<String>,
+    /// The session's labels at the end, exactly.
+    #[serde(default)]
+    pub labels: Option<Vec<String>>,
+}
+
+/// An expected decision: the `nth` decision on `action` must have `effect` and, when given,
+/// `policy` among its determining policies and the given `basis`.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ExpectDecision {
+    /// Action id: a tool name, `call_model`, `spend_budget`, `approve`, `cancel`, ...
+    pub action: String,
+    /// Which occurrence, from 1.
+    #[serde(default = "one")]
+    pub nth: usize,
+    /// `allow` or `deny`.
+    pub effect: Verdict,
+    /// A policy id that must be among the determining policies.
+    #[serde(default)]
+    pub policy: Option<String>,
+    /// `permitted`, `forbidden`, `not_permitted` or `error`.
+    #[serde(default)]
+    pub basis: Option<Basis>,
+}
+
+fn one() -> usize {
+    1
+}
+
+/// A scenario read from disk, with where it came from.
+#[derive(Debug, Clone)]
+pub struct LoadedScenario {
+    /// The file.
+    pub path: PathBuf,
+    /// Its text.
+    pub source: Source,
+    /// The parsed scenario.
+    pub scenario: Scenario,
+}
+
+impl LoadedScenario {
+    /// The policy directory this scenario runs against.
+    pub fn policies_root(&self) -> Result<PathBuf, ScenarioError> {
+        let dir = self.path.parent().unwrap_or(Path::new("."));
+        if let Some(p) = &self.scenario.policies {
+            return Ok(dir.join(p));
+        }
+        dir.ancestors()
+            .map(|a| a.join("policies"))
+            .find(|p| p.join("schema.cedarschema").is_file())
+            .ok_or_else(|| {
+                ScenarioError::invalid(
+                    &self.source,
+                    None,
+                    "no `policies/` directory above this file; set `policies`",
+                )
+            })
+    }
+
+    /// The session id: explicit, or the file stem.
+    pub fn session_id(&self) -> String {
+        self.scenario.session.id.clone().unwrap_or_else(|| {
+            self.path
+                .file_stem()
+                .map(|s| s.to_string_lossy().into_owned())
+                .unwrap_or_else(|| "session".into())
+        })
+    }
+}
+
+/// Reads and checks a scenario file.
+pub fn load(path: &Path) -> Result<LoadedScenario, ScenarioError> {
+    let text = std::fs::read_to_string(path).map_err(|e| ScenarioError::Io {
+        path: path.into(),
+        source: e,
+    })?;
+    parse(path, text)
+}
+
+/// Parses and checks scenario text (`path` names it in errors).
+pub fn parse(path: &Path, text: String) -> Result<LoadedScenario, ScenarioError> {
+    let source = Source::new(path.display().to_string(), text);
+    let scenario: Scenario = toml::from_str(&source.text).map_err(|e| {
+        let span = e.span().map(|s| (s.start, s.len()));
+        ScenarioError::invalid(&source, span, e.message())
+    })?;
+    check(&scenario, &source)?;
+    Ok(LoadedScenario {
+        path: path.into(),
+        source,
+        scenario,
+    })
+}
+
+/// Rules TOML's types cannot say: exactly one kind per call and per event.
+fn check(s: &Scenario, source: &Source) -> Result<(), ScenarioError> {
+    for (t, turn) in s.turns.iter().enumerate() {
+        for (c, call) in turn.calls.iter().enumerate() {
+            let kinds = [
+                call.tool.is_some(),
+                call.read_memory.is_some(),
+                call.write_memory.is_some(),
+            ];
+            if kinds.iter().filter(|k| **k).count() != 1 {
+                let msg = format!(
+                    "turns[{t}].calls[{c}]: give exactly one of `tool`, `read_memory`, `write_memory`"
+                );
+                return Err(ScenarioError::invalid(
+                    source,
+                    find(source, "calls", t),
+                    &msg,
+                ));
+            }
+            if call.tool.is_some() != call.input.is_some() {
+                let msg = format!(
+                    "turns[{t}].calls[{c}]: a tool call needs `input` (and only a tool call has one)"
+                );
+                return Err(ScenarioError::invalid(
+                    source,
+                    find(source, "calls", t),
+                    &msg,
+                ));
+            }
+        }
+        if turn.fail.is_some() && (turn.answer.is_some() || !turn.calls.is_empty()) {
+            let msg = format!("turns[{t}]: a failing turn has no `calls` or `answer`");
+            return Err(ScenarioError::invalid(
+                source,
+                find(source, "fail", t),
+                &msg,
+            ));
+        }
+    }
+    for (i, e) in s.events.iter().enumerate() {
+        let kinds = [
+            e.approve.is_some(),
+            e.reject.is_some(),
+            e.cancel.is_some(),
+            e.tick,
+        ];
+        if kinds.iter().filter(|k| **k).count() != 1 {
+            let msg =
+                format!("events[{i}]: give exactly one of `approve`, `reject`, `cancel`, `tick`");
+            return Err(ScenarioError::invalid(
+                source,
+                find(source, "at_ms", i),
+                &msg,
+            ));
+        }
+    }
+    for (name, script) in &s.tool_script {
+        for (i, r) in script.responses.iter().enumerate() {
+            if r.output.is_some() == r.fail.is_some() {
+                let msg = format!(
+                    "tool_script.{name}.responses[{i}]: give exactly one of `output`, `fail`"
+                );
+                return Err(ScenarioError::invalid(source, find(source, name, 0), &msg));
+            }
+        }
+    }
+    for (i, d) in s.expect.decisions.iter().enumerate() {
+        if d.nth == 0 {
+            let msg = format!("expect.decisions[{i}]: `nth` counts from 1");
+            return Err(ScenarioError::invalid(source, find(source, "nth", 0), &msg));
+        }
+    }
+    Ok(())
+}
+
+/// The span of the `n`-th occurrence of `word` in the text, to point an error near its cause.
+fn find(source: &Source, word: &str, n: usize) -> Option<(usize, usize)> {
+    source
+        .text
+        .match_indices(word)
+        .nth(n)
+        .or_else(|| source.text.match_indices(word).next())
+        .map(|(o, w)| (o, w.len()))
+}
+
+/// The JSON Schema of the scenario format.
+pub fn json_schema() -> Value {
+    serde_json::to_value(schemars::schema_for!(Scenario)).unwrap_or_default()
+}
