@@ -259,11 +259,11 @@ impl Player {
         self.now = done;
         match pending.kind {
             PendingKind::Model => {
-                if let Some(turn) = self.turns.pop_front() {
-                    if matches!(intent, Intent::ModelResponded { .. }) {
-                        self.queue = turn.calls.into();
-                        self.answer = turn.answer;
-                    }
+                if let Some(turn) = self.turns.pop_front()
+                    && matches!(intent, Intent::ModelResponded { .. })
+                {
+                    self.queue = turn.calls.into();
+                    self.answer = turn.answer;
                 }
             }
             PendingKind::Tool(tool) => *self.cursors.entry(tool).or_default() += 1,

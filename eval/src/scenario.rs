@@ -160,19 +160,19 @@ pub struct Turn {
 #[serde(deny_unknown_fields)]
 pub struct Call {
     /// A tool to call with `input`.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tool: Option<String>,
     /// The tool's arguments.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub input: Option<Value>,
     /// Estimated cost, micro-units.
     #[serde(default)]
     pub estimated_cost: u64,
     /// A memory entry to read.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub read_memory: Option<MemoryKey>,
     /// A memory entry to write.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub write_memory: Option<MemoryEntry>,
 }
 
