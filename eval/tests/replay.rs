@@ -18,7 +18,7 @@ fn every_scenario_replays_to_identical_bytes_and_a_valid_chain() {
 }
 
 #[test]
-fn a_script_that_never_ends_is_reported_not_looped_on() {
+fn a_run_whose_script_runs_out_stops_without_ending_the_session() {
     // Each turn's model call is denied (foreign agent), the turn dropped, and the run ends when
     // the turns run out: the replay terminates without the session ending.
     let file = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../scenarios/enterprise/foreign_agent_denied.toml");
