@@ -21,7 +21,8 @@ fn every_scenario_replays_to_identical_bytes_and_a_valid_chain() {
 fn a_run_whose_script_runs_out_stops_without_ending_the_session() {
     // Each turn's model call is denied (foreign agent), the turn dropped, and the run ends when
     // the turns run out: the replay terminates without the session ending.
-    let file = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../scenarios/enterprise/foreign_agent_denied.toml");
+    let file = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../scenarios/enterprise/foreign_agent_denied.toml");
     let (_, run, failures) = eval::run_file(&file).expect("runs");
     assert!(failures.is_empty());
     assert_eq!(run.status, kernel::Status::Running);

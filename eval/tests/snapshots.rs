@@ -1,7 +1,6 @@
 //! Replays every scenario in `scenarios/` and snapshots its event stream with `insta`.
 //! Snapshots sit beside their scenarios, in `snapshots/`; review changes with `cargo insta review`.
 
-
 #[test]
 fn every_scenario_event_stream_matches_its_snapshot() {
     insta::glob!("../../scenarios", "**/*.toml", |path| {
@@ -10,7 +9,10 @@ fn every_scenario_event_stream_matches_its_snapshot() {
             Err(e) => panic!("{}: {e}", path.display()),
         };
         assert!(failures.is_empty(), "{}: {failures:?}", path.display());
-        let dir = path.parent().unwrap_or(std::path::Path::new(".")).join("snapshots");
+        let dir = path
+            .parent()
+            .unwrap_or(std::path::Path::new("."))
+            .join("snapshots");
         let mut settings = insta::Settings::clone_current();
         settings.set_snapshot_path(dir);
         settings.set_prepend_module_to_snapshot(false);

@@ -192,12 +192,14 @@ impl History {
             .into_iter()
             .flatten();
         for &i in direct.chain(any_tool) {
-            let spec = &counters.specs[i];
+            let (Some(spec), Some(state)) = (counters.specs.get(i), self.counters.get_mut(i))
+            else {
+                continue;
+            };
             let amount = match &spec.sum {
                 Some(path) => input.and_then(|v| lookup(v, path)).unwrap_or(0),
                 None => 1,
             };
-            let state = &mut self.counters[i];
             state.total = state.total.saturating_add(amount);
             if spec.window_ms.is_some() {
                 state.entries.push_back((now, amount));

@@ -262,6 +262,9 @@ fn decimal(n: &serde_json::Number) -> Result<String, String> {
 /// RFC 3339 text in the forms Cedar's `datetime` accepts: `Z` or `±hhmm` offsets, and exactly three
 /// fractional digits (more are accepted only when the extra ones are zeros).
 fn datetime(s: &str) -> Result<String, String> {
+    if !s.is_ascii() {
+        return Err(format!("{s} is not an RFC 3339 date-time"));
+    }
     let upper = s.to_ascii_uppercase();
     let Some((date, time)) = upper.split_once('T') else {
         return Ok(upper); // a bare date
@@ -361,5 +364,9 @@ mod tests {
         );
         assert_eq!(datetime("2026-11-24"), Ok("2026-11-24".into()));
         assert!(datetime("2026-11-24T10:00:00.1234Z").is_err());
+        assert!(
+            datetime("2026-11-24T10:00:00.1é4Z").is_err(),
+            "no byte slicing inside a character"
+        );
     }
 }
