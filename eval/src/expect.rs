@@ -120,6 +120,17 @@ pub fn check(expect: &Expect, run: &Run) -> Vec<Failure> {
             });
         }
     }
+    for v in &run.violations {
+        failures.push(Failure {
+            expected: if v.invariant == crate::fuzz::names::PROPERTY {
+                "the property to hold".into()
+            } else {
+                format!("invariant `{}` to hold", v.invariant)
+            },
+            actual: format!("broken at step {}: {}", v.step, v.detail),
+            event: None,
+        });
+    }
     if let Some(labels) = &expect.labels {
         let mut want = labels.clone();
         want.sort();

@@ -4,6 +4,7 @@
 
 pub mod error;
 pub mod expect;
+pub mod fuzz;
 pub mod replay;
 pub mod scenario;
 pub mod snapshot;

@@ -16,6 +16,7 @@ use kernel::{
 use serde_json::{Value, json};
 
 use crate::error::ScenarioError;
+use crate::fuzz::{Monitor, Property, Violation};
 use crate::scenario::{Call, External, LoadedScenario, ToolResponse, ToolScript, Turn};
 
 /// A run can never take more steps than this; a script that would is reported, not looped on.
@@ -32,6 +33,8 @@ pub struct Run {
     pub labels: Vec<String>,
     /// Steps taken (kernel transitions, rejected ones included).
     pub transitions: usize,
+    /// Invariant and property violations, when the scenario asks for those checks.
+    pub violations: Vec<Violation>,
 }
 
 /// Builds the scenario's deployment: its packs plus its inline entities and tools.
@@ -50,6 +53,12 @@ pub fn deployment(s: &LoadedScenario) -> Result<Deployment, ScenarioError> {
     for tool in &s.scenario.tools {
         builder = builder.tool(tool.clone(), format!("{} [tools]", s.source.name));
     }
+    if let Some(text) = &s.scenario.policy_text {
+        builder = builder.policies(Source::new(
+            format!("{} [policy_text]", s.source.name),
+            text.clone(),
+        ));
+    }
     builder.build().map_err(|e| wrap(e.into()))
 }
 
@@ -64,8 +73,27 @@ pub fn replay(s: &LoadedScenario, deployment: Arc<Deployment>) -> Result<Run, Sc
         budget: spec.budget.clone(),
         mode: s.scenario.mode,
     };
-    let session = Session::new(deployment, config)
+    let mut session = Session::new(deployment.clone(), config.clone())
         .map_err(|e| ScenarioError::invalid(&s.source, None, &format!("session: {e}")))?;
+    let expect = &s.scenario.expect;
+    let monitor = if expect.invariants || !expect.properties.is_empty() {
+        let properties = expect
+            .properties
+            .iter()
+            .map(|p| Property::parse(p))
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| ScenarioError::invalid(&s.source, None, &e.to_string()))?;
+        session.trace_requests(true);
+        Some(Monitor::new(
+            deployment,
+            properties,
+            config.mode,
+            &config.tenant,
+            &config.budget,
+        ))
+    } else {
+        None
+    };
     let mut external: Vec<External> = s.scenario.events.clone();
     external.sort_by_key(|e| e.at_ms); // stable: same-time events keep file order
     let mut player = Player {
@@ -93,18 +121,36 @@ pub fn replay(s: &LoadedScenario, deployment: Arc<Deployment>) -> Result<Run, Sc
         pending: None,
         approval: None,
         model: spec.model.clone(),
+        monitor,
+        invariants_only_for_properties: !expect.invariants,
     };
-    player.apply(Intent::Start {
-        request: spec.request.clone(),
-    });
-    player
-        .run()
-        .map_err(|m| ScenarioError::invalid(&s.source, None, &m))?;
+    if s.scenario.intents.is_empty() {
+        player.apply(Intent::Start {
+            request: spec.request.clone(),
+        });
+        player
+            .run()
+            .map_err(|m| ScenarioError::invalid(&s.source, None, &m))?;
+    } else {
+        for timed in &s.scenario.intents {
+            player.now = timed.at_ms;
+            player.apply(timed.step.clone());
+        }
+    }
+    let mut violations = player
+        .monitor
+        .take()
+        .map(|m| m.violations)
+        .unwrap_or_default();
+    if player.invariants_only_for_properties {
+        violations.retain(|v| v.invariant == crate::fuzz::names::PROPERTY);
+    }
     Ok(Run {
         status: player.session.status(),
         labels: player.session.labels().map(str::to_owned).collect(),
         transitions: player.transitions,
         events: player.events,
+        violations,
     })
 }
 
@@ -136,6 +182,8 @@ struct Player {
     pending: Option<Pending>,
     approval: Option<String>,
     model: String,
+    monitor: Option<Monitor>,
+    invariants_only_for_properties: bool,
 }
 
 impl Player {
@@ -359,7 +407,12 @@ impl Player {
     /// Steps the session and books the effects it returns.
     fn apply(&mut self, intent: Intent) {
         self.transitions += 1;
-        let transition = match self.session.step(intent, self.now) {
+        let before = self.session.status();
+        let result = self.session.step(intent, self.now);
+        if let Some(monitor) = &mut self.monitor {
+            monitor.observe(self.transitions - 1, before, &result, &self.session);
+        }
+        let transition = match result {
             Ok(t) => t,
             Err(rejected) => {
                 self.events.push(*rejected.event);

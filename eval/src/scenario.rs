@@ -39,6 +39,14 @@ pub struct Scenario {
     /// Extra tools registered for this scenario only.
     #[serde(default)]
     pub tools: Vec<ToolSpec>,
+    /// Extra Cedar policies (each with an `@id`) added to the packs' for this scenario only.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub policy_text: Option<String>,
+    /// Raw intents fed to the session verbatim, instead of playing `turns` and `events` (the form
+    /// `arbiter fuzz --save-failures` writes). Call, read and request ids are the kernel's own
+    /// (`call-1`, `read-2`, `approval-3`...), so the file replays exactly.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub intents: Vec<TimedIntent>,
     /// What each tool answers, by tool name. A tool without a script answers `{"ok": true}`.
     #[serde(default)]
     pub tool_script: BTreeMap<String, ToolScript>,
@@ -53,6 +61,16 @@ pub struct Scenario {
     pub events: Vec<External>,
     /// What the run must produce.
     pub expect: Expect,
+}
+
+/// One raw intent and the logical time it is applied at.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct TimedIntent {
+    /// Logical time.
+    pub at_ms: u64,
+    /// The intent.
+    pub step: kernel::Intent,
 }
 
 /// Who the session is for.
@@ -241,8 +259,14 @@ pub struct Expect {
     #[serde(default)]
     pub kinds: Vec<String>,
     /// The session's labels at the end, exactly.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub labels: Option<Vec<String>>,
+    /// Also check the fuzzer's kernel invariants at every step (saved fuzz failures set this).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub invariants: bool,
+    /// Author properties that must hold at every decision, in `arbiter fuzz --property` syntax.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub properties: Vec<String>,
 }
 
 /// An expected decision: the `nth` decision on `action` must have `effect` and, when given,
@@ -398,6 +422,20 @@ fn check(s: &Scenario, source: &Source) -> Result<(), ScenarioError> {
                 );
                 return Err(ScenarioError::invalid(source, find(source, name, 0), &msg));
             }
+        }
+    }
+    if !s.intents.is_empty() && (!s.turns.is_empty() || !s.events.is_empty()) {
+        let msg = "`intents` replaces `turns` and `events`: give one or the other";
+        return Err(ScenarioError::invalid(
+            source,
+            find(source, "intents", 0),
+            msg,
+        ));
+    }
+    for (i, p) in s.expect.properties.iter().enumerate() {
+        if let Err(e) = crate::fuzz::Property::parse(p) {
+            let msg = format!("expect.properties[{i}]: {e}");
+            return Err(ScenarioError::invalid(source, find(source, p, 0), &msg));
         }
     }
     for (i, d) in s.expect.decisions.iter().enumerate() {

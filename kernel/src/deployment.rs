@@ -126,7 +126,7 @@ impl Deployment {
             resource: &r,
             context,
         };
-        self.gate.authorize(ask, &[], Mode::Enforce)
+        self.gate.authorize(ask, &[], Mode::Enforce, None)
     }
 
     pub(crate) fn tool_entry(&self, name: &str) -> Option<&Tool> {

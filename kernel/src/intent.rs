@@ -6,6 +6,7 @@ use serde_json::Value;
 /// One proposed transition. Results (`ModelResponded`, `ToolReturned`, `CallFailed`,
 /// `MemoryLoaded`) answer an effect the session emitted and must name its id.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schemars", derive(schemars::JsonSchema))]
 #[serde(tag = "intent", rename_all = "snake_case", deny_unknown_fields)]
 pub enum Intent {
     /// Start the session with the user's request.

@@ -21,14 +21,15 @@ mod source;
 mod tools;
 
 pub mod event;
+pub mod faults;
 pub mod pack;
 
 pub use deployment::{BundleHashes, Deployment, DeploymentBuilder};
 pub use error::{LoadError, LoadErrors, StepError};
 pub use event::{Event, EventBody};
-pub use gate::{Basis, Decision, DeterminingPolicy, Mode, Obligations, Verdict};
+pub use gate::{Basis, Decision, DeterminingPolicy, Mode, Obligations, Traced, Verdict};
 pub use history::CounterSpec;
 pub use intent::Intent;
 pub use session::{Effect, Rejected, Session, SessionConfig, Status, Transition};
 pub use source::{Located, Source};
-pub use tools::{ArgumentError, Risk, ToolSpec};
+pub use tools::{ArgumentError, Risk, ToolSpec, uid};

@@ -3,6 +3,7 @@
 mod audit;
 mod check;
 mod explain;
+mod fuzz;
 mod replay;
 mod test;
 
@@ -43,6 +44,8 @@ enum Command {
         #[arg(default_value = "scenarios")]
         paths: Vec<PathBuf>,
     },
+    /// Generate sessions and check the kernel's invariants and author properties.
+    Fuzz(fuzz::Args),
     /// Audit logs.
     Audit {
         #[command(subcommand)]
@@ -69,6 +72,7 @@ impl Cli {
             Command::Explain(args) => explain::run(&args),
             Command::Replay { file, events } => replay::run(&file, events),
             Command::Test { paths } => test::run(&paths),
+            Command::Fuzz(args) => fuzz::run(&args),
             Command::Audit {
                 command: AuditCommand::Verify { file },
             } => audit::verify(&file),

@@ -120,7 +120,8 @@ impl Decision {
     /// Fixes effect and basis from Cedar's answer; errors override an Allow.
     pub(crate) fn settle(&mut self, cedar_allowed: bool) {
         let forbidden = self.policies.iter().any(|p| p.effect == "forbid");
-        (self.effect, self.basis) = if !self.errors.is_empty() {
+        let fail_open = crate::faults::active(crate::faults::Fault::FailOpen);
+        (self.effect, self.basis) = if !self.errors.is_empty() && !(fail_open && cedar_allowed) {
             (Verdict::Deny, Basis::Error)
         } else if cedar_allowed {
             (Verdict::Allow, Basis::Permitted)

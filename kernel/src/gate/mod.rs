@@ -15,6 +15,19 @@ use cedar_policy::{
 
 use crate::deployment::BundleHashes;
 
+/// One authorization as Cedar saw it: the exact request, the policies set aside, and the kernel's
+/// decision. Collected only when a session traces requests (see [`crate::Session::trace_requests`]),
+/// so a fuzzer can replay the request against Cedar directly.
+#[derive(Debug, Clone)]
+pub struct Traced {
+    /// The request, context included.
+    pub request: Request,
+    /// Policy ids removed from the set for this request (an approval's lift).
+    pub lifted: Vec<String>,
+    /// What the kernel decided.
+    pub decision: Decision,
+}
+
 /// What the gate needs to answer requests; owned by a [`crate::Deployment`].
 pub(crate) struct Gate {
     pub schema: Schema,
@@ -51,10 +64,17 @@ impl Gate {
         }
     }
 
-    /// Decides `ask` with every policy except `lifted` (the ids an approval lifted).
+    /// Decides `ask` with every policy except `lifted` (the ids an approval lifted); with `trace`,
+    /// also records the exact Cedar request and the decision.
     ///
     /// Fails closed: an invalid request or any evaluation error denies, and the errors are kept.
-    pub fn authorize(&self, ask: Ask<'_>, lifted: &[String], mode: Mode) -> Decision {
+    pub fn authorize(
+        &self,
+        ask: Ask<'_>,
+        lifted: &[String],
+        mode: Mode,
+        trace: Option<&mut Vec<Traced>>,
+    ) -> Decision {
         let mut decision =
             Decision::new(ask.principal, ask.action, ask.resource, mode, &self.hashes);
         decision.lifted = lifted.to_vec();
@@ -104,6 +124,13 @@ impl Gate {
         errors.sort_unstable();
         decision.errors = errors;
         decision.settle(response.decision() == cedar_policy::Decision::Allow);
+        if let Some(trace) = trace {
+            trace.push(Traced {
+                request,
+                lifted: lifted.to_vec(),
+                decision: decision.clone(),
+            });
+        }
         decision
     }
 }

@@ -15,6 +15,11 @@ const RETRY_BASE_MS: u64 = 100;
 impl Session {
     /// Rejects calls to unknown tools and arguments that fail the tool's JSON Schema.
     pub(super) fn check_tool(&self, tool: &str, input: &Value) -> Result<(), StepError> {
+        if crate::faults::active(crate::faults::Fault::PanicOnInput)
+            && input.get("amount").and_then(Value::as_i64) == Some(i64::MAX)
+        {
+            panic!("injected fault: panic on input");
+        }
         let entry = self
             .deployment
             .tool_entry(tool)
@@ -39,7 +44,8 @@ impl Session {
     ) -> Transition {
         self.phase = Phase::Running;
         let d = self.ask(now, &proposal, 1, &lifted);
-        if !d.proceeds() {
+        let effect_on_deny = crate::faults::active(crate::faults::Fault::EffectOnDeny);
+        if !d.proceeds() && !effect_on_deny {
             return self.denied(now, proposal, d, lifted.is_empty(), tr);
         }
         match proposal {
@@ -159,7 +165,7 @@ impl Session {
             other => format!("tool:{}", other.target()),
         };
         let spend = self.ask_spend(now, amount, purpose);
-        if !spend.proceeds() {
+        if !spend.proceeds() && !crate::faults::active(crate::faults::Fault::EffectOnDeny) {
             let request = serde_json::json!({"call_id": call_id, "amount": amount, "for": proposal.describe()});
             tr.decision = Some(spend.clone());
             if let Some(limit) = spend.limit() {
@@ -270,7 +276,9 @@ impl Session {
 
     /// Counts an allowed agent action: steps and history.
     fn count_step(&mut self, now: u64, action: &str, is_tool: bool, input: Option<&Value>) {
-        self.counts.steps += 1;
+        if !crate::faults::active(crate::faults::Fault::SkipStepCount) {
+            self.counts.steps += 1;
+        }
         let deployment = std::sync::Arc::clone(&self.deployment);
         self.history
             .record(&deployment.counters, action, is_tool, input, now);
@@ -285,7 +293,9 @@ impl Session {
         tr: Transition,
     ) -> Transition {
         self.counts.cost_reserved = self.counts.cost_reserved.saturating_sub(call.reserved);
-        self.counts.cost_spent = self.counts.cost_spent.saturating_add(actual);
+        if !crate::faults::active(crate::faults::Fault::IgnoreSpend) {
+            self.counts.cost_spent = self.counts.cost_spent.saturating_add(actual);
+        }
         let body = EventBody::BudgetSettled {
             call_id: call.call_id.clone(),
             reserved: call.reserved,
@@ -339,6 +349,9 @@ impl Session {
             .tool(&tool)
             .map(|t| t.output_labels.clone())
             .unwrap_or_default();
+        if crate::faults::active(crate::faults::Fault::ForgetLabels) {
+            self.labels.clear();
+        }
         let labels_added = self.add_labels(output_labels);
         let body = EventBody::ToolReturned {
             call_id: call.call_id,

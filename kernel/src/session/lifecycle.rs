@@ -11,6 +11,15 @@ impl Session {
     pub(super) fn start(&mut self, now: u64, request: String, tr: Transition) -> Transition {
         self.started_at = Some(now);
         self.phase = Phase::Running;
+        let request = if crate::faults::active(crate::faults::Fault::Nondeterministic) {
+            static STARTS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+            format!(
+                "{request} #{}",
+                STARTS.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+            )
+        } else {
+            request
+        };
         let c = &self.config;
         let body = EventBody::SessionStarted {
             agent: c.agent.clone(),

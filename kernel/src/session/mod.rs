@@ -87,6 +87,7 @@ pub struct Session {
     labels: BTreeSet<String>,
     history: History,
     next_id: u64,
+    trace: Option<Vec<crate::gate::Traced>>,
 }
 
 impl Session {
@@ -138,6 +139,7 @@ impl Session {
             labels: BTreeSet::new(),
             history,
             next_id: 1,
+            trace: None,
         })
     }
 
@@ -171,11 +173,34 @@ impl Session {
         (self.seq, &self.head)
     }
 
+    /// Makes every later [`Transition`] carry the exact Cedar requests behind its decisions
+    /// ([`Transition::traced`]), for oracles that re-ask Cedar directly. Off by default: it clones
+    /// each request.
+    pub fn trace_requests(&mut self, on: bool) {
+        self.trace = on.then(Vec::new);
+    }
+
     /// Applies one intent at logical time `now` (milliseconds, never decreasing).
     ///
     /// `Ok` carries the decision, events and effects; a denial is an `Ok` with a denying decision.
     /// `Err` means the intent was illegal here: nothing changed except one `rejected` event.
     pub fn step(&mut self, intent: Intent, now: u64) -> Result<Transition, Rejected> {
+        if let Some(trace) = &mut self.trace {
+            trace.clear();
+        }
+        if crate::faults::active(crate::faults::Fault::EffectAfterEnd)
+            && matches!(self.phase, Phase::Ended(_))
+        {
+            self.phase = Phase::Running;
+        }
+        let mut result = self.step_inner(intent, now);
+        if let (Ok(t), Some(trace)) = (&mut result, &mut self.trace) {
+            t.traced = std::mem::take(trace);
+        }
+        result
+    }
+
+    fn step_inner(&mut self, intent: Intent, now: u64) -> Result<Transition, Rejected> {
         if now < self.last_t {
             let last = self.last_t;
             return Err(self.reject(
@@ -189,6 +214,7 @@ impl Session {
             decision: None,
             events: Vec::new(),
             effects: Vec::new(),
+            traced: Vec::new(),
         };
         let kind = intent.kind();
         match (std::mem::replace(&mut self.phase, Phase::Created), intent) {
@@ -361,6 +387,9 @@ impl Session {
             prev: std::mem::take(&mut self.head),
             hash: String::new(),
         };
+        if crate::faults::active(crate::faults::Fault::BrokenChain) && event.seq == 3 {
+            event.prev = crate::event::GENESIS.to_owned();
+        }
         // Serializing an `Event` to a JSON value cannot fail: it holds only strings, integers,
         // booleans and JSON values.
         let value = serde_json::to_value(&event).unwrap_or_default();

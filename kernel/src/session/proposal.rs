@@ -145,7 +145,9 @@ impl Session {
             resource: &resource,
             context,
         };
-        deployment.gate.authorize(ask, lifted, self.config.mode)
+        deployment
+            .gate
+            .authorize(ask, lifted, self.config.mode, self.trace.as_mut())
     }
 
     /// Authorizes reserving `amount` of the session's budget.
@@ -162,7 +164,9 @@ impl Session {
             resource: &self.uids.budget,
             context,
         };
-        deployment.gate.authorize(ask, &[], self.config.mode)
+        deployment
+            .gate
+            .authorize(ask, &[], self.config.mode, self.trace.as_mut())
     }
 
     /// Authorizes a user's action (`approve` or `cancel`) on this session's agent.
@@ -185,7 +189,9 @@ impl Session {
             resource: &self.uids.agent,
             context,
         };
-        deployment.gate.authorize(ask, &[], self.config.mode)
+        deployment
+            .gate
+            .authorize(ask, &[], self.config.mode, self.trace.as_mut())
     }
 
     /// Authorizes the passage of time.
@@ -198,7 +204,9 @@ impl Session {
             resource: &self.uids.agent,
             context,
         };
-        deployment.gate.authorize(ask, &[], self.config.mode)
+        deployment
+            .gate
+            .authorize(ask, &[], self.config.mode, self.trace.as_mut())
     }
 
     /// A denial for a request that could not even be formed (an unusable entity id).

@@ -140,7 +140,7 @@ pub enum Effect {
 }
 
 /// What one step did.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone)]
 pub struct Transition {
     /// The main authorization of this step, if it made one.
     pub decision: Option<Decision>,
@@ -148,6 +148,8 @@ pub struct Transition {
     pub events: Vec<Event>,
     /// Effects for the driver, in order.
     pub effects: Vec<Effect>,
+    /// The Cedar requests behind this step's decisions, when tracing is on.
+    pub traced: Vec<crate::gate::Traced>,
 }
 
 /// An intent the kernel refused before authorization: the error, and the event that records it.

@@ -297,8 +297,8 @@ pub(crate) fn quote(s: &str) -> String {
     out
 }
 
-/// `Type::"id"`.
-pub(crate) fn uid(ty: &str, id: &str) -> Result<EntityUid, String> {
+/// The entity uid `ty::"id"` (`ty` a type name such as `Tool` or `Action`).
+pub fn uid(ty: &str, id: &str) -> Result<EntityUid, String> {
     use std::str::FromStr;
     let name = cedar_policy::EntityTypeName::from_str(ty).map_err(|e| e.to_string())?;
     Ok(EntityUid::from_type_name_and_id(

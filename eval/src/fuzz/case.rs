@@ -1,0 +1,459 @@
+//! One generated session: who runs it, in which world and mode, and a sequence of steps mixing
+//! every transition kind, legal and illegal. Steps are resolved into concrete intents while the
+//! session runs (an answer goes to whatever is in flight), and the concrete intents are kept, so a
+//! failing case can be written out and replayed exactly.
+
+use std::panic::{AssertUnwindSafe, catch_unwind};
+
+use kernel::event::{encode_jsonl, verify_jsonl};
+use kernel::{Effect, Event, EventBody, Intent, Mode, Session, SessionConfig, Status};
+use proptest::prelude::*;
+use serde_json::json;
+
+use super::check::{Monitor, Violation, names};
+use super::property::Property;
+use super::world::{AGENTS, MODEL, SCOPES, TENANTS, USERS, World};
+use crate::scenario::TimedIntent;
+
+/// A generated case.
+#[derive(Debug, Clone)]
+pub struct Case {
+    /// Index of the world it runs in.
+    pub world: usize,
+    /// Enforcement mode.
+    pub mode: Mode,
+    /// Index into [`TENANTS`].
+    pub tenant: usize,
+    /// Index into [`USERS`].
+    pub user: usize,
+    /// Index into [`AGENTS`] (may belong to another tenant).
+    pub agent: usize,
+    /// The steps, each after a time delta in ms.
+    pub steps: Vec<(u64, Step)>,
+}
+
+/// One generated step.
+#[derive(Debug, Clone)]
+pub enum Step {
+    /// Start the session (usually first; anywhere else it is illegal).
+    Start,
+    /// Propose a model call.
+    Model { tokens: u64, cost: u64 },
+    /// Propose a tool call; `bad` breaks the arguments.
+    Tool {
+        tool: usize,
+        amount: i64,
+        note: bool,
+        bad: bool,
+        cost: u64,
+    },
+    /// Answer whatever is in flight: success, or a failure.
+    Answer {
+        fail: bool,
+        retryable: bool,
+        cost_percent: u64,
+        labels: Vec<String>,
+    },
+    /// A result for a call that may not exist.
+    Stale { n: u8 },
+    /// Read memory.
+    Read { scope: usize },
+    /// Write memory.
+    Write { scope: usize },
+    /// A user approves whatever waits (or a made-up id).
+    Approve { user: usize },
+    /// A user rejects.
+    Reject { user: usize },
+    /// A user cancels.
+    Cancel { user: usize },
+    /// A clock tick.
+    Tick,
+    /// The agent finishes.
+    Complete,
+    /// The driver fails.
+    Fail,
+}
+
+fn step() -> impl Strategy<Value = Step> {
+    prop_oneof![
+        4 => (0u64..3000, 0u64..3000).prop_map(|(tokens, cost)| Step::Model { tokens, cost }),
+        12 => (0usize..12, prop_oneof![4 => 0i64..2000, 1 => Just(i64::MAX), 1 => Just(-1i64)], any::<bool>(), prop::bool::weighted(0.1), 0u64..5000)
+            .prop_map(|(tool, amount, note, bad, cost)| Step::Tool { tool, amount, note, bad, cost }),
+        12 => (prop::bool::weighted(0.3), any::<bool>(), prop_oneof![8 => 0u64..=100, 1 => 101u64..300], prop::collection::vec(prop_oneof![Just("untrusted".to_owned()), Just("pii".to_owned())], 0..2))
+            .prop_map(|(fail, retryable, cost_percent, labels)| Step::Answer { fail, retryable, cost_percent, labels }),
+        1 => (0u8..6).prop_map(|n| Step::Stale { n }),
+        3 => (0usize..3).prop_map(|scope| Step::Read { scope }),
+        3 => (0usize..3).prop_map(|scope| Step::Write { scope }),
+        2 => (0usize..4).prop_map(|user| Step::Approve { user }),
+        1 => (0usize..4).prop_map(|user| Step::Reject { user }),
+        1 => (0usize..4).prop_map(|user| Step::Cancel { user }),
+        2 => Just(Step::Tick),
+        1 => Just(Step::Complete),
+        1 => Just(Step::Fail),
+        1 => Just(Step::Start),
+    ]
+}
+
+fn delta() -> impl Strategy<Value = u64> {
+    prop_oneof![6 => 0u64..2_000, 2 => 2_000u64..200_000, 1 => 200_000u64..700_000]
+}
+
+/// Cases over `worlds` worlds: mostly consistent identities, sometimes crossed.
+pub fn case(worlds: usize) -> impl Strategy<Value = Case> {
+    (
+        0..worlds.max(1),
+        prop::bool::weighted(0.1).prop_map(|l| if l { Mode::LogOnly } else { Mode::Enforce }),
+        0usize..2,
+        prop::bool::weighted(0.15),
+        prop::collection::vec((delta(), step()), 1..70),
+    )
+        .prop_map(|(world, mode, tenant, crossed, mut steps)| {
+            steps.insert(0, (0, Step::Start));
+            let (user, agent) = if crossed {
+                ((tenant + 1) % 3, (tenant + 1) % 2)
+            } else {
+                (tenant * 2, tenant)
+            };
+            Case {
+                world,
+                mode,
+                tenant,
+                user,
+                agent,
+                steps,
+            }
+        })
+}
+
+impl Case {
+    /// The session configuration of this case.
+    pub fn config(&self) -> SessionConfig {
+        SessionConfig {
+            id: "fuzz".into(),
+            tenant: TENANTS[self.tenant % TENANTS.len()].into(),
+            user: USERS[self.user % USERS.len()].into(),
+            agent: AGENTS[self.agent % AGENTS.len()].into(),
+            budget: TENANTS[self.tenant % TENANTS.len()].into(),
+            mode: self.mode,
+        }
+    }
+}
+
+/// What running a case found.
+#[derive(Debug, Clone, Default)]
+pub struct Outcome {
+    /// The concrete intents applied.
+    pub intents: Vec<TimedIntent>,
+    /// Kernel steps taken.
+    pub transitions: usize,
+    /// (allowed, denied) decisions.
+    pub decisions: (usize, usize),
+    /// Policies that determined a decision.
+    pub policies: std::collections::BTreeSet<String>,
+    /// Broken invariants and properties.
+    pub violations: Vec<Violation>,
+    /// Final status.
+    pub status: Option<Status>,
+    /// The events.
+    pub events: Vec<Event>,
+}
+
+/// What is in flight, as far as the driver knows.
+enum InFlight {
+    Tool { id: String, estimate: u64 },
+    Model { id: String, estimate: u64 },
+    Memory { id: String },
+}
+
+/// Runs `case` in `world`, resolving steps to intents, checking every invariant and property.
+pub fn run(world: &World, case: &Case, properties: &[Property]) -> Outcome {
+    let config = case.config();
+    let mut session = match Session::new(world.deployment.clone(), config.clone()) {
+        Ok(s) => s,
+        Err(e) => {
+            let detail = format!("session could not be created: {e}");
+            return Outcome {
+                violations: vec![Violation {
+                    invariant: names::PANIC,
+                    step: 0,
+                    detail,
+                }],
+                ..Outcome::default()
+            };
+        }
+    };
+    session.trace_requests(true);
+    let mut monitor = Monitor::new(
+        world.deployment.clone(),
+        properties.to_vec(),
+        case.mode,
+        &config.tenant,
+        &config.budget,
+    );
+    let mut out = Outcome::default();
+    let (mut now, mut in_flight, mut approval): (u64, Option<InFlight>, Option<String>) =
+        (0, None, None);
+    let mut pending_estimate = 0;
+    for (i, (dt, step)) in case.steps.iter().enumerate() {
+        now = now.saturating_add(*dt);
+        let intent = resolve(world, step, &in_flight, &approval, &mut pending_estimate);
+        out.intents.push(TimedIntent {
+            at_ms: now,
+            step: intent.clone(),
+        });
+        let before = session.status();
+        let result = match catch_unwind(AssertUnwindSafe(|| session.step(intent, now))) {
+            Ok(r) => r,
+            Err(panic) => {
+                let detail = panic
+                    .downcast_ref::<&str>()
+                    .map(|s| (*s).to_owned())
+                    .or_else(|| panic.downcast_ref::<String>().cloned());
+                out.violations.push(Violation {
+                    invariant: names::PANIC,
+                    step: i,
+                    detail: detail.unwrap_or_default(),
+                });
+                return out;
+            }
+        };
+        out.transitions += 1;
+        monitor.observe(i, before, &result, &session);
+        match &result {
+            Ok(t) => {
+                for e in &t.events {
+                    match &e.body {
+                        EventBody::ApprovalRequested { request_id, .. } => {
+                            approval = Some(request_id.clone())
+                        }
+                        EventBody::ApprovalGranted { .. }
+                        | EventBody::ApprovalRejected { .. }
+                        | EventBody::ApprovalExpired { .. } => approval = None,
+                        _ => {}
+                    }
+                }
+                if answered(t) {
+                    in_flight = None; // a retry re-arms it from its effect below
+                }
+                for effect in &t.effects {
+                    in_flight = match effect {
+                        Effect::CallTool { call_id, .. } => Some(InFlight::Tool {
+                            id: call_id.clone(),
+                            estimate: pending_estimate,
+                        }),
+                        Effect::CallModel { call_id, .. } => Some(InFlight::Model {
+                            id: call_id.clone(),
+                            estimate: pending_estimate,
+                        }),
+                        Effect::ReadMemory { read_id, .. } => Some(InFlight::Memory {
+                            id: read_id.clone(),
+                        }),
+                        Effect::Abort { .. } => None,
+                        Effect::WriteMemory { .. } => continue,
+                    };
+                }
+                out.events.extend(t.events.iter().cloned());
+            }
+            Err(rejected) => out.events.push((*rejected.event).clone()),
+        }
+    }
+    out.status = Some(session.status());
+    out.decisions = monitor.decisions;
+    out.policies = std::mem::take(&mut monitor.policies);
+    out.violations = std::mem::take(&mut monitor.violations);
+    check_log(
+        world,
+        &config,
+        &out.intents,
+        &out.events,
+        &mut out.violations,
+    );
+    out
+}
+
+/// True when the step delivered the in-flight result (or ended the session).
+fn answered(t: &kernel::Transition) -> bool {
+    t.events.iter().any(|e| {
+        matches!(
+            e.body,
+            EventBody::ToolReturned { .. }
+                | EventBody::ModelResponded { .. }
+                | EventBody::CallFailed { .. }
+                | EventBody::MemoryLoaded { .. }
+                | EventBody::Cancelled { .. }
+                | EventBody::LimitReached { .. }
+                | EventBody::Failed { .. }
+        )
+    })
+}
+
+fn resolve(
+    world: &World,
+    step: &Step,
+    in_flight: &Option<InFlight>,
+    approval: &Option<String>,
+    estimate: &mut u64,
+) -> Intent {
+    let user = |u: &usize| USERS[u % USERS.len()].to_owned();
+    let request_id = approval.clone().unwrap_or_else(|| "approval-1".into());
+    match step {
+        Step::Start => Intent::Start {
+            request: "fuzz".into(),
+        },
+        Step::Model { tokens, cost } => {
+            *estimate = *cost;
+            Intent::CallModel {
+                model: MODEL.into(),
+                estimated_tokens: *tokens,
+                estimated_cost: *cost,
+            }
+        }
+        Step::Tool {
+            tool,
+            amount,
+            note,
+            bad,
+            cost,
+        } => {
+            *estimate = *cost;
+            let name = world
+                .tool_names
+                .get(tool % world.tool_names.len().max(1))
+                .cloned()
+                .unwrap_or_else(|| "gt0".into());
+            let mut input = json!({"amount": amount});
+            if *note {
+                input["note"] = json!("see ticket");
+            }
+            if *bad {
+                input = json!({"amount": "lots"});
+            }
+            Intent::CallTool {
+                tool: name,
+                input,
+                estimated_cost: *cost,
+            }
+        }
+        Step::Answer {
+            fail,
+            retryable,
+            cost_percent,
+            labels,
+        } => match in_flight {
+            Some(InFlight::Tool { id, estimate }) | Some(InFlight::Model { id, estimate })
+                if *fail =>
+            {
+                Intent::CallFailed {
+                    call_id: id.clone(),
+                    error: "injected".into(),
+                    retryable: *retryable,
+                    cost: estimate * cost_percent / 100,
+                }
+            }
+            Some(InFlight::Tool { id, estimate }) => Intent::ToolReturned {
+                call_id: id.clone(),
+                output: json!({"ok": true}),
+                cost: estimate * cost_percent / 100,
+            },
+            Some(InFlight::Model { id, estimate }) => Intent::ModelResponded {
+                call_id: id.clone(),
+                input_tokens: 10,
+                output_tokens: 10,
+                cost: estimate * cost_percent / 100,
+                output: json!("text"),
+            },
+            Some(InFlight::Memory { id }) => Intent::MemoryLoaded {
+                read_id: id.clone(),
+                value: Some(json!("v")),
+                labels: labels.clone(),
+            },
+            None => Intent::ToolReturned {
+                call_id: "call-1".into(),
+                output: json!(1),
+                cost: 0,
+            },
+        },
+        Step::Stale { n } => Intent::ToolReturned {
+            call_id: format!("call-{n}"),
+            output: json!(1),
+            cost: 0,
+        },
+        Step::Read { scope } => Intent::ReadMemory {
+            scope: SCOPES[scope % SCOPES.len()].into(),
+            key: "k".into(),
+        },
+        Step::Write { scope } => Intent::WriteMemory {
+            scope: SCOPES[scope % SCOPES.len()].into(),
+            key: "k".into(),
+            value: json!("v"),
+        },
+        Step::Approve { user: u } => Intent::Approve {
+            user: user(u),
+            request_id,
+        },
+        Step::Reject { user: u } => Intent::Reject {
+            user: user(u),
+            request_id,
+            reason: "no".into(),
+        },
+        Step::Cancel { user: u } => Intent::Cancel {
+            user: user(u),
+            reason: "stop".into(),
+        },
+        Step::Tick => Intent::Tick,
+        Step::Complete => Intent::Complete {
+            answer: "done".into(),
+        },
+        Step::Fail => Intent::Fail {
+            error: "driver failed".into(),
+        },
+    }
+}
+
+/// The log verifies (contiguous seq, intact chain) and the same intents give the same bytes.
+fn check_log(
+    world: &World,
+    config: &SessionConfig,
+    intents: &[TimedIntent],
+    events: &[Event],
+    violations: &mut Vec<Violation>,
+) {
+    let last = intents.len().saturating_sub(1);
+    let jsonl = encode_jsonl(events);
+    if let Err(e) = verify_jsonl(&jsonl) {
+        violations.push(Violation {
+            invariant: names::CHAIN,
+            step: last,
+            detail: e.to_string(),
+        });
+    }
+    let again = replay_intents(world, config, intents);
+    if again != jsonl {
+        let first = jsonl
+            .lines()
+            .zip(again.lines())
+            .position(|(a, b)| a != b)
+            .unwrap_or(0);
+        violations.push(Violation {
+            invariant: names::DETERMINISM,
+            step: last,
+            detail: format!("event {first} differs on replay"),
+        });
+    }
+}
+
+/// The JSONL log of `intents` applied to a fresh session (panics are contained and end the log).
+pub fn replay_intents(world: &World, config: &SessionConfig, intents: &[TimedIntent]) -> String {
+    let Ok(mut session) = Session::new(world.deployment.clone(), config.clone()) else {
+        return String::new();
+    };
+    let mut events = Vec::new();
+    for t in intents {
+        match catch_unwind(AssertUnwindSafe(|| session.step(t.step.clone(), t.at_ms))) {
+            Ok(Ok(tr)) => events.extend(tr.events),
+            Ok(Err(r)) => events.push(*r.event),
+            Err(_) => break,
+        }
+    }
+    encode_jsonl(&events)
+}

@@ -1,0 +1,381 @@
+//! The kernel invariants, checked after every step of a session, plus author properties.
+//!
+//! Each invariant is named; a violation says which, at which step, and why.
+
+use std::collections::BTreeSet;
+
+use cedar_policy::{Authorizer, Decision as CedarDecision, EntityUid, PolicyId};
+use kernel::{
+    Decision, Deployment, Effect, EventBody, Mode, Rejected, Session, Status, Transition,
+};
+
+use super::property::Property;
+
+/// Names of the invariants, as reported.
+pub mod names {
+    /// An effect appeared without an allowing decision for that exact request.
+    pub const EFFECT_WITHOUT_ALLOW: &str = "effect-without-allow";
+    /// The kernel's decision differs from Cedar's on the same request.
+    pub const ORACLE: &str = "differential-oracle";
+    /// Settled spend passed the budget although every settlement stayed within its reservation.
+    pub const BUDGET: &str = "budget-overspent";
+    /// More steps than the base pack's step limit allows.
+    pub const STEPS: &str = "step-limit-exceeded";
+    /// An effect after the session ended.
+    pub const AFTER_END: &str = "effect-after-terminal";
+    /// A memory read or write outside the session's tenant.
+    pub const TENANT: &str = "cross-tenant-memory";
+    /// A label disappeared.
+    pub const LABELS: &str = "label-lost";
+    /// The event chain does not verify or seq is not contiguous.
+    pub const CHAIN: &str = "event-chain";
+    /// Replaying the same intents gave different bytes.
+    pub const DETERMINISM: &str = "nondeterministic";
+    /// The kernel panicked.
+    pub const PANIC: &str = "panic";
+    /// An author property failed.
+    pub const PROPERTY: &str = "property";
+}
+
+/// The base pack's step limit (`base.limit.steps`).
+const BASE_STEP_LIMIT: u64 = 50;
+
+/// One broken invariant.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Violation {
+    /// Which invariant (see [`names`]) or `property`.
+    pub invariant: &'static str,
+    /// 0-based index of the intent that broke it.
+    pub step: usize,
+    /// What happened.
+    pub detail: String,
+}
+
+/// Watches one session step by step.
+pub struct Monitor {
+    deployment: std::sync::Arc<Deployment>,
+    properties: Vec<Property>,
+    mode: Mode,
+    tenant: Option<EntityUid>,
+    authorizer: Authorizer,
+    labels: BTreeSet<String>,
+    honest_settlements: bool,
+    budget_limit: Option<i64>,
+    steps: u64,
+    spent: u64,
+    /// Violations found so far.
+    pub violations: Vec<Violation>,
+    /// Decisions seen: (allowed, denied).
+    pub decisions: (usize, usize),
+    /// Policy ids that determined at least one decision.
+    pub policies: BTreeSet<String>,
+}
+
+impl Monitor {
+    /// A monitor for a session of `tenant` in `mode`.
+    pub fn new(
+        deployment: std::sync::Arc<Deployment>,
+        properties: Vec<Property>,
+        mode: Mode,
+        tenant: &str,
+        budget: &str,
+    ) -> Self {
+        let budget_limit = kernel::uid("Budget", budget)
+            .ok()
+            .and_then(|b| deployment.cedar_entities().get(&b))
+            .and_then(|e| e.attr("limit"))
+            .and_then(Result::ok)
+            .and_then(|v| {
+                if let cedar_policy::EvalResult::Long(n) = v {
+                    Some(n)
+                } else {
+                    None
+                }
+            });
+        Self {
+            deployment,
+            properties,
+            mode,
+            tenant: kernel::uid("Tenant", tenant).ok(),
+            authorizer: Authorizer::new(),
+            labels: BTreeSet::new(),
+            honest_settlements: true,
+            budget_limit,
+            steps: 0,
+            spent: 0,
+            violations: Vec::new(),
+            decisions: (0, 0),
+            policies: BTreeSet::new(),
+        }
+    }
+
+    fn flag(&mut self, invariant: &'static str, step: usize, detail: String) {
+        self.violations.push(Violation {
+            invariant,
+            step,
+            detail,
+        });
+    }
+
+    /// Checks one step: `before` is the status before it, `result` what it returned.
+    pub fn observe(
+        &mut self,
+        step: usize,
+        before: Status,
+        result: &Result<Transition, Rejected>,
+        session: &Session,
+    ) {
+        let t = match result {
+            Ok(t) => t,
+            Err(_) => {
+                self.after_state(step, session);
+                return;
+            }
+        };
+        if before.is_terminal() && !t.effects.is_empty() {
+            self.flag(
+                names::AFTER_END,
+                step,
+                format!("{} effect(s) after `{}`", t.effects.len(), before.as_str()),
+            );
+        }
+        self.effects_have_allows(step, t);
+        self.oracle(step, t);
+        for e in &t.events {
+            if let EventBody::BudgetSettled {
+                actual, violation, ..
+            } = e.body
+            {
+                self.spent = self.spent.saturating_add(actual);
+                self.honest_settlements &= !violation;
+            }
+            if matches!(
+                e.body,
+                EventBody::ToolCalled { .. }
+                    | EventBody::ModelCalled { .. }
+                    | EventBody::MemoryRead { .. }
+                    | EventBody::MemoryWritten { .. }
+            ) {
+                self.steps += 1;
+            }
+            if let Some(d) = &e.decision {
+                if d.allowed() {
+                    self.decisions.0 += 1;
+                } else {
+                    self.decisions.1 += 1;
+                }
+                self.policies
+                    .extend(d.policies.iter().map(|p| p.id.clone()));
+            }
+            self.tenancy(step, e);
+        }
+        for traced in &t.traced {
+            for p in &self.properties {
+                if p.violated_by(
+                    &traced.request,
+                    traced.decision.allowed(),
+                    self.deployment.cedar_entities(),
+                ) {
+                    let detail = format!(
+                        "`{p}` broken by {} {} {}",
+                        traced.decision.principal, traced.decision.action, traced.decision.resource
+                    );
+                    self.violations.push(Violation {
+                        invariant: names::PROPERTY,
+                        step,
+                        detail,
+                    });
+                }
+            }
+        }
+        self.after_state(step, session);
+    }
+
+    fn after_state(&mut self, step: usize, session: &Session) {
+        let now: BTreeSet<String> = session.labels().map(str::to_owned).collect();
+        if let Some(lost) = self.labels.difference(&now).next() {
+            self.flag(names::LABELS, step, format!("label `{lost}` disappeared"));
+        }
+        self.labels = now;
+        // Steps are counted from the events, independently of the kernel's own counter.
+        if self.mode == Mode::Enforce && self.steps > BASE_STEP_LIMIT {
+            self.flag(
+                names::STEPS,
+                step,
+                format!("{} steps taken, limit {BASE_STEP_LIMIT}", self.steps),
+            );
+        } else if session.steps() != self.steps {
+            self.flag(
+                names::STEPS,
+                step,
+                format!(
+                    "kernel counts {} steps, the log shows {}",
+                    session.steps(),
+                    self.steps
+                ),
+            );
+        }
+        // Spend is summed from the settlements in the log, independently of the kernel's counter.
+        if let Some(limit) = self.budget_limit
+            && self.honest_settlements
+            && self.mode == Mode::Enforce
+            && i64::try_from(self.spent).unwrap_or(i64::MAX) > limit
+        {
+            self.flag(
+                names::BUDGET,
+                step,
+                format!("settled {} against a {limit} budget", self.spent),
+            );
+        } else if session.cost_spent() != self.spent {
+            self.flag(
+                names::BUDGET,
+                step,
+                format!(
+                    "kernel counts {} spent, the log settles {}",
+                    session.cost_spent(),
+                    self.spent
+                ),
+            );
+        }
+    }
+
+    /// Every call, read or write effect is backed, in the same step, by an event carrying an
+    /// allowing decision for that action and resource (and, for calls, an allowed reservation).
+    fn effects_have_allows(&mut self, step: usize, t: &Transition) {
+        if self.mode == Mode::LogOnly {
+            return;
+        }
+        let allowed = |kind: &str, action: &str, resource: &str| {
+            t.events.iter().any(|e| {
+                e.body.kind() == kind
+                    && e.decision.as_ref().is_some_and(|d| {
+                        d.allowed() && d.action == action && d.resource == resource
+                    })
+            })
+        };
+        let reserved = t.events.iter().any(|e| {
+            e.body.kind() == "budget_reserved" && e.decision.as_ref().is_some_and(Decision::allowed)
+        });
+        for effect in &t.effects {
+            let ok = match effect {
+                Effect::CallTool { tool, attempt, .. } => {
+                    let kind = if *attempt > 1 {
+                        "retry_scheduled"
+                    } else {
+                        "tool_called"
+                    };
+                    reserved
+                        && allowed(
+                            kind,
+                            &format!("Action::\"{tool}\""),
+                            &format!("Tool::\"{tool}\""),
+                        )
+                }
+                Effect::CallModel { model, attempt, .. } => {
+                    let kind = if *attempt > 1 {
+                        "retry_scheduled"
+                    } else {
+                        "model_called"
+                    };
+                    reserved
+                        && allowed(
+                            kind,
+                            "Action::\"call_model\"",
+                            &format!("Model::\"{model}\""),
+                        )
+                }
+                Effect::ReadMemory { scope, .. } => allowed(
+                    "memory_read",
+                    "Action::\"read_memory\"",
+                    &format!("MemoryScope::\"{scope}\""),
+                ),
+                Effect::WriteMemory { scope, .. } => allowed(
+                    "memory_written",
+                    "Action::\"write_memory\"",
+                    &format!("MemoryScope::\"{scope}\""),
+                ),
+                Effect::Abort { .. } => true,
+            };
+            if !ok {
+                self.flag(names::EFFECT_WITHOUT_ALLOW, step, format!("{effect:?}"));
+            }
+        }
+    }
+
+    /// Each traced request, asked of Cedar directly (minus the policies an approval lifted), gives
+    /// the kernel's verdict (an error denies), the same determining policies and the same errors.
+    fn oracle(&mut self, step: usize, t: &Transition) {
+        for traced in &t.traced {
+            let policies = self.deployment.cedar_policies();
+            let response = if traced.lifted.is_empty() {
+                self.authorizer.is_authorized(
+                    &traced.request,
+                    policies,
+                    self.deployment.cedar_entities(),
+                )
+            } else {
+                let mut reduced = policies.clone();
+                for id in &traced.lifted {
+                    let _ = reduced.remove_static(PolicyId::new(id));
+                }
+                self.authorizer.is_authorized(
+                    &traced.request,
+                    &reduced,
+                    self.deployment.cedar_entities(),
+                )
+            };
+            let errors = response.diagnostics().errors().count();
+            let allow = response.decision() == CedarDecision::Allow && errors == 0;
+            let mut ids: Vec<String> = response
+                .diagnostics()
+                .reason()
+                .map(ToString::to_string)
+                .collect();
+            ids.sort();
+            let d = &traced.decision;
+            let kernel_ids: Vec<String> = d.policies.iter().map(|p| p.id.clone()).collect();
+            if allow != d.allowed() || ids != kernel_ids || errors != d.errors.len() {
+                let detail = format!(
+                    "{} {} {}: cedar says allow={allow} by {ids:?} with {errors} error(s); kernel says allow={} by {kernel_ids:?} with {} error(s)",
+                    d.principal,
+                    d.action,
+                    d.resource,
+                    d.allowed(),
+                    d.errors.len()
+                );
+                self.flag(names::ORACLE, step, detail);
+            }
+        }
+    }
+
+    /// Under enforcement, memory is only read or written inside the session's tenant.
+    fn tenancy(&mut self, step: usize, e: &kernel::Event) {
+        if self.mode == Mode::LogOnly {
+            return;
+        }
+        let scope = match &e.body {
+            EventBody::MemoryRead { scope, .. } | EventBody::MemoryWritten { scope, .. } => scope,
+            _ => return,
+        };
+        let inside = match (kernel::uid("MemoryScope", scope), &self.tenant) {
+            (Ok(uid), Some(tenant)) => self
+                .deployment
+                .cedar_entities()
+                .ancestors(&uid)
+                .is_some_and(|mut a| a.any(|p| p == tenant)),
+            _ => false,
+        };
+        if !inside {
+            let tenant = self
+                .tenant
+                .as_ref()
+                .map(ToString::to_string)
+                .unwrap_or_default();
+            let detail = format!(
+                "`{}` on scope `{scope}` outside tenant {tenant}",
+                e.body.kind()
+            );
+            self.flag(names::TENANT, step, detail);
+        }
+    }
+}

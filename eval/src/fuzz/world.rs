@@ -1,0 +1,154 @@
+//! Generated worlds: a shipped pack (or none) plus generated tenants, users, agents, memory
+//! scopes, budgets, tools with random risk, labels and argument schemas, and generated policies.
+//!
+//! A world is built once per fuzz run (building a Cedar bundle costs milliseconds; a case costs
+//! microseconds), so a seed picks a handful of worlds and every case runs in one of them.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use kernel::pack::builder_for;
+use kernel::{Deployment, Risk, Source, ToolSpec};
+use proptest::prelude::Rng;
+use proptest::test_runner::TestRng;
+use serde_json::{Value, json};
+
+use crate::error::ScenarioError;
+
+/// Tenants of every generated world.
+pub const TENANTS: [&str; 2] = ["t0", "t1"];
+/// Users: an approver and a plain user in t0, an approver-operator in t1, and one that is in no
+/// entity store (requests naming it must fail closed).
+pub const USERS: [&str; 4] = ["boss@t0", "user@t0", "boss@t1", "ghost@t0"];
+/// Agents, one per tenant.
+pub const AGENTS: [&str; 2] = ["agent@t0", "agent@t1"];
+/// Memory scopes: one per tenant, and one that exists nowhere.
+pub const SCOPES: [&str; 3] = ["t0/notes", "t1/notes", "nowhere"];
+/// The generated model.
+pub const MODEL: &str = "fuzz-model";
+
+/// A world: the bundle plus everything needed to write a case back out as a scenario file.
+pub struct World {
+    /// The shipped pack on top of base, if any.
+    pub pack: Option<String>,
+    /// Generated entities (Cedar entity JSON).
+    pub entities: Vec<Value>,
+    /// Generated tools.
+    pub tools: Vec<ToolSpec>,
+    /// Generated policies.
+    pub policy_text: String,
+    /// Every tool name callable in this world (pack and generated), sorted.
+    pub tool_names: Vec<String>,
+    /// The compiled bundle.
+    pub deployment: Arc<Deployment>,
+}
+
+fn pick<'a, T>(rng: &mut TestRng, items: &'a [T]) -> &'a T {
+    &items[(rng.next_u32() as usize) % items.len()]
+}
+
+fn chance(rng: &mut TestRng, percent: u32) -> bool {
+    rng.next_u32() % 100 < percent
+}
+
+impl World {
+    /// Generates a world on top of `pack` (None: base alone) from `rng`.
+    pub fn generate(
+        root: &Path,
+        pack: Option<&str>,
+        rng: &mut TestRng,
+    ) -> Result<Self, ScenarioError> {
+        let mut entities = vec![];
+        for t in TENANTS {
+            entities.push(json!({"uid": {"type": "Tenant", "id": t}, "attrs": {}, "parents": []}));
+            let limit = 1_000 + u64::from(rng.next_u32() % 200_000);
+            entities.push(json!({"uid": {"type": "Budget", "id": t}, "attrs": {"limit": limit}, "parents": [{"type": "Tenant", "id": t}]}));
+            entities.push(json!({"uid": {"type": "Agent", "id": format!("agent@{t}")}, "attrs": {}, "parents": [{"type": "Tenant", "id": t}]}));
+            entities.push(json!({"uid": {"type": "MemoryScope", "id": format!("{t}/notes")}, "attrs": {}, "parents": [{"type": "Tenant", "id": t}]}));
+        }
+        for (user, roles) in [
+            ("boss@t0", json!(["approver"])),
+            ("user@t0", json!([])),
+            ("boss@t1", json!(["approver", "operator"])),
+        ] {
+            let tenant = user.split('@').nth(1).unwrap_or("t0");
+            entities.push(json!({"uid": {"type": "User", "id": user}, "attrs": {"roles": roles}, "parents": [{"type": "Tenant", "id": tenant}]}));
+        }
+        entities.push(json!({"uid": {"type": "Model", "id": MODEL}, "attrs": {"input_price": 1000, "output_price": 2000}, "parents": []}));
+
+        let tools: Vec<ToolSpec> = (0..3)
+            .map(|i| ToolSpec {
+                name: format!("gt{i}"),
+                description: "generated".into(),
+                risk: *pick(rng, &[Risk::Low, Risk::Medium, Risk::High, Risk::Critical]),
+                tags: ["egress", "payments"].into_iter().filter(|_| chance(rng, 35)).map(str::to_owned).collect(),
+                output_labels: ["untrusted", "pii"].into_iter().filter(|_| chance(rng, 35)).map(str::to_owned).collect(),
+                tenant: chance(rng, 25).then(|| pick(rng, &TENANTS).to_string()),
+                input_schema: json!({
+                    "type": "object",
+                    "properties": {"amount": {"type": "integer", "minimum": 0}, "note": {"type": "string"}},
+                    "required": ["amount"],
+                    "additionalProperties": false
+                }),
+            })
+            .collect();
+
+        let mut policies = Vec::new();
+        for i in 0..(rng.next_u32() % 5) {
+            let tool = format!("gt{}", rng.next_u32() % 3);
+            let n = rng.next_u32() % 1000;
+            let text = match rng.next_u32() % 6 {
+                0 => format!(
+                    "@id(\"gen.{i}\")\nforbid (principal, action == Action::\"{tool}\", resource)\nwhen {{ context.input.amount > {n} }};"
+                ),
+                1 => format!(
+                    "@id(\"gen.{i}\")\n@approval(\"approver\")\nforbid (principal, action == Action::\"{tool}\", resource)\nwhen {{ context.input.amount > {n} }};"
+                ),
+                2 => format!(
+                    "@id(\"gen.{i}\")\n@limit(\"model_calls\")\nforbid (principal, action == Action::\"call_model\", resource)\nwhen {{ context.session.model_calls >= {} }};",
+                    n % 8 + 1
+                ),
+                3 => format!(
+                    "@id(\"gen.{i}\")\npermit (principal, action == Action::\"{tool}\", resource)\nwhen {{ resource.risk == \"critical\" && context.input.amount < {n} }};"
+                ),
+                4 => format!(
+                    "@id(\"gen.{i}\")\n@timeout_ms(\"{}\")\n@max_retries(\"{}\")\npermit (principal, action in Action::\"call_tool\", resource);",
+                    n * 10 + 1,
+                    n % 4
+                ),
+                // Overflows for large amounts: Cedar would skip this forbid; the kernel must deny.
+                _ => format!(
+                    "@id(\"gen.{i}\")\nforbid (principal, action == Action::\"{tool}\", resource)\nwhen {{ context.input.amount * 4611686018427387904 > {n} }};"
+                ),
+            };
+            policies.push(text);
+        }
+        let policy_text = policies.join("\n\n");
+
+        let packs: Vec<&str> = pack.into_iter().collect();
+        let wrap = |source| ScenarioError::Policies {
+            scenario: format!("generated world on {packs:?}"),
+            source,
+        };
+        let mut builder = builder_for(root, &packs).map_err(wrap)?;
+        builder = builder
+            .entities(Source::new(
+                "<generated entities>",
+                serde_json::to_string_pretty(&entities).unwrap_or_default(),
+            ))
+            .policies(Source::new("<generated policies>", policy_text.clone()));
+        for t in &tools {
+            builder = builder.tool(t.clone(), "<generated tools>");
+        }
+        let deployment = builder.build().map_err(|e| wrap(e.into()))?;
+        let tool_names = deployment.tool_names().map(str::to_owned).collect();
+        Ok(Self {
+            pack: pack.map(str::to_owned),
+            entities,
+            tools,
+            policy_text,
+            tool_names,
+            deployment: Arc::new(deployment),
+        })
+    }
+}
