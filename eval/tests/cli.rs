@@ -1,13 +1,13 @@
 //! The `arbiter` binary end to end: the shipped scenarios pass, and every kind of bad file gets a
 //! located error and a non-zero exit, never a panic.
 
+mod common;
+
+use common::repo;
+
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::sync::atomic::{AtomicUsize, Ordering};
-
-fn repo() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..")
-}
 
 fn arbiter(args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_arbiter"))
@@ -47,21 +47,9 @@ fn scratch() -> PathBuf {
         N.fetch_add(1, Ordering::SeqCst)
     ));
     let _ = std::fs::remove_dir_all(&dir);
-    copy(&repo().join("policies"), &dir.join("policies"));
+    common::copy_tree(&repo().join("policies"), &dir.join("policies"));
     std::fs::create_dir_all(dir.join("scenarios")).expect("mkdir");
     dir
-}
-
-fn copy(from: &Path, to: &Path) {
-    std::fs::create_dir_all(to).expect("mkdir");
-    for entry in std::fs::read_dir(from).expect("read_dir").flatten() {
-        let target = to.join(entry.file_name());
-        if entry.path().is_dir() {
-            copy(&entry.path(), &target);
-        } else {
-            std::fs::copy(entry.path(), target).expect("copy");
-        }
-    }
 }
 
 fn write(path: &Path, text: &str) {

@@ -2,7 +2,9 @@
 //! invariant fires when the kernel is broken the matching way; a broken policy pack is caught by
 //! an author property, shrunk, saved as a scenario, and that scenario fails `arbiter test`.
 
-use std::path::{Path, PathBuf};
+mod common;
+
+use std::path::PathBuf;
 use std::sync::OnceLock;
 
 use eval::fuzz::{Fuzz, Property, World, case, names, run};
@@ -91,23 +93,11 @@ fn each_invariant_catches_its_fault() {
 fn broken_copy(name: &str, file: &str, edit: impl Fn(&str) -> String) -> PathBuf {
     let dir = std::env::temp_dir().join(format!("arbiter-fuzz-{name}-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
-    copy(&policies(), &dir);
+    common::copy_tree(&policies(), &dir);
     let path = dir.join(file);
     let text = std::fs::read_to_string(&path).expect("read");
     std::fs::write(&path, edit(&text)).expect("write");
     dir
-}
-
-fn copy(from: &Path, to: &Path) {
-    std::fs::create_dir_all(to).expect("mkdir");
-    for entry in std::fs::read_dir(from).expect("read_dir").flatten() {
-        let target = to.join(entry.file_name());
-        if entry.path().is_dir() {
-            copy(&entry.path(), &target);
-        } else {
-            std::fs::copy(entry.path(), target).expect("copy");
-        }
-    }
 }
 
 #[test]

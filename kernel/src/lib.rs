@@ -32,4 +32,4 @@ pub use history::CounterSpec;
 pub use intent::Intent;
 pub use session::{Effect, Rejected, Session, SessionConfig, Status, Transition};
 pub use source::{Located, Source};
-pub use tools::{ArgumentError, Risk, ToolSpec, uid};
+pub use tools::{ArgumentError, BUILTIN_ACTIONS, Risk, ToolSpec, uid};

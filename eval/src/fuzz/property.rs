@@ -157,22 +157,11 @@ impl Property {
         let name = action.id().unescaped().to_owned();
         let matches = match &self.action {
             ActionMatch::Exactly(a) => *a == name,
-            ActionMatch::AnyTool => !BUILTIN.contains(&name.as_str()),
+            ActionMatch::AnyTool => !kernel::BUILTIN_ACTIONS.contains(&name.as_str()),
         };
         matches && self.conditions.iter().all(|c| c.holds(request, entities))
     }
 }
-
-const BUILTIN: [&str; 8] = [
-    "call_model",
-    "call_tool",
-    "read_memory",
-    "write_memory",
-    "spend_budget",
-    "approve",
-    "cancel",
-    "continue_session",
-];
 
 fn strip_action(s: &str) -> String {
     s.strip_prefix("Action::")

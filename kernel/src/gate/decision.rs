@@ -120,8 +120,10 @@ impl Decision {
     /// Fixes effect and basis from Cedar's answer; errors override an Allow.
     pub(crate) fn settle(&mut self, cedar_allowed: bool) {
         let forbidden = self.policies.iter().any(|p| p.effect == "forbid");
-        let fail_open = crate::faults::active(crate::faults::Fault::FailOpen);
-        (self.effect, self.basis) = if !self.errors.is_empty() && !(fail_open && cedar_allowed) {
+        // The `FailOpen` fault simulates trusting Cedar's verdict despite errors.
+        let errors_deny =
+            !self.errors.is_empty() && !crate::faults::active(crate::faults::Fault::FailOpen);
+        (self.effect, self.basis) = if errors_deny {
             (Verdict::Deny, Basis::Error)
         } else if cedar_allowed {
             (Verdict::Allow, Basis::Permitted)

@@ -16,7 +16,7 @@ use crate::error::LoadError;
 use crate::source::Located;
 
 /// Actions the schema declares itself; a tool may not take their names.
-pub(crate) const BUILTIN_ACTIONS: [&str; 8] = [
+pub const BUILTIN_ACTIONS: [&str; 8] = [
     "call_model",
     "call_tool",
     "read_memory",
