@@ -90,8 +90,8 @@ pub fn run(args: &Args) -> miette::Result<ExitCode> {
         summary.transitions as f64 / secs.max(1e-9)
     );
     println!(
-        "decisions:          {} allow, {} deny",
-        summary.allowed, summary.denied
+        "decisions:          {} allow, {} deny; {} intents refused outright",
+        summary.allowed, summary.denied, summary.rejected
     );
     println!("policies exercised: {}", summary.policies.len());
     let total: usize = summary.violations.values().sum();

@@ -41,6 +41,8 @@ pub struct Summary {
     pub cases: usize,
     /// Kernel transitions.
     pub transitions: usize,
+    /// Intents refused outright by the kernel.
+    pub rejected: usize,
     /// Allowed decisions.
     pub allowed: usize,
     /// Denied decisions.
@@ -100,6 +102,7 @@ impl Fuzz {
             summary.cases += 1;
             summary.transitions += outcome.transitions;
             summary.allowed += outcome.decisions.0;
+            summary.rejected += outcome.rejected;
             summary.denied += outcome.decisions.1;
             summary.policies.extend(outcome.policies.iter().cloned());
             if !outcome.violations.is_empty() {

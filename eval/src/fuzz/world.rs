@@ -39,6 +39,8 @@ pub struct World {
     pub policy_text: String,
     /// Every tool name callable in this world (pack and generated), sorted.
     pub tool_names: Vec<String>,
+    /// A valid input per tool, derived from its JSON Schema; cases vary its integers.
+    pub samples: Vec<Value>,
     /// The compiled bundle.
     pub deployment: Arc<Deployment>,
 }
@@ -61,7 +63,7 @@ impl World {
         let mut entities = vec![];
         for t in TENANTS {
             entities.push(json!({"uid": {"type": "Tenant", "id": t}, "attrs": {}, "parents": []}));
-            let limit = 1_000 + u64::from(rng.next_u32() % 200_000);
+            let limit = 5_000 + u64::from(rng.next_u32() % 400_000);
             entities.push(json!({"uid": {"type": "Budget", "id": t}, "attrs": {"limit": limit}, "parents": [{"type": "Tenant", "id": t}]}));
             entities.push(json!({"uid": {"type": "Agent", "id": format!("agent@{t}")}, "attrs": {}, "parents": [{"type": "Tenant", "id": t}]}));
             entities.push(json!({"uid": {"type": "MemoryScope", "id": format!("{t}/notes")}, "attrs": {}, "parents": [{"type": "Tenant", "id": t}]}));
@@ -76,53 +78,102 @@ impl World {
         }
         entities.push(json!({"uid": {"type": "Model", "id": MODEL}, "attrs": {"input_price": 1000, "output_price": 2000}, "parents": []}));
 
-        let tools: Vec<ToolSpec> = (0..3)
-            .map(|i| ToolSpec {
+        // Argument shapes: integer amounts; decimal amounts; and an open object with a set and a
+        // date-time, whose undeclared fields (the generator's `note`) are projected away.
+        // gt0 always takes integers, so the error-prone policy below always type-checks.
+        let shapes: Vec<u32> = (0..3)
+            .map(|i| if i == 0 { 0 } else { rng.next_u32() % 3 })
+            .collect();
+        let tools: Vec<ToolSpec> = shapes
+            .iter()
+            .enumerate()
+            .map(|(i, shape)| ToolSpec {
                 name: format!("gt{i}"),
                 description: "generated".into(),
                 risk: *pick(rng, &[Risk::Low, Risk::Medium, Risk::High, Risk::Critical]),
                 tags: ["egress", "payments"].into_iter().filter(|_| chance(rng, 35)).map(str::to_owned).collect(),
                 output_labels: ["untrusted", "pii"].into_iter().filter(|_| chance(rng, 35)).map(str::to_owned).collect(),
                 tenant: chance(rng, 25).then(|| pick(rng, &TENANTS).to_string()),
-                input_schema: json!({
-                    "type": "object",
-                    "properties": {"amount": {"type": "integer", "minimum": 0}, "note": {"type": "string"}},
-                    "required": ["amount"],
-                    "additionalProperties": false
-                }),
+                input_schema: match shape {
+                    0 => json!({
+                        "type": "object",
+                        "properties": {"amount": {"type": "integer", "minimum": 0}, "note": {"type": "string"}},
+                        "required": ["amount"],
+                        "additionalProperties": false
+                    }),
+                    1 => json!({
+                        "type": "object",
+                        "properties": {"amount": {"type": "number"}, "note": {"type": "string", "maxLength": 20}},
+                        "required": ["amount"],
+                        "additionalProperties": false
+                    }),
+                    _ => json!({
+                        "type": "object",
+                        "properties": {
+                            "amount": {"type": "integer"},
+                            "tags": {"type": "array", "items": {"type": "string"}},
+                            "when": {"type": "string", "format": "date-time"}
+                        },
+                        "required": ["amount"]
+                    }),
+                },
             })
             .collect();
+        // `context.input.amount > n`, typed for the tool's shape.
+        let above = |tool: usize, n: u32| match shapes.get(tool) {
+            Some(1) => format!("context.input.amount.greaterThan(decimal(\"{n}.5\"))"),
+            _ => format!("context.input.amount > {n}"),
+        };
+        let below = |tool: usize, n: u32| match shapes.get(tool) {
+            Some(1) => format!("context.input.amount.lessThan(decimal(\"{n}.0\"))"),
+            _ => format!("context.input.amount < {n}"),
+        };
 
         let mut policies = Vec::new();
         for i in 0..(rng.next_u32() % 5) {
-            let tool = format!("gt{}", rng.next_u32() % 3);
+            let k = (rng.next_u32() % 3) as usize;
+            let tool = format!("gt{k}");
             let n = rng.next_u32() % 1000;
+            let head = format!("@id(\"gen.{i}\")\n");
+            let on_tool = format!("(principal, action == Action::\"{tool}\", resource)");
             let text = match rng.next_u32() % 6 {
-                0 => format!(
-                    "@id(\"gen.{i}\")\nforbid (principal, action == Action::\"{tool}\", resource)\nwhen {{ context.input.amount > {n} }};"
-                ),
+                0 => format!("{head}forbid {on_tool}\nwhen {{ {} }};", above(k, n)),
                 1 => format!(
-                    "@id(\"gen.{i}\")\n@approval(\"approver\")\nforbid (principal, action == Action::\"{tool}\", resource)\nwhen {{ context.input.amount > {n} }};"
+                    "{head}@approval(\"approver\")\nforbid {on_tool}\nwhen {{ {} }};",
+                    above(k, n)
                 ),
                 2 => format!(
-                    "@id(\"gen.{i}\")\n@limit(\"model_calls\")\nforbid (principal, action == Action::\"call_model\", resource)\nwhen {{ context.session.model_calls >= {} }};",
+                    "{head}@limit(\"model_calls\")\nforbid (principal, action == Action::\"call_model\", resource)\nwhen {{ context.session.model_calls >= {} }};",
                     n % 8 + 1
                 ),
                 3 => format!(
-                    "@id(\"gen.{i}\")\npermit (principal, action == Action::\"{tool}\", resource)\nwhen {{ resource.risk == \"critical\" && context.input.amount < {n} }};"
+                    "{head}permit {on_tool}\nwhen {{ resource.risk == \"critical\" && {} }};",
+                    below(k, n)
                 ),
                 4 => format!(
-                    "@id(\"gen.{i}\")\n@timeout_ms(\"{}\")\n@max_retries(\"{}\")\npermit (principal, action in Action::\"call_tool\", resource);",
+                    "{head}@timeout_ms(\"{}\")\n@max_retries(\"{}\")\npermit (principal, action in Action::\"call_tool\", resource);",
                     n * 10 + 1,
                     n % 4
                 ),
                 // Overflows for large amounts: Cedar would skip this forbid; the kernel must deny.
+                _ if shapes.get(k) != Some(&1) => {
+                    format!(
+                        "{head}forbid {on_tool}\nwhen {{ context.input.amount * 4611686018427387904 > {n} }};"
+                    )
+                }
                 _ => format!(
-                    "@id(\"gen.{i}\")\nforbid (principal, action == Action::\"{tool}\", resource)\nwhen {{ context.input.amount * 4611686018427387904 > {n} }};"
+                    "{head}forbid {on_tool}\nwhen {{ context.session.labels.contains(\"pii\") && {} }};",
+                    above(k, n)
                 ),
             };
             policies.push(text);
         }
+        // Every world has a forbid that errors (overflows) for huge amounts: Cedar would skip it,
+        // the kernel must deny, and the oracle must agree.
+        policies.push(
+            "@id(\"gen.overflow\")\nforbid (principal, action == Action::\"gt0\", resource)\nwhen { context.input.amount * 1099511627776 > 0 };"
+                .to_owned(),
+        );
         let policy_text = policies.join("\n\n");
 
         let packs: Vec<&str> = pack.into_iter().collect();
@@ -141,14 +192,75 @@ impl World {
             builder = builder.tool(t.clone(), "<generated tools>");
         }
         let deployment = builder.build().map_err(|e| wrap(e.into()))?;
-        let tool_names = deployment.tool_names().map(str::to_owned).collect();
+        let tool_names: Vec<String> = deployment.tool_names().map(str::to_owned).collect();
+        let samples = tool_names
+            .iter()
+            .map(|t| {
+                deployment
+                    .tool(t)
+                    .map_or(Value::Null, |spec| sample(&spec.input_schema))
+            })
+            .collect();
         Ok(Self {
             pack: pack.map(str::to_owned),
             entities,
             tools,
             policy_text,
             tool_names,
+            samples,
             deployment: Arc::new(deployment),
         })
+    }
+}
+
+/// Strings tried, in order, for a string argument: the first its schema accepts is used.
+const STRINGS: [&str; 12] = [
+    "ord-42",
+    "T-1001",
+    "c-7",
+    "/workspace/src/lib.rs",
+    "/workspace",
+    "cargo test",
+    "x@y.example",
+    "https://example.org/a",
+    "2026-11-24T10:00:00Z",
+    "10.0.0.1",
+    "hello",
+    "x",
+];
+
+/// A value valid under `schema` (best effort: every property filled in).
+fn sample(schema: &Value) -> Value {
+    if let Some(first) = schema
+        .get("enum")
+        .and_then(Value::as_array)
+        .and_then(|e| e.first())
+    {
+        return first.clone();
+    }
+    match schema.get("type").and_then(Value::as_str) {
+        Some("integer") => json!(1),
+        Some("number") => json!(1.5),
+        Some("boolean") => json!(false),
+        Some("string") => {
+            let validator = jsonschema::options()
+                .should_validate_formats(true)
+                .build(schema)
+                .ok();
+            let ok = STRINGS
+                .iter()
+                .find(|c| validator.as_ref().is_some_and(|v| v.is_valid(&json!(c))));
+            json!(ok.copied().unwrap_or("x"))
+        }
+        Some("array") => json!([sample(schema.get("items").unwrap_or(&Value::Null))]),
+        _ => {
+            let mut out = serde_json::Map::new();
+            if let Some(props) = schema.get("properties").and_then(Value::as_object) {
+                for (name, sub) in props {
+                    out.insert(name.clone(), sample(sub));
+                }
+            }
+            Value::Object(out)
+        }
     }
 }
