@@ -293,3 +293,58 @@ fn audit_verify_accepts_a_replayed_log_and_names_the_first_tampered_seq() {
         &["seq 4", "expected seq 3"],
     );
 }
+
+#[test]
+fn fuzz_finds_a_policy_hole_saves_it_and_the_saved_scenario_fails_arbiter_test() {
+    let dir = scratch();
+    let p = dir.join("policies");
+    let safety = std::fs::read_to_string(p.join("base/safety.cedar")).expect("read");
+    write(
+        &p.join("base/safety.cedar"),
+        &safety.replace(
+            "resource.tags.contains(\"egress\")",
+            "resource.tags.contains(\"nothing\")",
+        ),
+    );
+    let property = r#"no-allow: action in call_tool when session.labels contains "untrusted" and resource.tags contains "egress""#;
+    let saved = dir.join("scenarios/fuzz");
+    let o = arbiter(&[
+        "fuzz",
+        "--cases",
+        "1500",
+        "--seed",
+        "2",
+        "--policies",
+        s(&p),
+        "--property",
+        property,
+        "--save-failures",
+        s(&saved),
+    ]);
+    assert_clean_failure(
+        &o,
+        &[
+            "violations:",
+            "property:",
+            "shortest counterexample",
+            "saved as",
+        ],
+    );
+    let files = eval::scenario_files(&[saved.clone()]).expect("saved files");
+    assert!(!files.is_empty());
+    let o = arbiter(&["test", s(&saved)]);
+    assert_clean_failure(&o, &["expected the property to hold", "0 passed"]);
+
+    // The same run over the intact pack is clean, and says so with exit 0.
+    let o = arbiter(&[
+        "fuzz",
+        "--cases",
+        "300",
+        "--seed",
+        "2",
+        "--property",
+        property,
+    ]);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    assert!(text(&o).contains("violations:         0"), "{}", text(&o));
+}
