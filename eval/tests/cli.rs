@@ -330,7 +330,7 @@ fn fuzz_finds_a_policy_hole_saves_it_and_the_saved_scenario_fails_arbiter_test()
             "saved as",
         ],
     );
-    let files = eval::scenario_files(&[saved.clone()]).expect("saved files");
+    let files = eval::scenario_files(std::slice::from_ref(&saved)).expect("saved files");
     assert!(!files.is_empty());
     let o = arbiter(&["test", s(&saved)]);
     assert_clean_failure(&o, &["expected the property to hold", "0 passed"]);

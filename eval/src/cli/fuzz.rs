@@ -93,7 +93,24 @@ pub fn run(args: &Args) -> miette::Result<ExitCode> {
         "decisions:          {} allow, {} deny; {} intents refused outright",
         summary.allowed, summary.denied, summary.rejected
     );
-    println!("policies exercised: {}", summary.policies.len());
+    let all: std::collections::BTreeSet<String> = fuzz
+        .worlds
+        .iter()
+        .flat_map(|w| w.deployment.policy_ids())
+        .collect();
+    let unexercised: Vec<&String> = all
+        .iter()
+        .filter(|id| !summary.policies.contains(*id))
+        .collect();
+    println!(
+        "policies exercised: {} of {}",
+        summary.policies.len(),
+        all.len()
+    );
+    if !unexercised.is_empty() {
+        let names: Vec<&str> = unexercised.iter().map(|s| s.as_str()).collect();
+        println!("never decisive:     {}", names.join(", "));
+    }
     let total: usize = summary.violations.values().sum();
     println!("violations:         {total}");
     for (kind, n) in &summary.violations {

@@ -28,6 +28,8 @@ pub struct Case {
     pub user: usize,
     /// Index into [`AGENTS`] (may belong to another tenant).
     pub agent: usize,
+    /// Index into [`TENANTS`] of the budget charged (may belong to another tenant).
+    pub budget: usize,
     /// The steps, each after a time delta in ms.
     pub steps: Vec<(u64, Step)>,
 }
@@ -46,6 +48,7 @@ pub enum Step {
         note: bool,
         bad: bool,
         cost: u64,
+        variant: u32,
     },
     /// Answer whatever is in flight: success, or a failure.
     Answer {
@@ -57,9 +60,9 @@ pub enum Step {
     /// A result for a call that may not exist.
     Stale { n: u8 },
     /// Read memory.
-    Read { scope: usize },
+    Read { scope: usize, key: usize },
     /// Write memory.
-    Write { scope: usize },
+    Write { scope: usize, key: usize },
     /// A user approves whatever waits (or a made-up id).
     Approve { user: usize },
     /// A user rejects.
@@ -74,16 +77,19 @@ pub enum Step {
     Fail,
 }
 
+/// Memory keys: a private one and the prefixes policies treat as shared.
+const KEYS: [&str; 3] = ["k", "shared/notes", "global/x"];
+
 fn step() -> impl Strategy<Value = Step> {
     prop_oneof![
-        8 => (0u64..3000, 0u64..3000).prop_map(|(tokens, cost)| Step::Model { tokens, cost }),
-        24 => (0usize..12, prop_oneof![4 => 0i64..2000, 1 => Just(i64::MAX), 1 => Just(-1i64)], any::<bool>(), prop::bool::weighted(0.1), 0u64..5000)
-            .prop_map(|(tool, amount, note, bad, cost)| Step::Tool { tool, amount, note, bad, cost }),
+        8 => (prop_oneof![9 => 0u64..3000, 1 => 50_000u64..250_000], 0u64..3000).prop_map(|(tokens, cost)| Step::Model { tokens, cost }),
+        24 => (0usize..12, prop_oneof![4 => 0i64..2000, 3 => 2000i64..100_000, 1 => Just(i64::MAX), 1 => Just(-1i64)], any::<bool>(), prop::bool::weighted(0.1), 0u64..5000, any::<u32>())
+            .prop_map(|(tool, amount, note, bad, cost, variant)| Step::Tool { tool, amount, note, bad, cost, variant }),
         40 => (prop::bool::weighted(0.3), any::<bool>(), prop_oneof![8 => 0u64..=100, 1 => 101u64..300], prop::collection::vec(prop_oneof![Just("untrusted".to_owned()), Just("pii".to_owned())], 0..2))
             .prop_map(|(fail, retryable, cost_percent, labels)| Step::Answer { fail, retryable, cost_percent, labels }),
         1 => (0u8..6).prop_map(|n| Step::Stale { n }),
-        5 => (0usize..3).prop_map(|scope| Step::Read { scope }),
-        5 => (0usize..3).prop_map(|scope| Step::Write { scope }),
+        5 => (0usize..3, 0usize..3).prop_map(|(scope, key)| Step::Read { scope, key }),
+        5 => (0usize..3, 0usize..3).prop_map(|(scope, key)| Step::Write { scope, key }),
         4 => (0usize..4).prop_map(|user| Step::Approve { user }),
         1 => (0usize..4).prop_map(|user| Step::Reject { user }),
         1 => (0usize..4).prop_map(|user| Step::Cancel { user }),
@@ -106,7 +112,8 @@ pub fn case(worlds: usize) -> impl Strategy<Value = Case> {
         prop::bool::weighted(0.1).prop_map(|l| if l { Mode::LogOnly } else { Mode::Enforce }),
         0usize..2,
         prop::bool::weighted(0.15),
-        prop::collection::vec((delta(), step()), 1..70),
+        // Most sessions are short; one in ten runs long enough to reach the step limits.
+        prop_oneof![9 => prop::collection::vec((delta(), step()), 1..70), 1 => prop::collection::vec((delta(), step()), 1..160)],
     )
         .prop_map(|(world, mode, tenant, crossed, mut steps)| {
             steps.insert(0, (0, Step::Start));
@@ -115,12 +122,14 @@ pub fn case(worlds: usize) -> impl Strategy<Value = Case> {
             } else {
                 (tenant * 2, tenant)
             };
+            let budget = if crossed { (tenant + 1) % 2 } else { tenant };
             Case {
                 world,
                 mode,
                 tenant,
                 user,
                 agent,
+                budget,
                 steps,
             }
         })
@@ -134,7 +143,7 @@ impl Case {
             tenant: TENANTS[self.tenant % TENANTS.len()].into(),
             user: USERS[self.user % USERS.len()].into(),
             agent: AGENTS[self.agent % AGENTS.len()].into(),
-            budget: TENANTS[self.tenant % TENANTS.len()].into(),
+            budget: TENANTS[self.budget % TENANTS.len()].into(),
             mode: self.mode,
         }
     }
@@ -320,6 +329,7 @@ fn resolve(
             note,
             bad,
             cost,
+            variant,
         } => {
             *estimate = *cost;
             let i = tool % world.tool_names.len().max(1);
@@ -328,16 +338,14 @@ fn resolve(
                 .get(i)
                 .cloned()
                 .unwrap_or_else(|| "gt0".into());
-            // The tool's valid sample, its integers set to the generated amount; `note` adds an
-            // argument the schema may not declare; `bad` sends no object at all.
-            let mut input = world.samples.get(i).cloned().unwrap_or_else(|| json!({}));
-            if let Some(map) = input.as_object_mut() {
-                for v in map.values_mut().filter(|v| v.is_i64()) {
-                    *v = json!(amount);
-                }
-                if *note {
-                    map.insert("note".into(), json!("see ticket"));
-                }
+            // A valid input with generated strings and integers; `note` adds an argument the
+            // schema may not declare; `bad` sends no object at all.
+            let mut input = world
+                .samples
+                .get(i)
+                .map_or_else(|| json!({}), |s| s.instance(*variant, *amount));
+            if let (true, Some(map)) = (*note, input.as_object_mut()) {
+                map.insert("note".into(), json!("see ticket"));
             }
             if *bad {
                 input = json!("not an object");
@@ -389,13 +397,13 @@ fn resolve(
             output: json!(1),
             cost: 0,
         },
-        Step::Read { scope } => Intent::ReadMemory {
+        Step::Read { scope, key } => Intent::ReadMemory {
             scope: SCOPES[scope % SCOPES.len()].into(),
-            key: "k".into(),
+            key: KEYS[key % KEYS.len()].into(),
         },
-        Step::Write { scope } => Intent::WriteMemory {
+        Step::Write { scope, key } => Intent::WriteMemory {
             scope: SCOPES[scope % SCOPES.len()].into(),
-            key: "k".into(),
+            key: KEYS[key % KEYS.len()].into(),
             value: json!("v"),
         },
         Step::Approve { user: u } => Intent::Approve {

@@ -39,8 +39,9 @@ pub struct World {
     pub policy_text: String,
     /// Every tool name callable in this world (pack and generated), sorted.
     pub tool_names: Vec<String>,
-    /// A valid input per tool, derived from its JSON Schema; cases vary its integers.
-    pub samples: Vec<Value>,
+    /// A valid input per tool, derived from its JSON Schema, with the candidate values each of
+    /// its string arguments accepts; cases choose among them and vary the integers.
+    pub samples: Vec<Sample>,
     /// The compiled bundle.
     pub deployment: Arc<Deployment>,
 }
@@ -63,7 +64,11 @@ impl World {
         let mut entities = vec![];
         for t in TENANTS {
             entities.push(json!({"uid": {"type": "Tenant", "id": t}, "attrs": {}, "parents": []}));
-            let limit = 5_000 + u64::from(rng.next_u32() % 400_000);
+            let limit = if chance(rng, 50) {
+                500 + u64::from(rng.next_u32() % 20_000)
+            } else {
+                50_000 + u64::from(rng.next_u32() % 400_000)
+            };
             entities.push(json!({"uid": {"type": "Budget", "id": t}, "attrs": {"limit": limit}, "parents": [{"type": "Tenant", "id": t}]}));
             entities.push(json!({"uid": {"type": "Agent", "id": format!("agent@{t}")}, "attrs": {}, "parents": [{"type": "Tenant", "id": t}]}));
             entities.push(json!({"uid": {"type": "MemoryScope", "id": format!("{t}/notes")}, "attrs": {}, "parents": [{"type": "Tenant", "id": t}]}));
@@ -198,7 +203,7 @@ impl World {
             .map(|t| {
                 deployment
                     .tool(t)
-                    .map_or(Value::Null, |spec| sample(&spec.input_schema))
+                    .map_or_else(Sample::default, |spec| Sample::of(&spec.input_schema))
             })
             .collect();
         Ok(Self {
@@ -213,21 +218,93 @@ impl World {
     }
 }
 
-/// Strings tried, in order, for a string argument: the first its schema accepts is used.
-const STRINGS: [&str; 12] = [
+/// Strings tried for a string argument; each case picks among those its schema accepts.
+const STRINGS: [&str; 18] = [
     "ord-42",
     "T-1001",
     "c-7",
     "/workspace/src/lib.rs",
     "/workspace",
+    "/workspace/../etc/passwd",
+    "/etc/passwd",
     "cargo test",
+    "rm -rf target",
+    "git clean -fdx",
     "x@y.example",
     "https://example.org/a",
     "2026-11-24T10:00:00Z",
     "10.0.0.1",
+    "A-1",
+    "main",
     "hello",
     "x",
 ];
+
+/// A tool's sample input and, per top-level string argument, the strings its schema accepts.
+#[derive(Debug, Clone, Default)]
+pub struct Sample {
+    /// A valid input.
+    pub input: Value,
+    /// (argument, accepted candidates) for each top-level string argument.
+    pub strings: Vec<(String, Vec<String>)>,
+}
+
+impl Sample {
+    fn of(schema: &Value) -> Self {
+        let mut strings = Vec::new();
+        if let Some(props) = schema.get("properties").and_then(Value::as_object) {
+            for (name, sub) in props {
+                if sub.get("type").and_then(Value::as_str) == Some("string")
+                    && sub.get("enum").is_none()
+                {
+                    let ok = accepted(sub);
+                    if !ok.is_empty() {
+                        strings.push((name.clone(), ok));
+                    }
+                }
+            }
+        }
+        Self {
+            input: sample(schema),
+            strings,
+        }
+    }
+
+    /// The sample with its strings chosen by `variant` and its integers set to `amount`.
+    pub fn instance(&self, variant: u32, amount: i64) -> Value {
+        let mut input = self.input.clone();
+        if let Some(map) = input.as_object_mut() {
+            for v in map.values_mut() {
+                if v.is_i64() {
+                    *v = json!(amount);
+                } else if v.is_boolean() {
+                    *v = json!(variant & 1 == 1);
+                }
+            }
+            let mut bits = variant >> 1;
+            for (name, candidates) in &self.strings {
+                let pick = candidates[(bits as usize) % candidates.len()].clone();
+                bits = bits.rotate_right(5);
+                map.insert(name.clone(), json!(pick));
+            }
+        }
+        input
+    }
+}
+
+fn accepted(schema: &Value) -> Vec<String> {
+    let Ok(validator) = jsonschema::options()
+        .should_validate_formats(true)
+        .build(schema)
+    else {
+        return Vec::new();
+    };
+    STRINGS
+        .iter()
+        .filter(|c| validator.is_valid(&json!(c)))
+        .map(|c| (*c).to_owned())
+        .collect()
+}
 
 /// A value valid under `schema` (best effort: every property filled in).
 fn sample(schema: &Value) -> Value {
@@ -242,16 +319,7 @@ fn sample(schema: &Value) -> Value {
         Some("integer") => json!(1),
         Some("number") => json!(1.5),
         Some("boolean") => json!(false),
-        Some("string") => {
-            let validator = jsonschema::options()
-                .should_validate_formats(true)
-                .build(schema)
-                .ok();
-            let ok = STRINGS
-                .iter()
-                .find(|c| validator.as_ref().is_some_and(|v| v.is_valid(&json!(c))));
-            json!(ok.copied().unwrap_or("x"))
-        }
+        Some("string") => json!(accepted(schema).first().map_or("x", String::as_str)),
         Some("array") => json!([sample(schema.get("items").unwrap_or(&Value::Null))]),
         _ => {
             let mut out = serde_json::Map::new();
