@@ -1,6 +1,6 @@
 //! Deliberate faults for testing the fuzzer's invariants (feature `faults`). Each one breaks the
 //! kernel the way a real bug would; a test switches one on and expects the matching invariant to
-//! report it. Without the feature, [`active`] is a constant `false` and the checks compile away.
+//! report it. Without the feature, the checks are a constant `false` and compile away.
 
 /// A kernel bug to simulate.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -8,7 +8,7 @@
 //! A [`Deployment`] is the compiled policy bundle a session runs against: the Cedar schema (with one
 //! action generated per registered tool), the policy set keyed by `@id`, the entities, the tool
 //! registry and the history counters. Build it once and share it between sessions.
-#![forbid(unsafe_code)]
+#![deny(unsafe_code)]
 #![warn(missing_docs)]
 
 mod deployment;
@@ -20,6 +20,8 @@ mod session;
 mod source;
 mod tools;
 
+#[cfg(feature = "driver")]
+pub mod driver;
 pub mod event;
 pub mod faults;
 pub mod pack;

@@ -1,0 +1,66 @@
+//! The controlled interface every tool is called through.
+
+use std::collections::BTreeMap;
+use std::future::Future;
+use std::pin::Pin;
+
+use serde_json::Value;
+use thiserror::Error;
+
+/// One call as the driver hands it to a tool: already authorized, arguments already validated.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ToolCall {
+    /// The kernel's call id (stable across retries), usable as an idempotency key.
+    pub call_id: String,
+    /// Attempt number, from 1.
+    pub attempt: u32,
+    /// The session's tenant.
+    pub tenant: String,
+    /// The validated arguments.
+    pub input: Value,
+    /// The credentials the tenant's configuration grants this tool (environment name → secret).
+    pub credentials: BTreeMap<String, String>,
+}
+
+/// Why a tool call did not produce an output.
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+pub enum ToolError {
+    /// The tool reported a failure.
+    #[error("{message}")]
+    Failed {
+        /// What it said.
+        message: String,
+        /// Whether another attempt could succeed.
+        retryable: bool,
+    },
+    /// The tool answered something that is not the JSON it promised.
+    #[error("malformed output: {0}")]
+    Malformed(String),
+    /// The tool could not be started at all.
+    #[error("cannot start the tool: {0}")]
+    Unavailable(String),
+}
+
+impl ToolError {
+    /// Whether the driver may retry (within the `@max_retries` obligation).
+    pub fn retryable(&self) -> bool {
+        matches!(
+            self,
+            Self::Failed {
+                retryable: true,
+                ..
+            }
+        )
+    }
+}
+
+/// The future a tool returns. Dropping it cancels the call: an adapter must stop the work it
+/// started (kill processes, abort requests) when dropped, which is how timeouts and user
+/// cancellation reach it.
+pub type ToolFuture<'a> = Pin<Box<dyn Future<Output = Result<Value, ToolError>> + Send + 'a>>;
+
+/// A tool the driver can call.
+pub trait Tool: Send + Sync {
+    /// Runs one call.
+    fn call(&self, call: ToolCall) -> ToolFuture<'_>;
+}
