@@ -187,10 +187,18 @@ fn a_broken_pack_is_caught_by_a_property_shrunk_and_saved_as_a_failing_scenario(
 #[test]
 fn a_seeded_run_is_reproducible() {
     let summary = |seed| {
-        let fuzz = Fuzz { worlds: Fuzz::worlds(&policies(), &packs(), seed).expect("worlds"), properties: vec![], seed };
+        let fuzz = Fuzz {
+            worlds: Fuzz::worlds(&policies(), &packs(), seed).expect("worlds"),
+            properties: vec![],
+            seed,
+        };
         let s = fuzz.run(200, |_, _| {}).0;
         (s.transitions, s.allowed, s.denied, s.rejected, s.policies)
     };
     assert_eq!(summary(42), summary(42));
-    assert_ne!(summary(42).0, summary(43).0, "a different seed explores differently");
+    assert_ne!(
+        summary(42).0,
+        summary(43).0,
+        "a different seed explores differently"
+    );
 }
