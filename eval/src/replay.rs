@@ -159,6 +159,8 @@ struct Pending {
     id: String,
     kind: PendingKind,
     not_before: u64,
+    /// The `@timeout_ms` obligation: an answer slower than this never arrives; the attempt fails.
+    timeout: Option<u64>,
 }
 
 enum PendingKind {
@@ -299,6 +301,24 @@ impl Player {
                 )
             }
         };
+        // Enforce the timeout obligation as the driver does: the slow answer is discarded and the
+        // attempt fails, retryably.
+        let (latency, intent) = match pending.timeout {
+            Some(limit)
+                if latency > limit && !matches!(pending.kind, PendingKind::Memory { .. }) =>
+            {
+                (
+                    limit,
+                    Intent::CallFailed {
+                        call_id: pending.id.clone(),
+                        error: format!("timed out after {limit} ms"),
+                        retryable: true,
+                        cost: 0,
+                    },
+                )
+            }
+            _ => (latency, intent),
+        };
         let done = start.saturating_add(latency);
         if self.external.front().is_some_and(|e| e.at_ms < done) {
             self.pending = Some(pending);
@@ -437,24 +457,28 @@ impl Player {
                 Effect::CallModel {
                     call_id,
                     not_before_ms,
+                    obligations,
                     ..
                 } => {
                     self.pending = Some(Pending {
                         id: call_id,
                         kind: PendingKind::Model,
                         not_before: not_before_ms,
+                        timeout: obligations.timeout_ms,
                     });
                 }
                 Effect::CallTool {
                     call_id,
                     tool,
                     not_before_ms,
+                    obligations,
                     ..
                 } => {
                     self.pending = Some(Pending {
                         id: call_id,
                         kind: PendingKind::Tool(tool),
                         not_before: not_before_ms,
+                        timeout: obligations.timeout_ms,
                     });
                 }
                 Effect::ReadMemory {
@@ -466,6 +490,7 @@ impl Player {
                         id: read_id,
                         kind: PendingKind::Memory { scope, key },
                         not_before: 0,
+                        timeout: None,
                     });
                 }
                 Effect::WriteMemory {
