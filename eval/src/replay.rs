@@ -154,7 +154,7 @@ pub fn replay(s: &LoadedScenario, deployment: Arc<Deployment>) -> Result<Run, Sc
     })
 }
 
-/// A call or read in flight: its id and the earliest time it may start.
+/// A call or read in flight: its id and the time it starts (its backoff, or when it was issued).
 struct Pending {
     id: String,
     kind: PendingKind,
@@ -267,7 +267,8 @@ impl Player {
         let Some(pending) = self.pending.take() else {
             return self.advance_to_next_external();
         };
-        let start = pending.not_before.max(self.now);
+        // Fixed when the call was handed out: external events delivered meanwhile do not delay it.
+        let start = pending.not_before;
         let (latency, intent) = match &pending.kind {
             PendingKind::Memory { scope, key } => {
                 let entry = self.memory.get(&(scope.clone(), key.clone())).cloned();
@@ -463,7 +464,7 @@ impl Player {
                     self.pending = Some(Pending {
                         id: call_id,
                         kind: PendingKind::Model,
-                        not_before: not_before_ms,
+                        not_before: not_before_ms.max(self.now),
                         timeout: obligations.timeout_ms,
                     });
                 }
@@ -477,7 +478,7 @@ impl Player {
                     self.pending = Some(Pending {
                         id: call_id,
                         kind: PendingKind::Tool(tool),
-                        not_before: not_before_ms,
+                        not_before: not_before_ms.max(self.now),
                         timeout: obligations.timeout_ms,
                     });
                 }
@@ -489,7 +490,7 @@ impl Player {
                     self.pending = Some(Pending {
                         id: read_id,
                         kind: PendingKind::Memory { scope, key },
-                        not_before: 0,
+                        not_before: self.now,
                         timeout: None,
                     });
                 }

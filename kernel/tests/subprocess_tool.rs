@@ -38,7 +38,7 @@ async fn json_in_json_out() {
     let out = sh("cat")
         .call(call(json!({"a": [1, 2]}), BTreeMap::new()))
         .await;
-    assert_eq!(out, Ok(json!({"a": [1, 2]})));
+    assert_eq!(out.map(|o| o.value), Ok(json!({"a": [1, 2]})));
 }
 
 #[tokio::test]
@@ -144,7 +144,7 @@ async fn the_environment_is_scrubbed_and_holds_only_the_tenants_credentials() {
         .call(call(json!({}), creds.for_call("acme", "env_dump")))
         .await
         .expect("runs");
-    let env = acme.as_object().expect("object");
+    let env = acme.value.as_object().expect("object");
     assert_eq!(env.get("CRM_TOKEN"), Some(&json!("acme-secret")));
     assert!(env.contains_key("PATH"));
     assert!(
@@ -165,5 +165,5 @@ async fn the_environment_is_scrubbed_and_holds_only_the_tenants_credentials() {
         .call(call(json!({}), creds.for_call("globex", "env_dump")))
         .await
         .expect("runs");
-    assert_eq!(globex.get("CRM_TOKEN"), Some(&json!("globex-secret")));
+    assert_eq!(globex.value.get("CRM_TOKEN"), Some(&json!("globex-secret")));
 }

@@ -7,11 +7,13 @@
 
 mod credentials;
 mod hub;
+mod model;
 mod subprocess;
 pub mod telemetry;
 mod tool;
 
 pub use credentials::Credentials;
 pub use hub::{Delivery, EventHub, Subscriber};
+pub use model::{Estimate, Model, ModelCall, ModelError, ModelFuture, ModelReply};
 pub use subprocess::SubprocessTool;
-pub use tool::{Tool, ToolCall, ToolError, ToolFuture};
+pub use tool::{Tool, ToolCall, ToolError, ToolFuture, ToolOutput};

@@ -13,7 +13,7 @@ use serde_json::Value;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::process::Command;
 
-use super::tool::{Tool, ToolCall, ToolError, ToolFuture};
+use super::tool::{Tool, ToolCall, ToolError, ToolFuture, ToolOutput};
 
 /// Exit status meaning "temporary failure, try again" (sysexits.h).
 const EX_TEMPFAIL: i32 = 75;
@@ -51,7 +51,7 @@ impl SubprocessTool {
         self
     }
 
-    async fn run(&self, call: ToolCall) -> Result<Value, ToolError> {
+    async fn run(&self, call: ToolCall) -> Result<ToolOutput, ToolError> {
         let mut cmd = Command::new(&self.program);
         cmd.args(&self.args)
             .env_clear()
@@ -108,9 +108,12 @@ impl SubprocessTool {
                     code.map_or("signal".into(), |c| c.to_string())
                 ),
                 retryable: code == Some(EX_TEMPFAIL),
+                cost: 0,
             });
         }
-        serde_json::from_slice(&out).map_err(|e| ToolError::Malformed(e.to_string()))
+        let value: Value =
+            serde_json::from_slice(&out).map_err(|e| ToolError::Malformed(e.to_string()))?;
+        Ok(value.into())
     }
 }
 

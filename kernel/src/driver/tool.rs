@@ -22,6 +22,21 @@ pub struct ToolCall {
     pub credentials: BTreeMap<String, String>,
 }
 
+/// What a tool produced.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ToolOutput {
+    /// The result.
+    pub value: Value,
+    /// What the call cost, in micro-units (0 when unknown).
+    pub cost: u64,
+}
+
+impl From<Value> for ToolOutput {
+    fn from(value: Value) -> Self {
+        Self { value, cost: 0 }
+    }
+}
+
 /// Why a tool call did not produce an output.
 #[derive(Debug, Clone, PartialEq, Eq, Error)]
 pub enum ToolError {
@@ -32,6 +47,8 @@ pub enum ToolError {
         message: String,
         /// Whether another attempt could succeed.
         retryable: bool,
+        /// What the failed attempt cost, in micro-units.
+        cost: u64,
     },
     /// The tool answered something that is not the JSON it promised.
     #[error("malformed output: {0}")]
@@ -57,7 +74,7 @@ impl ToolError {
 /// The future a tool returns. Dropping it cancels the call: an adapter must stop the work it
 /// started (kill processes, abort requests) when dropped, which is how timeouts and user
 /// cancellation reach it.
-pub type ToolFuture<'a> = Pin<Box<dyn Future<Output = Result<Value, ToolError>> + Send + 'a>>;
+pub type ToolFuture<'a> = Pin<Box<dyn Future<Output = Result<ToolOutput, ToolError>> + Send + 'a>>;
 
 /// A tool the driver can call.
 pub trait Tool: Send + Sync {
