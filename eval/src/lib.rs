@@ -2,6 +2,7 @@
 //! expectations, snapshot rendering, and the pieces of the `arbiter` CLI.
 #![forbid(unsafe_code)]
 
+pub mod driven;
 pub mod error;
 pub mod expect;
 pub mod fuzz;

@@ -10,14 +10,14 @@ use std::collections::{BTreeMap, VecDeque};
 use std::sync::Arc;
 
 use kernel::pack::builder_for;
-use kernel::{
-    Deployment, Effect, Event, EventBody, Intent, Session, SessionConfig, Source, Status,
-};
-use serde_json::{Value, json};
+use kernel::{Deployment, Effect, Event, EventBody, Intent, Session, Source, Status};
+use serde_json::Value;
 
 use crate::error::ScenarioError;
 use crate::fuzz::{Monitor, Property, Violation};
-use crate::scenario::{Call, External, LoadedScenario, ToolResponse, ToolScript, Turn};
+use crate::scenario::{
+    Call, External, LoadedScenario, ToolResponse, ToolScript, Turn, default_response,
+};
 
 /// A run can never take more steps than this; a script that would is reported, not looped on.
 const MAX_STEPS: usize = 100_000;
@@ -65,14 +65,7 @@ pub fn deployment(s: &LoadedScenario) -> Result<Deployment, ScenarioError> {
 /// Replays `s` against `deployment`.
 pub fn replay(s: &LoadedScenario, deployment: Arc<Deployment>) -> Result<Run, ScenarioError> {
     let spec = &s.scenario.session;
-    let config = SessionConfig {
-        id: s.session_id(),
-        tenant: spec.tenant.clone(),
-        user: spec.user.clone(),
-        agent: spec.agent.clone(),
-        budget: spec.budget.clone(),
-        mode: s.scenario.mode,
-    };
+    let config = s.session_config();
     let mut session = Session::new(deployment.clone(), config.clone())
         .map_err(|e| ScenarioError::invalid(&s.source, None, &format!("session: {e}")))?;
     let expect = &s.scenario.expect;
@@ -222,33 +215,18 @@ impl Player {
     /// Proposes the next thing the scripted agent does; false when the script is exhausted.
     fn next_proposal(&mut self) -> bool {
         if let Some(call) = self.queue.pop_front() {
-            let intent = match (call.tool, call.read_memory, call.write_memory) {
-                (Some(tool), _, _) => Intent::CallTool {
-                    tool,
-                    input: call.input.unwrap_or(Value::Null),
-                    estimated_cost: call.estimated_cost,
-                },
-                (_, Some(m), _) => Intent::ReadMemory {
-                    scope: m.scope,
-                    key: m.key,
-                },
-                (_, _, Some(m)) => Intent::WriteMemory {
-                    scope: m.scope,
-                    key: m.key,
-                    value: m.value,
-                },
-                (None, None, None) => return true,
+            let Some(intent) = call.intent() else {
+                return true;
             };
             self.apply(intent);
         } else if let Some(answer) = self.answer.take() {
             self.apply(Intent::Complete { answer });
         } else if let Some(turn) = self.turns.front() {
+            let (estimated_tokens, estimated_cost) = turn.estimate();
             let intent = Intent::CallModel {
                 model: self.model.clone(),
-                estimated_tokens: turn
-                    .estimated_tokens
-                    .unwrap_or(turn.input_tokens + turn.output_tokens),
-                estimated_cost: turn.estimated_cost.unwrap_or(turn.cost),
+                estimated_tokens,
+                estimated_cost,
             };
             self.apply(intent);
             if self.session.status() == Status::Running {
@@ -295,11 +273,8 @@ impl Player {
                 ),
             },
             PendingKind::Tool(tool) => {
-                let (latency, response) = self.peek_response(tool);
-                (
-                    latency,
-                    tool_answer(&pending.id, &response, self.script_cost(tool)),
-                )
+                let (latency, cost, response) = self.peek_response(tool);
+                (latency, tool_answer(&pending.id, &response, cost))
             }
         };
         // Enforce the timeout obligation as the driver does: the slow answer is discarded and the
@@ -350,48 +325,22 @@ impl Player {
                 cost: turn.cost,
             };
         }
-        let calls: Vec<Value> = turn
-            .calls
-            .iter()
-            .map(|c| serde_json::to_value(c).unwrap_or_default())
-            .collect();
-        let mut output = json!({"say": turn.say, "calls": calls});
-        if let (Some(answer), Some(map)) = (&turn.answer, output.as_object_mut()) {
-            map.insert("answer".into(), json!(answer));
-        }
         Intent::ModelResponded {
             call_id: call_id.into(),
             input_tokens: turn.input_tokens,
             output_tokens: turn.output_tokens,
             cost: turn.cost,
-            output,
+            output: turn.output(),
         }
     }
 
-    /// The tool's next scripted response (the last one repeats) and its latency.
-    fn peek_response(&self, tool: &str) -> (u64, ToolResponse) {
-        let default = ToolResponse {
-            output: Some(json!({"ok": true})),
-            fail: None,
-            retryable: false,
-            latency_ms: None,
-            cost: None,
-        };
-        let Some(script) = self.scripts.get(tool) else {
-            return (10, default);
-        };
+    /// The tool's next scripted response (the last one repeats), its latency and cost.
+    fn peek_response(&self, tool: &str) -> (u64, u64, ToolResponse) {
         let i = self.cursors.get(tool).copied().unwrap_or(0);
-        let response = script
-            .responses
-            .get(i)
-            .or(script.responses.last())
-            .cloned()
-            .unwrap_or(default);
-        (response.latency_ms.unwrap_or(script.latency_ms), response)
-    }
-
-    fn script_cost(&self, tool: &str) -> u64 {
-        self.scripts.get(tool).map_or(0, |s| s.cost)
+        match self.scripts.get(tool) {
+            Some(script) => script.response(i),
+            None => (10, 0, default_response()),
+        }
     }
 
     fn advance_to_next_external(&mut self) {

@@ -293,6 +293,83 @@ fn one() -> usize {
     1
 }
 
+impl Call {
+    /// The intent the agent proposes for this call.
+    pub fn intent(&self) -> Option<kernel::Intent> {
+        use kernel::Intent;
+        match (&self.tool, &self.read_memory, &self.write_memory) {
+            (Some(tool), _, _) => Some(Intent::CallTool {
+                tool: tool.clone(),
+                input: self.input.clone().unwrap_or(Value::Null),
+                estimated_cost: self.estimated_cost,
+            }),
+            (_, Some(m), _) => Some(Intent::ReadMemory {
+                scope: m.scope.clone(),
+                key: m.key.clone(),
+            }),
+            (_, _, Some(m)) => Some(Intent::WriteMemory {
+                scope: m.scope.clone(),
+                key: m.key.clone(),
+                value: m.value.clone(),
+            }),
+            (None, None, None) => None,
+        }
+    }
+}
+
+impl Turn {
+    /// (estimated tokens, estimated cost) asked in `call_model`.
+    pub fn estimate(&self) -> (u64, u64) {
+        (
+            self.estimated_tokens
+                .unwrap_or(self.input_tokens + self.output_tokens),
+            self.estimated_cost.unwrap_or(self.cost),
+        )
+    }
+
+    /// The model output recorded in `model_responded`.
+    pub fn output(&self) -> Value {
+        let calls: Vec<Value> = self
+            .calls
+            .iter()
+            .map(|c| serde_json::to_value(c).unwrap_or_default())
+            .collect();
+        let mut output = serde_json::json!({"say": self.say, "calls": calls});
+        if let (Some(answer), Some(map)) = (&self.answer, output.as_object_mut()) {
+            map.insert("answer".into(), serde_json::json!(answer));
+        }
+        output
+    }
+}
+
+/// What a tool without a script answers.
+pub fn default_response() -> ToolResponse {
+    ToolResponse {
+        output: Some(serde_json::json!({"ok": true})),
+        fail: None,
+        retryable: false,
+        latency_ms: None,
+        cost: None,
+    }
+}
+
+impl ToolScript {
+    /// The `i`-th answer (the last one repeats) with its latency and cost.
+    pub fn response(&self, i: usize) -> (u64, u64, ToolResponse) {
+        let r = self
+            .responses
+            .get(i)
+            .or(self.responses.last())
+            .cloned()
+            .unwrap_or_else(default_response);
+        (
+            r.latency_ms.unwrap_or(self.latency_ms),
+            r.cost.unwrap_or(self.cost),
+            r,
+        )
+    }
+}
+
 /// A scenario read from disk, with where it came from.
 #[derive(Debug, Clone)]
 pub struct LoadedScenario {
@@ -321,6 +398,19 @@ impl LoadedScenario {
                     "no `policies/` directory above this file; set `policies`",
                 )
             })
+    }
+
+    /// The session configuration the scenario describes.
+    pub fn session_config(&self) -> kernel::SessionConfig {
+        let spec = &self.scenario.session;
+        kernel::SessionConfig {
+            id: self.session_id(),
+            tenant: spec.tenant.clone(),
+            user: spec.user.clone(),
+            agent: spec.agent.clone(),
+            budget: spec.budget.clone(),
+            mode: self.scenario.mode,
+        }
     }
 
     /// The session id: explicit, or the file stem.

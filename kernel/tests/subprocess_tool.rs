@@ -158,7 +158,7 @@ async fn the_environment_is_scrubbed_and_holds_only_the_tenants_credentials() {
         .await
         .expect("runs");
     assert!(
-        initech.get("CRM_TOKEN").is_none(),
+        initech.value.get("CRM_TOKEN").is_none(),
         "a tenant without a grant gets no credential"
     );
     let globex = dump

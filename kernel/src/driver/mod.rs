@@ -8,6 +8,7 @@
 mod credentials;
 mod hub;
 mod model;
+mod runtime;
 mod subprocess;
 pub mod telemetry;
 mod tool;
@@ -15,5 +16,6 @@ mod tool;
 pub use credentials::Credentials;
 pub use hub::{Delivery, EventHub, Subscriber};
 pub use model::{Estimate, Model, ModelCall, ModelError, ModelFuture, ModelReply};
+pub use runtime::{Control, MemoryStore, Outcome, Runtime};
 pub use subprocess::SubprocessTool;
 pub use tool::{Tool, ToolCall, ToolError, ToolFuture, ToolOutput};

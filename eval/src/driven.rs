@@ -1,0 +1,169 @@
+//! A scenario run through the async driver instead of the pure replay: the scenario's turns become
+//! a scripted [`Model`], its tool scripts scripted [`Tool`]s that sleep their latency, its events
+//! scheduled controls. Under tokio's paused clock this yields the replay's event stream exactly,
+//! which is what the equivalence test checks.
+
+use std::collections::VecDeque;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use kernel::driver::{
+    Control, Estimate, Model, ModelCall, ModelError, ModelFuture, ModelReply, Outcome, Runtime,
+    Tool, ToolCall, ToolError, ToolFuture, ToolOutput,
+};
+use kernel::{Deployment, Session};
+
+use crate::error::ScenarioError;
+use crate::scenario::{LoadedScenario, ToolScript, Turn};
+
+/// The scenario's model turns, one per call.
+pub struct ScriptedModel {
+    turns: Mutex<VecDeque<Turn>>,
+}
+
+impl ScriptedModel {
+    /// A model answering with `turns` in order.
+    pub fn new(turns: Vec<Turn>) -> Self {
+        Self {
+            turns: Mutex::new(turns.into()),
+        }
+    }
+
+    fn pop(&self) -> Option<Turn> {
+        self.turns.lock().ok().and_then(|mut t| t.pop_front())
+    }
+}
+
+impl Model for ScriptedModel {
+    fn next_estimate(&self) -> Option<Estimate> {
+        let turns = self.turns.lock().ok()?;
+        let (tokens, cost) = turns.front()?.estimate();
+        Some(Estimate { tokens, cost })
+    }
+
+    fn skip(&self) {
+        self.pop();
+    }
+
+    fn call(&self, _call: ModelCall) -> ModelFuture<'_> {
+        let turn = self.pop();
+        Box::pin(async move {
+            let Some(turn) = turn else {
+                return Err(ModelError {
+                    message: "the script has no turn left".into(),
+                    retryable: false,
+                    cost: 0,
+                });
+            };
+            tokio::time::sleep(Duration::from_millis(turn.latency_ms)).await;
+            if let Some(message) = &turn.fail {
+                return Err(ModelError {
+                    message: message.clone(),
+                    retryable: turn.retryable,
+                    cost: turn.cost,
+                });
+            }
+            Ok(ModelReply {
+                input_tokens: turn.input_tokens,
+                output_tokens: turn.output_tokens,
+                cost: turn.cost,
+                output: turn.output(),
+                calls: turn.calls.iter().filter_map(|c| c.intent()).collect(),
+                answer: turn.answer.clone(),
+            })
+        })
+    }
+}
+
+/// A tool answering from its script, one response per call (retries included).
+pub struct ScriptedTool {
+    script: Option<ToolScript>,
+    calls: AtomicUsize,
+}
+
+impl ScriptedTool {
+    /// A tool following `script` (none: answers `{"ok": true}` after 10 ms).
+    pub fn new(script: Option<ToolScript>) -> Self {
+        Self {
+            script,
+            calls: AtomicUsize::new(0),
+        }
+    }
+}
+
+impl Tool for ScriptedTool {
+    fn call(&self, _call: ToolCall) -> ToolFuture<'_> {
+        let i = self.calls.fetch_add(1, Ordering::SeqCst);
+        let (latency, cost, response) = match &self.script {
+            Some(script) => script.response(i),
+            None => (10, 0, crate::scenario::default_response()),
+        };
+        Box::pin(async move {
+            tokio::time::sleep(Duration::from_millis(latency)).await;
+            match response.fail {
+                Some(message) => Err(ToolError::Failed {
+                    message,
+                    retryable: response.retryable,
+                    cost,
+                }),
+                None => Ok(ToolOutput {
+                    value: response.output.unwrap_or_default(),
+                    cost,
+                }),
+            }
+        })
+    }
+}
+
+/// Runs a (turn-scripted) scenario through the driver.
+pub async fn drive(
+    s: &LoadedScenario,
+    deployment: Arc<Deployment>,
+) -> Result<Outcome, ScenarioError> {
+    let spec = &s.scenario.session;
+    let session = Session::new(Arc::clone(&deployment), s.session_config())
+        .map_err(|e| ScenarioError::invalid(&s.source, None, &format!("session: {e}")))?;
+    let mut runtime = Runtime::new(
+        Arc::new(ScriptedModel::new(s.scenario.turns.clone())),
+        spec.model.clone(),
+    );
+    for name in deployment.tool_names() {
+        let script = s.scenario.tool_script.get(name).cloned();
+        runtime = runtime.tool(name, Arc::new(ScriptedTool::new(script)));
+    }
+    if let Ok(mut memory) = runtime.memory().lock() {
+        for m in &s.scenario.memory {
+            memory.insert(
+                (m.scope.clone(), m.key.clone()),
+                (m.value.clone(), m.labels.clone()),
+            );
+        }
+    }
+    let schedule = s
+        .scenario
+        .events
+        .iter()
+        .map(|e| {
+            let control = if let Some(user) = &e.approve {
+                Control::Approve { user: user.clone() }
+            } else if let Some(user) = &e.reject {
+                Control::Reject {
+                    user: user.clone(),
+                    reason: e.reason.clone(),
+                }
+            } else if let Some(user) = &e.cancel {
+                Control::Cancel {
+                    user: user.clone(),
+                    reason: e.reason.clone(),
+                }
+            } else {
+                Control::Tick
+            };
+            (e.at_ms, control)
+        })
+        .collect();
+    Ok(runtime
+        .run(session, spec.request.clone(), schedule, None)
+        .await)
+}

@@ -1,0 +1,458 @@
+//! The session runtime: drives one kernel session to its end, performing each effect through the
+//! tools, the model and the memory store, on a clock read from tokio (paused in tests, so a
+//! scripted run is exact and instant).
+//!
+//! The agent loop is the replay's: while running, propose the next call the last model reply asked
+//! for, then its answer, then another model call while the model has something to say. A call's
+//! result arrives when it is ready unless a scheduled control (approval, rejection, cancellation,
+//! tick) falls due first; a control due now is applied before anything else. `@timeout_ms` cuts a
+//! call (the late answer is dropped: a retryable failure); an abort drops the in-flight future,
+//! which stops the tool (a subprocess tool kills its process group).
+
+use std::collections::{BTreeMap, VecDeque};
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use serde_json::Value;
+use tokio::time::{Instant, sleep_until, timeout};
+
+use super::{Credentials, EventHub, Model, ModelCall, Tool, ToolCall};
+use crate::event::{Event, EventBody};
+use crate::intent::Intent;
+use crate::session::{Effect, Session, Status};
+
+/// Something that happens to a session from outside.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Control {
+    /// A user approves the waiting request.
+    Approve {
+        /// The user.
+        user: String,
+    },
+    /// A user rejects the waiting request.
+    Reject {
+        /// The user.
+        user: String,
+        /// Why.
+        reason: String,
+    },
+    /// A user cancels the session.
+    Cancel {
+        /// The user.
+        user: String,
+        /// Why.
+        reason: String,
+    },
+    /// A clock tick (`continue_session`).
+    Tick,
+}
+
+/// How a run ended.
+#[derive(Debug, Clone)]
+pub struct Outcome {
+    /// Every event, in order.
+    pub events: Vec<Event>,
+    /// The final status (`running` when the model had nothing more to say).
+    pub status: Status,
+}
+
+/// Memory entries with their labels, by (scope, key).
+pub type MemoryStore = BTreeMap<(String, String), (Value, Vec<String>)>;
+
+/// What performs a session's effects.
+pub struct Runtime {
+    model: Arc<dyn Model>,
+    model_id: String,
+    tools: BTreeMap<String, Arc<dyn Tool>>,
+    credentials: Credentials,
+    memory: Arc<Mutex<MemoryStore>>,
+}
+
+/// A result on its way back to the kernel, with what the agent does next when it is a model reply.
+struct Answer {
+    intent: Intent,
+    next: Option<(Vec<Intent>, Option<String>)>,
+}
+
+type InFlight<'a> = Pin<Box<dyn Future<Output = Answer> + Send + 'a>>;
+
+impl Runtime {
+    /// A runtime whose agent talks to `model` (the `Model` entity `model_id`).
+    pub fn new(model: Arc<dyn Model>, model_id: impl Into<String>) -> Self {
+        Self {
+            model,
+            model_id: model_id.into(),
+            tools: BTreeMap::new(),
+            credentials: Credentials::default(),
+            memory: Arc::default(),
+        }
+    }
+
+    /// Registers the implementation of the tool `name`.
+    pub fn tool(mut self, name: impl Into<String>, tool: Arc<dyn Tool>) -> Self {
+        self.tools.insert(name.into(), tool);
+        self
+    }
+
+    /// Sets the per-tenant credentials handed to tools.
+    pub fn credentials(mut self, credentials: Credentials) -> Self {
+        self.credentials = credentials;
+        self
+    }
+
+    /// The memory store (shared by every session this runtime drives).
+    pub fn memory(&self) -> Arc<Mutex<MemoryStore>> {
+        Arc::clone(&self.memory)
+    }
+
+    /// Runs `session` from its start with `request`, applying `schedule`d controls at their
+    /// logical times (ms from the start), publishing every event to `hub` when given.
+    pub async fn run(
+        &self,
+        mut session: Session,
+        request: String,
+        schedule: Vec<(u64, Control)>,
+        hub: Option<&EventHub>,
+    ) -> Outcome {
+        let t0 = Instant::now();
+        let mut controls: Vec<(u64, Control)> = schedule;
+        controls.sort_by_key(|(at, _)| *at); // stable: same-time controls keep their order
+        let mut run = Run {
+            rt: self,
+            t0,
+            tenant: session.config().tenant.clone(),
+            events: Vec::new(),
+            controls: controls.into(),
+            queue: VecDeque::new(),
+            answer: None,
+            in_flight: None,
+            approval: None,
+            hub,
+        };
+        run.apply(&mut session, Intent::Start { request });
+        run.drive(&mut session).await;
+        Outcome {
+            status: session.status(),
+            events: run.events,
+        }
+    }
+}
+
+struct Run<'a> {
+    rt: &'a Runtime,
+    t0: Instant,
+    tenant: String,
+    events: Vec<Event>,
+    controls: VecDeque<(u64, Control)>,
+    queue: VecDeque<Intent>,
+    answer: Option<String>,
+    in_flight: Option<InFlight<'a>>,
+    approval: Option<String>,
+    hub: Option<&'a EventHub>,
+}
+
+impl<'a> Run<'a> {
+    fn now(&self) -> u64 {
+        u64::try_from((Instant::now() - self.t0).as_millis()).unwrap_or(u64::MAX)
+    }
+
+    fn at(&self, ms: u64) -> Instant {
+        self.t0 + Duration::from_millis(ms)
+    }
+
+    async fn drive(&mut self, session: &mut Session) {
+        while !session.status().is_terminal() {
+            if self
+                .controls
+                .front()
+                .is_some_and(|(at, _)| *at <= self.now())
+            {
+                self.control(session);
+                continue;
+            }
+            match session.status() {
+                Status::Running => {
+                    if let Some(intent) = self.queue.pop_front() {
+                        self.apply(session, intent);
+                    } else if let Some(answer) = self.answer.take() {
+                        self.apply(session, Intent::Complete { answer });
+                    } else if let Some(estimate) = self.rt.model.next_estimate() {
+                        let intent = Intent::CallModel {
+                            model: self.rt.model_id.clone(),
+                            estimated_tokens: estimate.tokens,
+                            estimated_cost: estimate.cost,
+                        };
+                        self.apply(session, intent);
+                        if session.status() == Status::Running {
+                            self.rt.model.skip(); // denied: the model never ran this turn
+                        }
+                    } else if !self.next_control(session).await {
+                        return; // nothing more to say, nobody else to hear from
+                    }
+                }
+                Status::WaitingModel | Status::WaitingTool | Status::WaitingMemory => {
+                    let Some(mut fut) = self.in_flight.take() else {
+                        if !self.next_control(session).await {
+                            return;
+                        }
+                        continue;
+                    };
+                    let due = self.controls.front().map(|(at, _)| self.at(*at));
+                    let answer = match due {
+                        Some(due) => {
+                            tokio::select! {
+                                biased;
+                                answer = &mut fut => Some(answer),
+                                () = sleep_until(due) => None,
+                            }
+                        }
+                        None => Some((&mut fut).await),
+                    };
+                    match answer {
+                        Some(a) => {
+                            if let Some((calls, answer)) = a.next {
+                                self.queue = calls.into();
+                                self.answer = answer;
+                            }
+                            self.apply(session, a.intent);
+                        }
+                        None => {
+                            self.in_flight = Some(fut);
+                            self.control(session);
+                        }
+                    }
+                }
+                Status::WaitingApproval => {
+                    if !self.next_control(session).await {
+                        return;
+                    }
+                }
+                _ => return,
+            }
+        }
+    }
+
+    /// Waits for the next scheduled control and applies it; false when there is none.
+    async fn next_control(&mut self, session: &mut Session) -> bool {
+        let Some((at, _)) = self.controls.front() else {
+            return false;
+        };
+        sleep_until(self.at(*at)).await;
+        self.control(session);
+        true
+    }
+
+    fn control(&mut self, session: &mut Session) {
+        let Some((_, control)) = self.controls.pop_front() else {
+            return;
+        };
+        let request_id = self.approval.clone().unwrap_or_else(|| "none".into());
+        let intent = match control {
+            Control::Approve { user } => Intent::Approve { user, request_id },
+            Control::Reject { user, reason } => Intent::Reject {
+                user,
+                request_id,
+                reason,
+            },
+            Control::Cancel { user, reason } => Intent::Cancel { user, reason },
+            Control::Tick => Intent::Tick,
+        };
+        self.apply(session, intent);
+    }
+
+    /// Steps the session at the current time, publishes its events, performs its effects.
+    fn apply(&mut self, session: &mut Session, intent: Intent) {
+        let now = self.now();
+        let transition = match session.step(intent, now) {
+            Ok(t) => t,
+            Err(rejected) => {
+                self.publish(*rejected.event);
+                return;
+            }
+        };
+        for event in transition.events {
+            match &event.body {
+                EventBody::ApprovalRequested { request_id, .. } => {
+                    self.approval = Some(request_id.clone())
+                }
+                EventBody::ApprovalGranted { .. }
+                | EventBody::ApprovalRejected { .. }
+                | EventBody::ApprovalExpired { .. } => {
+                    self.approval = None;
+                }
+                _ => {}
+            }
+            self.publish(event);
+        }
+        for effect in transition.effects {
+            self.perform(effect, now);
+        }
+    }
+
+    fn publish(&mut self, event: Event) {
+        if let Some(hub) = self.hub {
+            hub.publish(&event);
+        }
+        self.events.push(event);
+    }
+
+    fn perform(&mut self, effect: Effect, now: u64) {
+        let rt = self.rt;
+        match effect {
+            Effect::CallTool {
+                call_id,
+                tool,
+                input,
+                attempt,
+                not_before_ms,
+                obligations,
+            } => {
+                let start = self.at(not_before_ms.max(now));
+                let call = ToolCall {
+                    call_id: call_id.clone(),
+                    attempt,
+                    tenant: self.tenant.clone(),
+                    input,
+                    credentials: rt.credentials.for_call(&self.tenant, &tool),
+                };
+                let implementation = rt.tools.get(&tool).cloned();
+                self.in_flight = Some(Box::pin(async move {
+                    sleep_until(start).await;
+                    let Some(implementation) = implementation else {
+                        let error = format!("no implementation registered for tool `{tool}`");
+                        return Answer {
+                            intent: Intent::CallFailed {
+                                call_id,
+                                error,
+                                retryable: false,
+                                cost: 0,
+                            },
+                            next: None,
+                        };
+                    };
+                    let result = match obligations.timeout_ms {
+                        Some(ms) => timeout(Duration::from_millis(ms), implementation.call(call))
+                            .await
+                            .map_err(|_| ms),
+                        None => Ok(implementation.call(call).await),
+                    };
+                    let intent = match result {
+                        Ok(Ok(out)) => Intent::ToolReturned {
+                            call_id,
+                            output: out.value,
+                            cost: out.cost,
+                        },
+                        Ok(Err(e)) => {
+                            let (retryable, cost) = match &e {
+                                super::ToolError::Failed {
+                                    retryable, cost, ..
+                                } => (*retryable, *cost),
+                                _ => (false, 0),
+                            };
+                            Intent::CallFailed {
+                                call_id,
+                                error: e.to_string(),
+                                retryable,
+                                cost,
+                            }
+                        }
+                        Err(ms) => timed_out(call_id, ms),
+                    };
+                    Answer { intent, next: None }
+                }));
+            }
+            Effect::CallModel {
+                call_id,
+                model,
+                attempt,
+                not_before_ms,
+                obligations,
+            } => {
+                let start = self.at(not_before_ms.max(now));
+                let call = ModelCall {
+                    call_id: call_id.clone(),
+                    attempt,
+                    model,
+                    tenant: self.tenant.clone(),
+                };
+                self.in_flight = Some(Box::pin(async move {
+                    sleep_until(start).await;
+                    let result = match obligations.timeout_ms {
+                        Some(ms) => timeout(Duration::from_millis(ms), rt.model.call(call))
+                            .await
+                            .map_err(|_| ms),
+                        None => Ok(rt.model.call(call).await),
+                    };
+                    match result {
+                        Ok(Ok(reply)) => Answer {
+                            intent: Intent::ModelResponded {
+                                call_id,
+                                input_tokens: reply.input_tokens,
+                                output_tokens: reply.output_tokens,
+                                cost: reply.cost,
+                                output: reply.output,
+                            },
+                            next: Some((reply.calls, reply.answer)),
+                        },
+                        Ok(Err(e)) => Answer {
+                            intent: Intent::CallFailed {
+                                call_id,
+                                error: e.message,
+                                retryable: e.retryable,
+                                cost: e.cost,
+                            },
+                            next: None,
+                        },
+                        Err(ms) => Answer {
+                            intent: timed_out(call_id, ms),
+                            next: None,
+                        },
+                    }
+                }));
+            }
+            Effect::ReadMemory {
+                read_id,
+                scope,
+                key,
+            } => {
+                let entry = rt
+                    .memory
+                    .lock()
+                    .ok()
+                    .and_then(|m| m.get(&(scope, key)).cloned());
+                let (value, labels) = entry.map_or((None, Vec::new()), |(v, l)| (Some(v), l));
+                let answer = Answer {
+                    intent: Intent::MemoryLoaded {
+                        read_id,
+                        value,
+                        labels,
+                    },
+                    next: None,
+                };
+                self.in_flight = Some(Box::pin(std::future::ready(answer)));
+            }
+            Effect::WriteMemory {
+                scope,
+                key,
+                value,
+                labels,
+            } => {
+                if let Ok(mut m) = rt.memory.lock() {
+                    m.insert((scope, key), (value, labels));
+                }
+            }
+            Effect::Abort { .. } => self.in_flight = None,
+        }
+    }
+}
+
+fn timed_out(call_id: String, ms: u64) -> Intent {
+    Intent::CallFailed {
+        call_id,
+        error: format!("timed out after {ms} ms"),
+        retryable: true,
+        cost: 0,
+    }
+}
