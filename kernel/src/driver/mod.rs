@@ -16,6 +16,6 @@ mod tool;
 pub use credentials::Credentials;
 pub use hub::{Delivery, EventHub, Subscriber};
 pub use model::{Estimate, Model, ModelCall, ModelError, ModelFuture, ModelReply};
-pub use runtime::{Control, MemoryStore, Outcome, Runtime};
+pub use runtime::{Control, MemoryStore, Outcome, Runtime, SessionHandle};
 pub use subprocess::SubprocessTool;
 pub use tool::{Tool, ToolCall, ToolError, ToolFuture, ToolOutput};

@@ -16,9 +16,11 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use serde_json::Value;
+use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
 use tokio::time::{Instant, sleep_until, timeout};
 
-use super::{Credentials, EventHub, Model, ModelCall, Tool, ToolCall};
+use super::{Credentials, EventHub, Model, ModelCall, Subscriber, Tool, ToolCall};
 use crate::event::{Event, EventBody};
 use crate::intent::Intent;
 use crate::session::{Effect, Session, Status};
@@ -107,14 +109,59 @@ impl Runtime {
         Arc::clone(&self.memory)
     }
 
+    /// Starts `session` on its own task and returns a handle to steer it: controls sent through the
+    /// handle (cancel, approve, reject) apply as soon as they arrive, even mid-call, and with
+    /// `tick_every` the clock ticks on its own so `continue_session` policies can stop a stalled
+    /// run. Events go to `hub` as they happen (subscribe before spawning to see them all).
+    pub fn spawn(
+        self: &Arc<Self>,
+        session: Session,
+        request: String,
+        hub: EventHub,
+        tick_every: Option<Duration>,
+    ) -> SessionHandle {
+        let (sender, receiver) = mpsc::unbounded_channel();
+        let rt = Arc::clone(self);
+        let task_hub = hub.clone();
+        let task = tokio::spawn(async move {
+            rt.run_with(
+                session,
+                request,
+                Vec::new(),
+                Some(&task_hub),
+                Some(receiver),
+                tick_every,
+            )
+            .await
+        });
+        SessionHandle {
+            controls: sender,
+            hub,
+            task,
+        }
+    }
+
     /// Runs `session` from its start with `request`, applying `schedule`d controls at their
     /// logical times (ms from the start), publishing every event to `hub` when given.
     pub async fn run(
+        &self,
+        session: Session,
+        request: String,
+        schedule: Vec<(u64, Control)>,
+        hub: Option<&EventHub>,
+    ) -> Outcome {
+        self.run_with(session, request, schedule, hub, None, None)
+            .await
+    }
+
+    async fn run_with(
         &self,
         mut session: Session,
         request: String,
         schedule: Vec<(u64, Control)>,
         hub: Option<&EventHub>,
+        live: Option<mpsc::UnboundedReceiver<Control>>,
+        tick_every: Option<Duration>,
     ) -> Outcome {
         let t0 = Instant::now();
         let mut controls: Vec<(u64, Control)> = schedule;
@@ -130,6 +177,9 @@ impl Runtime {
             in_flight: None,
             approval: None,
             hub,
+            live,
+            tick_every,
+            next_tick: t0 + tick_every.unwrap_or_default(),
         };
         run.apply(&mut session, Intent::Start { request });
         run.drive(&mut session).await;
@@ -151,6 +201,16 @@ struct Run<'a> {
     in_flight: Option<InFlight<'a>>,
     approval: Option<String>,
     hub: Option<&'a EventHub>,
+    live: Option<mpsc::UnboundedReceiver<Control>>,
+    tick_every: Option<Duration>,
+    next_tick: Instant,
+}
+
+/// What the next outside happening is.
+enum External {
+    Scheduled,
+    Tick,
+    Live(Option<Control>),
 }
 
 impl<'a> Run<'a> {
@@ -199,30 +259,25 @@ impl<'a> Run<'a> {
                         }
                         continue;
                     };
-                    let due = self.controls.front().map(|(at, _)| self.at(*at));
-                    let answer = match due {
-                        Some(due) => {
-                            tokio::select! {
-                                biased;
-                                answer = &mut fut => Some(answer),
-                                () = sleep_until(due) => None,
+                    // The result wins a tie with an outside happening due at the same instant.
+                    let a = if self.expects_external() {
+                        tokio::select! {
+                            biased;
+                            answer = &mut fut => answer,
+                            external = self.external() => {
+                                self.in_flight = Some(fut);
+                                self.handle_external(session, external);
+                                continue;
                             }
                         }
-                        None => Some((&mut fut).await),
+                    } else {
+                        fut.await
                     };
-                    match answer {
-                        Some(a) => {
-                            if let Some((calls, answer)) = a.next {
-                                self.queue = calls.into();
-                                self.answer = answer;
-                            }
-                            self.apply(session, a.intent);
-                        }
-                        None => {
-                            self.in_flight = Some(fut);
-                            self.control(session);
-                        }
+                    if let Some((calls, answer)) = a.next {
+                        self.queue = calls.into();
+                        self.answer = answer;
                     }
+                    self.apply(session, a.intent);
                 }
                 Status::WaitingApproval => {
                     if !self.next_control(session).await {
@@ -234,20 +289,59 @@ impl<'a> Run<'a> {
         }
     }
 
-    /// Waits for the next scheduled control and applies it; false when there is none.
+    /// Waits for the next outside happening and applies it; false when none can come.
     async fn next_control(&mut self, session: &mut Session) -> bool {
-        let Some((at, _)) = self.controls.front() else {
-            return false;
-        };
-        sleep_until(self.at(*at)).await;
-        self.control(session);
+        while self.expects_external() {
+            let external = self.external().await;
+            if self.handle_external(session, external) {
+                return true;
+            }
+        }
+        false
+    }
+
+    /// Whether anything can still happen from outside.
+    fn expects_external(&self) -> bool {
+        !self.controls.is_empty() || self.tick_every.is_some() || self.live.is_some()
+    }
+
+    /// The earliest of: the next scheduled control, the next tick, a live control.
+    async fn external(&mut self) -> External {
+        let due = self.controls.front().map(|(at, _)| self.at(*at));
+        let tick = self.tick_every.map(|_| self.next_tick);
+        let live = self.live.as_mut();
+        tokio::select! {
+            biased;
+            () = wait(due) => External::Scheduled,
+            () = wait(tick) => External::Tick,
+            control = recv(live) => External::Live(control),
+        }
+    }
+
+    /// Applies an outside happening; false when it was only the live channel closing.
+    fn handle_external(&mut self, session: &mut Session, external: External) -> bool {
+        match external {
+            External::Scheduled => self.control(session),
+            External::Tick => {
+                self.next_tick += self.tick_every.unwrap_or_default();
+                self.apply_control(session, Control::Tick);
+            }
+            External::Live(Some(control)) => self.apply_control(session, control),
+            External::Live(None) => {
+                self.live = None;
+                return false;
+            }
+        }
         true
     }
 
     fn control(&mut self, session: &mut Session) {
-        let Some((_, control)) = self.controls.pop_front() else {
-            return;
-        };
+        if let Some((_, control)) = self.controls.pop_front() {
+            self.apply_control(session, control);
+        }
+    }
+
+    fn apply_control(&mut self, session: &mut Session, control: Control) {
         let request_id = self.approval.clone().unwrap_or_else(|| "none".into());
         let intent = match control {
             Control::Approve { user } => Intent::Approve { user, request_id },
@@ -445,6 +539,68 @@ impl<'a> Run<'a> {
             }
             Effect::Abort { .. } => self.in_flight = None,
         }
+    }
+}
+
+async fn wait(until: Option<Instant>) {
+    match until {
+        Some(t) => sleep_until(t).await,
+        None => std::future::pending().await,
+    }
+}
+
+async fn recv(rx: Option<&mut mpsc::UnboundedReceiver<Control>>) -> Option<Control> {
+    match rx {
+        Some(rx) => rx.recv().await,
+        None => std::future::pending().await,
+    }
+}
+
+/// Steers a session running on its own task.
+pub struct SessionHandle {
+    controls: mpsc::UnboundedSender<Control>,
+    hub: EventHub,
+    task: JoinHandle<Outcome>,
+}
+
+impl SessionHandle {
+    /// Asks to cancel the session on behalf of `user` (authorized like any cancel); false once the
+    /// session has ended.
+    pub fn cancel(&self, user: &str, reason: &str) -> bool {
+        self.controls
+            .send(Control::Cancel {
+                user: user.into(),
+                reason: reason.into(),
+            })
+            .is_ok()
+    }
+
+    /// `user` approves the waiting request.
+    pub fn approve(&self, user: &str) -> bool {
+        self.controls
+            .send(Control::Approve { user: user.into() })
+            .is_ok()
+    }
+
+    /// `user` rejects the waiting request.
+    pub fn reject(&self, user: &str, reason: &str) -> bool {
+        self.controls
+            .send(Control::Reject {
+                user: user.into(),
+                reason: reason.into(),
+            })
+            .is_ok()
+    }
+
+    /// A new live subscriber to the session's events.
+    pub fn subscribe(&self) -> Subscriber {
+        self.hub.subscribe()
+    }
+
+    /// Waits for the session to end (or for the model to have nothing more to say).
+    pub async fn join(self) -> Result<Outcome, tokio::task::JoinError> {
+        drop(self.controls);
+        self.task.await
     }
 }
 

@@ -1,0 +1,234 @@
+//! The live runtime: cancellation mid-tool with a real subprocess (no orphan, latency measured),
+//! clock ticks stopping a hung call, and a thousand concurrent sessions with isolated streams.
+#![cfg(feature = "driver")]
+
+mod common;
+
+use std::collections::VecDeque;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use common::*;
+use kernel::driver::{
+    Delivery, Estimate, EventHub, Model, ModelCall, ModelError, ModelFuture, ModelReply, Runtime,
+    SubprocessTool, Tool, ToolCall, ToolFuture, ToolOutput,
+};
+use kernel::event::{encode_jsonl, verify_jsonl};
+use kernel::{EventBody, Intent, Mode, Session, SessionConfig, Status};
+use serde_json::json;
+
+/// A model that asks for one `web_search`, then answers.
+struct OneSearch(Mutex<VecDeque<ModelReply>>);
+
+impl OneSearch {
+    fn new() -> Self {
+        let search = ModelReply {
+            input_tokens: 10,
+            output_tokens: 5,
+            cost: 0,
+            output: json!("searching"),
+            calls: vec![Intent::CallTool {
+                tool: "web_search".into(),
+                input: json!({"query": "q"}),
+                estimated_cost: 0,
+            }],
+            answer: None,
+        };
+        let done = ModelReply {
+            answer: Some("done".into()),
+            calls: vec![],
+            output: json!("done"),
+            ..search.clone()
+        };
+        Self(Mutex::new(VecDeque::from([search, done])))
+    }
+}
+
+impl Model for OneSearch {
+    fn next_estimate(&self) -> Option<Estimate> {
+        self.0.lock().ok()?.front().map(|_| Estimate {
+            tokens: 15,
+            cost: 0,
+        })
+    }
+    fn skip(&self) {
+        self.0.lock().ok().map(|mut q| q.pop_front());
+    }
+    fn call(&self, _: ModelCall) -> ModelFuture<'_> {
+        let reply = self.0.lock().ok().and_then(|mut q| q.pop_front());
+        Box::pin(async move {
+            reply.ok_or(ModelError {
+                message: "no more".into(),
+                retryable: false,
+                cost: 0,
+            })
+        })
+    }
+}
+
+/// A tool that sleeps, then answers.
+struct Slow(Duration);
+
+impl Tool for Slow {
+    fn call(&self, _: ToolCall) -> ToolFuture<'_> {
+        let d = self.0;
+        Box::pin(async move {
+            tokio::time::sleep(d).await;
+            Ok(ToolOutput {
+                value: json!("page"),
+                cost: 0,
+            })
+        })
+    }
+}
+
+fn dead(pid: u32) -> bool {
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        Err(_) => true,
+        Ok(stat) => stat
+            .rsplit(')')
+            .next()
+            .is_some_and(|rest| rest.trim_start().starts_with('Z')),
+    }
+}
+
+#[tokio::test]
+async fn cancelling_mid_tool_ends_the_session_and_kills_the_tool() {
+    let pidfile = std::env::temp_dir().join(format!("arbiter-rt-cancel-{}", std::process::id()));
+    let script = format!("sleep 30 & echo $! > {}; wait", pidfile.display());
+    let runtime = Arc::new(Runtime::new(Arc::new(OneSearch::new()), "small").tool(
+        "web_search",
+        Arc::new(SubprocessTool::new("sh", ["-c", script.as_str()])),
+    ));
+    let hub = EventHub::new(64);
+    let mut events = hub.subscribe();
+    let session = Session::new(demo(), config(Mode::Enforce)).expect("session");
+    let handle = runtime.spawn(session, "search".into(), hub, None);
+    for _ in 0..200 {
+        if pidfile.exists() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let pid: u32 = std::fs::read_to_string(&pidfile)
+        .expect("the tool started")
+        .trim()
+        .parse()
+        .expect("pid");
+    let asked = std::time::Instant::now();
+    assert!(handle.cancel("alice@acme", "changed my mind"));
+    let cancelled_after = loop {
+        match events.next().await {
+            Delivery::Event(e) if e.body.kind() == "cancelled" => break asked.elapsed(),
+            Delivery::Closed => panic!("stream closed before the cancelled event"),
+            _ => {}
+        }
+    };
+    let outcome = handle.join().await.expect("joins");
+    assert_eq!(outcome.status, Status::Cancelled);
+    assert!(
+        cancelled_after < Duration::from_millis(500),
+        "cancel took {cancelled_after:?}"
+    );
+    eprintln!("cancel-to-terminal-event latency: {cancelled_after:?}");
+    for _ in 0..50 {
+        if dead(pid) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(
+        dead(pid),
+        "the tool's child {pid} survived the cancellation"
+    );
+    let _ = std::fs::remove_file(pidfile);
+}
+
+#[tokio::test(start_paused = true)]
+async fn clock_ticks_stop_a_session_whose_tool_hangs() {
+    let deployment = demo_with(
+        "@id(\"test.five_seconds\") @limit(\"time\") forbid (principal, action == Action::\"continue_session\", resource) \
+         when { context.session.elapsed_ms > 5000 };",
+    );
+    let runtime = Arc::new(
+        Runtime::new(Arc::new(OneSearch::new()), "small")
+            .tool("web_search", Arc::new(Slow(Duration::from_secs(20)))),
+    );
+    let session = Session::new(deployment, config(Mode::Enforce)).expect("session");
+    let outcome = runtime
+        .spawn(
+            session,
+            "search".into(),
+            EventHub::new(64),
+            Some(Duration::from_secs(1)),
+        )
+        .join()
+        .await
+        .expect("joins");
+    assert_eq!(outcome.status, Status::LimitReached);
+    let ticks = outcome
+        .events
+        .iter()
+        .filter(|e| e.body.kind() == "clock_ticked")
+        .count();
+    assert_eq!(ticks, 5, "ticks at 1..=5 s pass, the 6 s tick is denied");
+    assert!(matches!(
+        outcome.events.last().map(|e| &e.body),
+        Some(EventBody::LimitReached { .. })
+    ));
+    assert!(outcome.events.last().is_some_and(|e| e.t_ms == 6000));
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_thousand_concurrent_sessions_finish_with_isolated_streams() {
+    let deployment = demo();
+    let mut tasks = tokio::task::JoinSet::new();
+    for i in 0..1000u64 {
+        let tenant = if i % 2 == 0 { "acme" } else { "globex" };
+        let cfg = SessionConfig {
+            id: format!("s{i}"),
+            tenant: tenant.into(),
+            user: if i % 2 == 0 {
+                "alice@acme".into()
+            } else {
+                "gina@globex".into()
+            },
+            agent: format!("assistant@{tenant}"),
+            budget: tenant.into(),
+            mode: Mode::Enforce,
+        };
+        let runtime = Arc::new(
+            Runtime::new(Arc::new(OneSearch::new()), "small")
+                .tool("web_search", Arc::new(Slow(Duration::from_millis(i % 50)))),
+        );
+        let session = Session::new(Arc::clone(&deployment), cfg).expect("session");
+        tasks.spawn(async move {
+            (
+                i,
+                runtime
+                    .spawn(session, format!("request {i}"), EventHub::new(8), None)
+                    .join()
+                    .await,
+            )
+        });
+    }
+    let mut done = 0;
+    while let Some(joined) = tasks.join_next().await {
+        let (i, outcome) = joined.expect("task");
+        let outcome = outcome.expect("session task");
+        assert_eq!(outcome.status, Status::Completed, "session {i}");
+        let tenant = if i % 2 == 0 { "acme" } else { "globex" };
+        assert!(
+            outcome
+                .events
+                .iter()
+                .all(|e| e.session == format!("s{i}") && e.tenant == tenant),
+            "session {i} saw a foreign event"
+        );
+        let summary = verify_jsonl(&encode_jsonl(&outcome.events)).expect("chain verifies");
+        assert_eq!(summary.sessions.len(), 1);
+        assert!(outcome.events.iter().any(|e| matches!(&e.body, EventBody::SessionStarted { request, .. } if *request == format!("request {i}"))));
+        done += 1;
+    }
+    assert_eq!(done, 1000);
+}
