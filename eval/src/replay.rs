@@ -269,6 +269,7 @@ impl Player {
                         error: "the script has no turn left".into(),
                         retryable: false,
                         cost: 0,
+                        jitter_ms: 0,
                     },
                 ),
             },
@@ -290,6 +291,7 @@ impl Player {
                         error: format!("timed out after {limit} ms"),
                         retryable: true,
                         cost: 0,
+                        jitter_ms: 0,
                     },
                 )
             }
@@ -323,6 +325,7 @@ impl Player {
                 error: error.clone(),
                 retryable: turn.retryable,
                 cost: turn.cost,
+                jitter_ms: 0,
             };
         }
         Intent::ModelResponded {
@@ -466,6 +469,7 @@ fn tool_answer(call_id: &str, r: &ToolResponse, default_cost: u64) -> Intent {
             error: error.clone(),
             retryable: r.retryable,
             cost,
+            jitter_ms: 0,
         },
         (None, output) => Intent::ToolReturned {
             call_id: call_id.into(),

@@ -67,6 +67,10 @@ pub enum Intent {
         /// Cost incurred by the failed attempt.
         #[serde(default)]
         cost: u64,
+        /// Random delay (ms) the driver adds to a retry's backoff, so retries of many sessions do
+        /// not synchronise. Randomness comes in as an input; the kernel records it.
+        #[serde(default, skip_serializing_if = "is_zero")]
+        jitter_ms: u64,
     },
     /// The agent wants to read memory.
     ReadMemory {
@@ -131,6 +135,10 @@ pub enum Intent {
         /// What happened.
         error: String,
     },
+}
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
 }
 
 impl Intent {

@@ -71,6 +71,7 @@ fn scripted_run() -> Vec<Event> {
             error: "timeout".into(),
             retryable: true,
             cost: 0,
+            jitter_ms: 0,
         },
         5,
     ));

@@ -232,3 +232,86 @@ async fn a_thousand_concurrent_sessions_finish_with_isolated_streams() {
     }
     assert_eq!(done, 1000);
 }
+
+/// A tool failing retryably `n` times, then answering.
+struct Flaky(std::sync::atomic::AtomicU32, u32);
+
+impl Tool for Flaky {
+    fn call(&self, _: ToolCall) -> ToolFuture<'_> {
+        let i = self.0.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        let fails = i < self.1;
+        Box::pin(async move {
+            if fails {
+                Err(kernel::driver::ToolError::Failed {
+                    message: "503".into(),
+                    retryable: true,
+                    cost: 0,
+                })
+            } else {
+                Ok(ToolOutput {
+                    value: json!("ok"),
+                    cost: 0,
+                })
+            }
+        })
+    }
+}
+
+async fn flaky_run(failures: u32, jitter: Option<u64>) -> kernel::driver::Outcome {
+    let mut runtime = Runtime::new(Arc::new(OneSearch::new()), "small")
+        .tool("web_search", Arc::new(Flaky(0.into(), failures)));
+    if let Some(seed) = jitter {
+        runtime = runtime.retry_jitter(seed);
+    }
+    let session = Session::new(demo(), config(Mode::Enforce)).expect("session");
+    Arc::new(runtime)
+        .spawn(session, "search".into(), EventHub::new(64), None)
+        .join()
+        .await
+        .expect("joins")
+}
+
+fn retry_times(outcome: &kernel::driver::Outcome) -> Vec<u64> {
+    outcome
+        .events
+        .iter()
+        .filter_map(|e| match e.body {
+            EventBody::RetryScheduled { not_before_ms, .. } => Some(not_before_ms),
+            _ => None,
+        })
+        .collect()
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_flaky_tool_succeeds_within_its_retries_and_fails_cleanly_past_them() {
+    // base.permit.tools: @max_retries("2") — three attempts in all.
+    let ok = flaky_run(2, None).await;
+    assert_eq!(ok.status, Status::Completed);
+    assert_eq!(retry_times(&ok).len(), 2);
+    let exhausted = flaky_run(3, None).await;
+    assert_eq!(
+        exhausted.status,
+        Status::Completed,
+        "the agent goes on after a failed tool"
+    );
+    let last_failure = exhausted.events.iter().rev().find_map(|e| match &e.body {
+        EventBody::CallFailed {
+            will_retry,
+            attempt,
+            ..
+        } => Some((*will_retry, *attempt)),
+        _ => None,
+    });
+    assert_eq!(last_failure, Some((false, 3)));
+}
+
+#[tokio::test(start_paused = true)]
+async fn retry_jitter_is_seeded_and_recorded() {
+    let plain = retry_times(&flaky_run(2, None).await);
+    let a = retry_times(&flaky_run(2, Some(7)).await);
+    let b = retry_times(&flaky_run(2, Some(7)).await);
+    let c = retry_times(&flaky_run(2, Some(8)).await);
+    assert_eq!(a, b, "same seed, same recorded retry times");
+    assert_ne!(a, plain, "jitter moves the recorded retry times");
+    assert_ne!(a, c, "another seed, other times");
+}

@@ -263,6 +263,7 @@ fn retries_follow_max_retries_with_backoff_and_are_reauthorized() {
         error: "503".into(),
         retryable: true,
         cost: 0,
+        jitter_ms: 0,
     };
     let t = step(&mut s, fail(&id), 100);
     assert_eq!(
@@ -319,6 +320,7 @@ fn retries_follow_max_retries_with_backoff_and_are_reauthorized() {
             error: "bad request".into(),
             retryable: false,
             cost: 0,
+            jitter_ms: 0,
         },
         800,
     );
@@ -339,6 +341,7 @@ fn a_retry_is_denied_when_policy_caps_the_attempt_number() {
         error: "503".into(),
         retryable: true,
         cost: 0,
+        jitter_ms: 0,
     };
     assert_eq!(step(&mut s, fail.clone(), 1).effects.len(), 1);
     let t = step(&mut s, fail, 2);

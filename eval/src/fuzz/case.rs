@@ -370,6 +370,7 @@ fn resolve(
                     error: "injected".into(),
                     retryable: *retryable,
                     cost: estimate * cost_percent / 100,
+                    jitter_ms: 0,
                 }
             }
             Some(InFlight::Tool { id, estimate }) => Intent::ToolReturned {

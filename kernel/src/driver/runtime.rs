@@ -70,7 +70,11 @@ pub struct Runtime {
     tools: BTreeMap<String, Arc<dyn Tool>>,
     credentials: Credentials,
     memory: Arc<Mutex<MemoryStore>>,
+    jitter: Option<Mutex<u64>>,
 }
+
+/// Retry jitter is drawn below this many milliseconds.
+const MAX_JITTER_MS: u64 = 100;
 
 /// A result on its way back to the kernel, with what the agent does next when it is a model reply.
 struct Answer {
@@ -89,7 +93,27 @@ impl Runtime {
             tools: BTreeMap::new(),
             credentials: Credentials::default(),
             memory: Arc::default(),
+            jitter: None,
         }
+    }
+
+    /// Adds up to 100 ms of jitter, drawn from a generator seeded with `seed`, to every retry's
+    /// backoff. The kernel receives the value with the failure and records the resulting
+    /// `not_before_ms`, so a run stays replayable; without this, retries have no jitter.
+    pub fn retry_jitter(mut self, seed: u64) -> Self {
+        self.jitter = Some(Mutex::new(seed));
+        self
+    }
+
+    /// The next jitter value (splitmix64), or 0 when jitter is off.
+    fn next_jitter(&self) -> u64 {
+        let Some(state) = &self.jitter else { return 0 };
+        let Ok(mut s) = state.lock() else { return 0 };
+        *s = s.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = *s;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        (z ^ (z >> 31)) % MAX_JITTER_MS
     }
 
     /// Registers the implementation of the tool `name`.
@@ -277,7 +301,16 @@ impl<'a> Run<'a> {
                         self.queue = calls.into();
                         self.answer = answer;
                     }
-                    self.apply(session, a.intent);
+                    let mut intent = a.intent;
+                    if let Intent::CallFailed {
+                        retryable: true,
+                        jitter_ms,
+                        ..
+                    } = &mut intent
+                    {
+                        *jitter_ms = self.rt.next_jitter();
+                    }
+                    self.apply(session, intent);
                 }
                 Status::WaitingApproval => {
                     if !self.next_control(session).await {
@@ -422,6 +455,7 @@ impl<'a> Run<'a> {
                                 error,
                                 retryable: false,
                                 cost: 0,
+                                jitter_ms: 0,
                             },
                             next: None,
                         };
@@ -450,6 +484,7 @@ impl<'a> Run<'a> {
                                 error: e.to_string(),
                                 retryable,
                                 cost,
+                                jitter_ms: 0,
                             }
                         }
                         Err(ms) => timed_out(call_id, ms),
@@ -496,6 +531,7 @@ impl<'a> Run<'a> {
                                 error: e.message,
                                 retryable: e.retryable,
                                 cost: e.cost,
+                                jitter_ms: 0,
                             },
                             next: None,
                         },
@@ -610,5 +646,6 @@ fn timed_out(call_id: String, ms: u64) -> Intent {
         error: format!("timed out after {ms} ms"),
         retryable: true,
         cost: 0,
+        jitter_ms: 0,
     }
 }

@@ -194,8 +194,10 @@ impl Session {
             Some(spend),
         );
         let obligations = d.obligations();
+        let jitter = std::mem::take(&mut self.retry_jitter_ms);
         let not_before_ms = if attempt > 1 {
             now.saturating_add(RETRY_BASE_MS.saturating_mul(1 << (attempt - 2).min(20)))
+                .saturating_add(jitter)
         } else {
             now
         };

@@ -88,6 +88,8 @@ pub struct Session {
     history: History,
     next_id: u64,
     trace: Option<Vec<crate::gate::Traced>>,
+    /// Jitter the driver supplied with the failure that triggers the next retry.
+    retry_jitter_ms: u64,
 }
 
 impl Session {
@@ -140,6 +142,7 @@ impl Session {
             history,
             next_id: 1,
             trace: None,
+            retry_jitter_ms: 0,
         })
     }
 
@@ -292,8 +295,10 @@ impl Session {
                     error,
                     retryable,
                     cost,
+                    jitter_ms,
                 },
             ) if call.call_id == call_id => {
+                self.retry_jitter_ms = jitter_ms;
                 Ok(self.call_failed(now, call, error, retryable, cost, tr))
             }
             (

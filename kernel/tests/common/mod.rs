@@ -98,3 +98,63 @@ pub fn step(s: &mut Session, intent: Intent, now: u64) -> Transition {
         Err(r) => panic!("unexpected rejection: {}", r.error),
     }
 }
+
+/// A short real session's events: start, a model call and response, a tool call and result.
+pub fn sample_events() -> Vec<kernel::Event> {
+    let mut s = Session::new(demo(), config(Mode::Enforce)).expect("session");
+    let mut out = Vec::new();
+    out.extend(
+        step(
+            &mut s,
+            Intent::Start {
+                request: "hi".into(),
+            },
+            0,
+        )
+        .events,
+    );
+    let t = step(
+        &mut s,
+        Intent::CallModel {
+            model: "small".into(),
+            estimated_tokens: 10,
+            estimated_cost: 5,
+        },
+        1,
+    );
+    let id = call_id(&t);
+    out.extend(t.events);
+    out.extend(
+        step(
+            &mut s,
+            Intent::ModelResponded {
+                call_id: id,
+                input_tokens: 7,
+                output_tokens: 3,
+                cost: 4,
+                output: serde_json::json!("x"),
+            },
+            2,
+        )
+        .events,
+    );
+    let t = step(
+        &mut s,
+        tool("web_search", serde_json::json!({"query": "q"})),
+        3,
+    );
+    let id = call_id(&t);
+    out.extend(t.events);
+    out.extend(step(&mut s, returned(&id, serde_json::json!("page")), 4).events);
+    out.extend(
+        step(
+            &mut s,
+            Intent::Complete {
+                answer: "done".into(),
+            },
+            5,
+        )
+        .events,
+    );
+    out
+}
