@@ -9,8 +9,8 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use kernel::driver::{
-    Control, Estimate, Model, ModelCall, ModelError, ModelFuture, ModelReply, Outcome, Runtime,
-    Tool, ToolCall, ToolError, ToolFuture, ToolOutput,
+    Estimate, Model, ModelCall, ModelError, ModelFuture, ModelReply, Outcome, Runtime, Tool,
+    ToolCall, ToolError, ToolFuture, ToolOutput,
 };
 use kernel::{Deployment, Session};
 
@@ -144,24 +144,7 @@ pub async fn drive(
         .scenario
         .events
         .iter()
-        .map(|e| {
-            let control = if let Some(user) = &e.approve {
-                Control::Approve { user: user.clone() }
-            } else if let Some(user) = &e.reject {
-                Control::Reject {
-                    user: user.clone(),
-                    reason: e.reason.clone(),
-                }
-            } else if let Some(user) = &e.cancel {
-                Control::Cancel {
-                    user: user.clone(),
-                    reason: e.reason.clone(),
-                }
-            } else {
-                Control::Tick
-            };
-            (e.at_ms, control)
-        })
+        .map(|e| (e.at_ms, e.control()))
         .collect();
     Ok(runtime
         .run(session, spec.request.clone(), schedule, None)

@@ -358,22 +358,7 @@ impl Player {
             return;
         };
         let request_id = self.approval.clone().unwrap_or_else(|| "none".into());
-        let intent = if let Some(user) = e.approve {
-            Intent::Approve { user, request_id }
-        } else if let Some(user) = e.reject {
-            Intent::Reject {
-                user,
-                request_id,
-                reason: e.reason,
-            }
-        } else if let Some(user) = e.cancel {
-            Intent::Cancel {
-                user,
-                reason: e.reason,
-            }
-        } else {
-            Intent::Tick
-        };
+        let intent = e.control().into_intent(request_id);
         self.apply(intent);
     }
 

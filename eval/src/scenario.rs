@@ -342,6 +342,28 @@ impl Turn {
     }
 }
 
+impl External {
+    /// This event as a driver control.
+    pub fn control(&self) -> kernel::driver::Control {
+        use kernel::driver::Control;
+        if let Some(user) = &self.approve {
+            Control::Approve { user: user.clone() }
+        } else if let Some(user) = &self.reject {
+            Control::Reject {
+                user: user.clone(),
+                reason: self.reason.clone(),
+            }
+        } else if let Some(user) = &self.cancel {
+            Control::Cancel {
+                user: user.clone(),
+                reason: self.reason.clone(),
+            }
+        } else {
+            Control::Tick
+        }
+    }
+}
+
 /// What a tool without a script answers.
 pub fn default_response() -> ToolResponse {
     ToolResponse {

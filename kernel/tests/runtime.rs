@@ -82,16 +82,6 @@ impl Tool for Slow {
     }
 }
 
-fn dead(pid: u32) -> bool {
-    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
-        Err(_) => true,
-        Ok(stat) => stat
-            .rsplit(')')
-            .next()
-            .is_some_and(|rest| rest.trim_start().starts_with('Z')),
-    }
-}
-
 #[tokio::test]
 async fn cancelling_mid_tool_ends_the_session_and_kills_the_tool() {
     let pidfile = std::env::temp_dir().join(format!("arbiter-rt-cancel-{}", std::process::id()));
@@ -131,14 +121,8 @@ async fn cancelling_mid_tool_ends_the_session_and_kills_the_tool() {
         "cancel took {cancelled_after:?}"
     );
     eprintln!("cancel-to-terminal-event latency: {cancelled_after:?}");
-    for _ in 0..50 {
-        if dead(pid) {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
     assert!(
-        dead(pid),
+        died(pid).await,
         "the tool's child {pid} survived the cancellation"
     );
     let _ = std::fs::remove_file(pidfile);

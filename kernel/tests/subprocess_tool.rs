@@ -2,9 +2,12 @@
 //! cancellation with no orphans, and a scrubbed environment carrying only the tenant's credentials.
 #![cfg(feature = "driver")]
 
+mod common;
+
 use std::collections::BTreeMap;
 use std::time::Duration;
 
+use common::died;
 use kernel::driver::{Credentials, SubprocessTool, Tool, ToolCall, ToolError};
 use serde_json::{Value, json};
 
@@ -20,17 +23,6 @@ fn call(input: Value, credentials: BTreeMap<String, String>) -> ToolCall {
 
 fn sh(script: &str) -> SubprocessTool {
     SubprocessTool::new("sh", ["-c", script])
-}
-
-/// Whether `pid` is gone (or a zombie: dead, waiting to be reaped).
-fn dead(pid: u32) -> bool {
-    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
-        Err(_) => true,
-        Ok(stat) => stat
-            .rsplit(')')
-            .next()
-            .is_some_and(|rest| rest.trim_start().starts_with('Z')),
-    }
 }
 
 #[tokio::test]
@@ -88,13 +80,10 @@ async fn a_hung_tool_is_killed_at_its_timeout_with_its_children() {
         .trim()
         .parse()
         .expect("pid");
-    for _ in 0..50 {
-        if dead(pid) {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    assert!(dead(pid), "the tool's child {pid} outlived the timeout");
+    assert!(
+        died(pid).await,
+        "the tool's child {pid} outlived the timeout"
+    );
     let _ = std::fs::remove_file(pidfile);
 }
 
@@ -117,13 +106,7 @@ async fn cancelling_a_call_kills_the_process_group() {
         .trim()
         .parse()
         .expect("pid");
-    for _ in 0..50 {
-        if dead(pid) {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    assert!(dead(pid), "orphan {pid} survived cancellation");
+    assert!(died(pid).await, "orphan {pid} survived cancellation");
     let _ = std::fs::remove_file(pidfile);
 }
 

@@ -51,6 +51,22 @@ pub enum Control {
     Tick,
 }
 
+impl Control {
+    /// The intent this control is; `request_id` names the request an approval or rejection answers.
+    pub fn into_intent(self, request_id: String) -> Intent {
+        match self {
+            Self::Approve { user } => Intent::Approve { user, request_id },
+            Self::Reject { user, reason } => Intent::Reject {
+                user,
+                request_id,
+                reason,
+            },
+            Self::Cancel { user, reason } => Intent::Cancel { user, reason },
+            Self::Tick => Intent::Tick,
+        }
+    }
+}
+
 /// How a run ended.
 #[derive(Debug, Clone)]
 pub struct Outcome {
@@ -376,16 +392,7 @@ impl<'a> Run<'a> {
 
     fn apply_control(&mut self, session: &mut Session, control: Control) {
         let request_id = self.approval.clone().unwrap_or_else(|| "none".into());
-        let intent = match control {
-            Control::Approve { user } => Intent::Approve { user, request_id },
-            Control::Reject { user, reason } => Intent::Reject {
-                user,
-                request_id,
-                reason,
-            },
-            Control::Cancel { user, reason } => Intent::Cancel { user, reason },
-            Control::Tick => Intent::Tick,
-        };
+        let intent = control.into_intent(request_id);
         self.apply(session, intent);
     }
 
