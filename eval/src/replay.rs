@@ -10,7 +10,7 @@ use std::collections::{BTreeMap, VecDeque};
 use std::sync::Arc;
 
 use kernel::pack::builder_for;
-use kernel::{Deployment, Effect, Event, EventBody, Intent, Session, Source, Status};
+use kernel::{Deployment, Effect, Event, Intent, Session, Source, Status};
 use serde_json::Value;
 
 use crate::error::ScenarioError;
@@ -112,7 +112,6 @@ pub fn replay(s: &LoadedScenario, deployment: Arc<Deployment>) -> Result<Run, Sc
             })
             .collect(),
         pending: None,
-        approval: None,
         model: spec.model.clone(),
         monitor,
         invariants_only_for_properties: !expect.invariants,
@@ -175,7 +174,6 @@ struct Player {
     cursors: BTreeMap<String, usize>,
     memory: BTreeMap<(String, String), (Value, Vec<String>)>,
     pending: Option<Pending>,
-    approval: Option<String>,
     model: String,
     monitor: Option<Monitor>,
     invariants_only_for_properties: bool,
@@ -357,7 +355,7 @@ impl Player {
         let Some(e) = self.external.pop_front() else {
             return;
         };
-        let request_id = self.approval.clone().unwrap_or_else(|| "none".into());
+        let request_id = self.session.pending_approval().unwrap_or("none").to_owned();
         let intent = e.control().into_intent(request_id);
         self.apply(intent);
     }
@@ -377,19 +375,6 @@ impl Player {
                 return;
             }
         };
-        for event in &transition.events {
-            match &event.body {
-                EventBody::ApprovalRequested { request_id, .. } => {
-                    self.approval = Some(request_id.clone())
-                }
-                EventBody::ApprovalGranted { .. }
-                | EventBody::ApprovalRejected { .. }
-                | EventBody::ApprovalExpired { .. } => {
-                    self.approval = None;
-                }
-                _ => {}
-            }
-        }
         for effect in transition.effects {
             match effect {
                 Effect::CallModel {

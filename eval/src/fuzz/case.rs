@@ -203,11 +203,11 @@ pub fn run(world: &World, case: &Case, properties: &[Property]) -> Outcome {
         &config.budget,
     );
     let mut out = Outcome::default();
-    let (mut now, mut in_flight, mut approval): (u64, Option<InFlight>, Option<String>) =
-        (0, None, None);
+    let (mut now, mut in_flight): (u64, Option<InFlight>) = (0, None);
     let mut pending_estimate = 0;
     for (i, (dt, step)) in case.steps.iter().enumerate() {
         now = now.saturating_add(*dt);
+        let approval = session.pending_approval().map(str::to_owned);
         let intent = resolve(world, step, &in_flight, &approval, &mut pending_estimate);
         out.intents.push(TimedIntent {
             at_ms: now,
@@ -233,17 +233,6 @@ pub fn run(world: &World, case: &Case, properties: &[Property]) -> Outcome {
         monitor.observe(i, before, &result, &session);
         match &result {
             Ok(t) => {
-                for e in &t.events {
-                    match &e.body {
-                        EventBody::ApprovalRequested { request_id, .. } => {
-                            approval = Some(request_id.clone())
-                        }
-                        EventBody::ApprovalGranted { .. }
-                        | EventBody::ApprovalRejected { .. }
-                        | EventBody::ApprovalExpired { .. } => approval = None,
-                        _ => {}
-                    }
-                }
                 if answered(t) {
                     in_flight = None; // a retry re-arms it from its effect below
                 }

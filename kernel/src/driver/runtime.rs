@@ -21,7 +21,7 @@ use tokio::task::JoinHandle;
 use tokio::time::{Instant, sleep_until, timeout};
 
 use super::{Credentials, EventHub, Model, ModelCall, Subscriber, Tool, ToolCall};
-use crate::event::{Event, EventBody};
+use crate::event::Event;
 use crate::intent::Intent;
 use crate::session::{Effect, Session, Status};
 
@@ -215,7 +215,6 @@ impl Runtime {
             queue: VecDeque::new(),
             answer: None,
             in_flight: None,
-            approval: None,
             hub,
             live,
             tick_every,
@@ -239,7 +238,6 @@ struct Run<'a> {
     queue: VecDeque<Intent>,
     answer: Option<String>,
     in_flight: Option<InFlight<'a>>,
-    approval: Option<String>,
     hub: Option<&'a EventHub>,
     live: Option<mpsc::UnboundedReceiver<Control>>,
     tick_every: Option<Duration>,
@@ -391,7 +389,7 @@ impl<'a> Run<'a> {
     }
 
     fn apply_control(&mut self, session: &mut Session, control: Control) {
-        let request_id = self.approval.clone().unwrap_or_else(|| "none".into());
+        let request_id = session.pending_approval().unwrap_or("none").to_owned();
         let intent = control.into_intent(request_id);
         self.apply(session, intent);
     }
@@ -407,17 +405,6 @@ impl<'a> Run<'a> {
             }
         };
         for event in transition.events {
-            match &event.body {
-                EventBody::ApprovalRequested { request_id, .. } => {
-                    self.approval = Some(request_id.clone())
-                }
-                EventBody::ApprovalGranted { .. }
-                | EventBody::ApprovalRejected { .. }
-                | EventBody::ApprovalExpired { .. } => {
-                    self.approval = None;
-                }
-                _ => {}
-            }
             self.publish(event);
         }
         for effect in transition.effects {

@@ -151,6 +151,14 @@ impl Session {
         status_of(&self.phase)
     }
 
+    /// The id of the request waiting for approval, if any (what `Approve`/`Reject` must name).
+    pub fn pending_approval(&self) -> Option<&str> {
+        match &self.phase {
+            Phase::Approval(p) => Some(&p.request_id),
+            _ => None,
+        }
+    }
+
     /// The configuration it was started with.
     pub fn config(&self) -> &SessionConfig {
         &self.config
