@@ -9,8 +9,8 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use kernel::driver::{
-    Estimate, Model, ModelCall, ModelError, ModelFuture, ModelReply, Outcome, Runtime, Tool,
-    ToolCall, ToolError, ToolFuture, ToolOutput,
+    Estimate, Message, Model, ModelCall, ModelError, ModelFuture, ModelReply, Outcome, Runtime,
+    Tool, ToolCall, ToolError, ToolFuture, ToolOutput,
 };
 use kernel::{Deployment, Session};
 
@@ -36,7 +36,11 @@ impl ScriptedModel {
 }
 
 impl Model for ScriptedModel {
-    fn next_estimate(&self) -> Option<Estimate> {
+    fn continues_after_failure(&self) -> bool {
+        true
+    }
+
+    fn next_estimate(&self, _transcript: &[Message]) -> Option<Estimate> {
         let turns = self.turns.lock().ok()?;
         let (tokens, cost) = turns.front()?.estimate();
         Some(Estimate { tokens, cost })

@@ -2,9 +2,11 @@
 //! expectations, snapshot rendering, and the pieces of the `arbiter` CLI.
 #![forbid(unsafe_code)]
 
+pub mod agent;
 pub mod driven;
 pub mod error;
 pub mod expect;
+pub mod fake_model;
 pub mod fuzz;
 pub mod replay;
 pub mod scenario;

@@ -10,8 +10,8 @@ use std::time::Duration;
 
 use common::*;
 use kernel::driver::{
-    Delivery, Estimate, EventHub, Model, ModelCall, ModelError, ModelFuture, ModelReply, Runtime,
-    SubprocessTool, Tool, ToolCall, ToolFuture, ToolOutput,
+    Delivery, Estimate, EventHub, Message, Model, ModelCall, ModelError, ModelFuture, ModelReply,
+    Runtime, SubprocessTool, Tool, ToolCall, ToolFuture, ToolOutput,
 };
 use kernel::event::{encode_jsonl, verify_jsonl};
 use kernel::{EventBody, Intent, Mode, Session, SessionConfig, Status};
@@ -45,7 +45,7 @@ impl OneSearch {
 }
 
 impl Model for OneSearch {
-    fn next_estimate(&self) -> Option<Estimate> {
+    fn next_estimate(&self, _transcript: &[Message]) -> Option<Estimate> {
         self.0.lock().ok()?.front().map(|_| Estimate {
             tokens: 15,
             cost: 0,

@@ -3,8 +3,10 @@
 mod audit;
 mod check;
 mod explain;
+mod fake_model;
 mod fuzz;
 mod replay;
+mod run;
 mod test;
 
 use std::path::PathBuf;
@@ -44,6 +46,10 @@ enum Command {
         #[arg(default_value = "scenarios")]
         paths: Vec<PathBuf>,
     },
+    /// Run one live session from an agent file, printing its events as they happen.
+    Run(run::Args),
+    /// Serve a scripted OpenAI-compatible model endpoint (for trying `run` without a model).
+    FakeModel(fake_model::Args),
     /// Generate sessions and check the kernel's invariants and author properties.
     Fuzz(fuzz::Args),
     /// Audit logs.
@@ -73,6 +79,8 @@ impl Cli {
             Command::Replay { file, events } => replay::run(&file, events),
             Command::Test { paths } => test::run(&paths),
             Command::Fuzz(args) => fuzz::run(&args),
+            Command::Run(args) => run::run(&args),
+            Command::FakeModel(args) => fake_model::run(&args),
             Command::Audit {
                 command: AuditCommand::Verify { file },
             } => audit::verify(&file),

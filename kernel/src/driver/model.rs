@@ -17,6 +17,45 @@ pub struct Estimate {
     pub cost: u64,
 }
 
+/// One message of the conversation a model sees.
+///
+/// The runtime keeps the transcript, not the model: a model adapter is shared by many sessions,
+/// and the transcript must only ever hold what the kernel let through (a denied call is answered
+/// with its denial, never run).
+#[derive(Debug, Clone, PartialEq)]
+pub enum Message {
+    /// The user's request.
+    User {
+        /// The text.
+        content: String,
+    },
+    /// A model turn: text, tool calls, or both.
+    Assistant {
+        /// The text, if any.
+        content: Option<String>,
+        /// The tool calls it asked for.
+        calls: Vec<ToolRequest>,
+    },
+    /// What became of one requested tool call.
+    Tool {
+        /// The [`ToolRequest::call_ref`] it answers.
+        call_ref: String,
+        /// The tool's output as JSON text, or why there is none (denied, failed, rejected).
+        content: String,
+    },
+}
+
+/// A tool call a model asked for, as it appears in the transcript.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ToolRequest {
+    /// Pairs the request with its [`Message::Tool`] answer; assigned by the runtime.
+    pub call_ref: String,
+    /// The tool.
+    pub name: String,
+    /// The arguments as the model gave them.
+    pub arguments: Value,
+}
+
 /// One model call as the driver hands it over.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ModelCall {
@@ -28,6 +67,8 @@ pub struct ModelCall {
     pub model: String,
     /// The session's tenant.
     pub tenant: String,
+    /// The conversation so far, starting with the user's request.
+    pub transcript: Vec<Message>,
 }
 
 /// A model's answer: usage, the raw output, and what the agent does next.
@@ -65,10 +106,18 @@ pub type ModelFuture<'a> =
 
 /// A model the agent talks to.
 pub trait Model: Send + Sync {
-    /// The estimate for the next call, or `None` when the agent has nothing more to ask.
-    fn next_estimate(&self) -> Option<Estimate>;
+    /// The estimate for the next call given the conversation so far (reserved from the budget
+    /// before the call is made), or `None` when the agent has nothing more to ask.
+    fn next_estimate(&self, transcript: &[Message]) -> Option<Estimate>;
     /// The next call was denied and never made: a scripted model drops that turn.
     fn skip(&self);
     /// Makes one call.
     fn call(&self, call: ModelCall) -> ModelFuture<'_>;
+
+    /// Whether the agent goes on after a model call failed for good (no retry left or allowed).
+    /// A live model cannot: the runtime fails the session with the error. A scripted model moves
+    /// to its next scripted turn, as the replay does.
+    fn continues_after_failure(&self) -> bool {
+        false
+    }
 }

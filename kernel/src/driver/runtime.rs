@@ -20,8 +20,10 @@ use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 use tokio::time::{Instant, sleep_until, timeout};
 
-use super::{Credentials, EventHub, Model, ModelCall, Subscriber, Tool, ToolCall};
-use crate::event::Event;
+use super::{
+    Credentials, EventHub, Message, Model, ModelCall, Subscriber, Tool, ToolCall, ToolRequest,
+};
+use crate::event::{Event, EventBody};
 use crate::intent::Intent;
 use crate::session::{Effect, Session, Status};
 
@@ -96,6 +98,7 @@ const MAX_JITTER_MS: u64 = 100;
 struct Answer {
     intent: Intent,
     next: Option<(Vec<Intent>, Option<String>)>,
+    from_model: bool,
 }
 
 type InFlight<'a> = Pin<Box<dyn Future<Output = Answer> + Send + 'a>>;
@@ -211,6 +214,11 @@ impl Runtime {
             t0,
             tenant: session.config().tenant.clone(),
             events: Vec::new(),
+            transcript: vec![Message::User {
+                content: request.clone(),
+            }],
+            current: None,
+            refs: 0,
             controls: controls.into(),
             queue: VecDeque::new(),
             answer: None,
@@ -234,8 +242,14 @@ struct Run<'a> {
     t0: Instant,
     tenant: String,
     events: Vec<Event>,
+    /// What the model will see on its next call.
+    transcript: Vec<Message>,
+    /// The transcript reference of the requested tool call being worked on.
+    current: Option<String>,
+    refs: u64,
     controls: VecDeque<(u64, Control)>,
-    queue: VecDeque<Intent>,
+    /// The calls the last model reply asked for, with their transcript references.
+    queue: VecDeque<(Intent, Option<String>)>,
     answer: Option<String>,
     in_flight: Option<InFlight<'a>>,
     hub: Option<&'a EventHub>,
@@ -272,11 +286,12 @@ impl<'a> Run<'a> {
             }
             match session.status() {
                 Status::Running => {
-                    if let Some(intent) = self.queue.pop_front() {
+                    if let Some((intent, call_ref)) = self.queue.pop_front() {
+                        self.current = call_ref;
                         self.apply(session, intent);
                     } else if let Some(answer) = self.answer.take() {
                         self.apply(session, Intent::Complete { answer });
-                    } else if let Some(estimate) = self.rt.model.next_estimate() {
+                    } else if let Some(estimate) = self.rt.model.next_estimate(&self.transcript) {
                         let intent = Intent::CallModel {
                             model: self.rt.model_id.clone(),
                             estimated_tokens: estimate.tokens,
@@ -312,8 +327,7 @@ impl<'a> Run<'a> {
                         fut.await
                     };
                     if let Some((calls, answer)) = a.next {
-                        self.queue = calls.into();
-                        self.answer = answer;
+                        self.queue_calls(calls, answer);
                     }
                     let mut intent = a.intent;
                     if let Intent::CallFailed {
@@ -324,7 +338,18 @@ impl<'a> Run<'a> {
                     {
                         *jitter_ms = self.rt.next_jitter();
                     }
+                    let failed = match &intent {
+                        Intent::CallFailed { error, .. } if a.from_model => Some(error.clone()),
+                        _ => None,
+                    };
                     self.apply(session, intent);
+                    if let Some(error) = failed
+                        && session.status() == Status::Running
+                        && !self.rt.model.continues_after_failure()
+                    {
+                        let error = format!("the model call failed for good: {error}");
+                        self.apply(session, Intent::Fail { error });
+                    }
                 }
                 Status::WaitingApproval => {
                     if !self.next_control(session).await {
@@ -394,21 +419,64 @@ impl<'a> Run<'a> {
         self.apply(session, intent);
     }
 
+    /// Queues the calls a model reply asked for and records the turn in the transcript.
+    fn queue_calls(&mut self, calls: Vec<Intent>, answer: Option<String>) {
+        let mut requests = Vec::new();
+        self.queue = calls
+            .into_iter()
+            .map(|intent| {
+                let Intent::CallTool { tool, input, .. } = &intent else {
+                    return (intent, None);
+                };
+                self.refs += 1;
+                let call_ref = format!("ref-{}", self.refs);
+                requests.push(ToolRequest {
+                    call_ref: call_ref.clone(),
+                    name: tool.clone(),
+                    arguments: input.clone(),
+                });
+                (intent, Some(call_ref))
+            })
+            .collect();
+        self.transcript.push(Message::Assistant {
+            content: answer.clone(),
+            calls: requests,
+        });
+        self.answer = answer;
+    }
+
     /// Steps the session at the current time, publishes its events, performs its effects.
     fn apply(&mut self, session: &mut Session, intent: Intent) {
         let now = self.now();
         let transition = match session.step(intent, now) {
             Ok(t) => t,
             Err(rejected) => {
+                self.answer_current(session, std::slice::from_ref(&rejected.event));
                 self.publish(*rejected.event);
                 return;
             }
         };
+        self.answer_current(session, &transition.events);
         for event in transition.events {
             self.publish(event);
         }
         for effect in transition.effects {
             self.perform(effect, now);
+        }
+    }
+
+    /// Once the requested call being worked on is settled (the session no longer waits on it),
+    /// tells the model what became of it.
+    fn answer_current(&mut self, session: &Session, events: &[Event]) {
+        let settled = matches!(session.status(), Status::Running) || session.status().is_terminal();
+        if !settled {
+            return;
+        }
+        if let Some(call_ref) = self.current.take() {
+            self.transcript.push(Message::Tool {
+                call_ref,
+                content: outcome(events),
+            });
         }
     }
 
@@ -452,6 +520,7 @@ impl<'a> Run<'a> {
                                 jitter_ms: 0,
                             },
                             next: None,
+                            from_model: false,
                         };
                     };
                     let result = match obligations.timeout_ms {
@@ -483,7 +552,11 @@ impl<'a> Run<'a> {
                         }
                         Err(ms) => timed_out(call_id, ms),
                     };
-                    Answer { intent, next: None }
+                    Answer {
+                        intent,
+                        next: None,
+                        from_model: false,
+                    }
                 }));
             }
             Effect::CallModel {
@@ -499,6 +572,7 @@ impl<'a> Run<'a> {
                     attempt,
                     model,
                     tenant: self.tenant.clone(),
+                    transcript: self.transcript.clone(),
                 };
                 self.in_flight = Some(Box::pin(async move {
                     sleep_until(start).await;
@@ -518,6 +592,7 @@ impl<'a> Run<'a> {
                                 output: reply.output,
                             },
                             next: Some((reply.calls, reply.answer)),
+                            from_model: true,
                         },
                         Ok(Err(e)) => Answer {
                             intent: Intent::CallFailed {
@@ -528,10 +603,12 @@ impl<'a> Run<'a> {
                                 jitter_ms: 0,
                             },
                             next: None,
+                            from_model: true,
                         },
                         Err(ms) => Answer {
                             intent: timed_out(call_id, ms),
                             next: None,
+                            from_model: true,
                         },
                     }
                 }));
@@ -554,6 +631,7 @@ impl<'a> Run<'a> {
                         labels,
                     },
                     next: None,
+                    from_model: false,
                 };
                 self.in_flight = Some(Box::pin(std::future::ready(answer)));
             }
@@ -570,6 +648,39 @@ impl<'a> Run<'a> {
             Effect::Abort { .. } => self.in_flight = None,
         }
     }
+}
+
+/// What a settled tool call gives the model: its output, or why there is none.
+fn outcome(events: &[Event]) -> String {
+    for event in events.iter().rev() {
+        let text = match &event.body {
+            EventBody::ToolReturned { output, .. } => output.to_string(),
+            EventBody::CallFailed {
+                error,
+                will_retry: false,
+                ..
+            } => format!("error: {error}"),
+            EventBody::ApprovalRejected { reason, .. } => {
+                format!("not run: the approver rejected it ({reason})")
+            }
+            EventBody::ApprovalExpired { .. } => "not run: the approval request expired".into(),
+            EventBody::Rejected { error, .. } => format!("not run: {error}"),
+            EventBody::Decision { .. } => match &event.decision {
+                Some(d) if !d.proceeds() => {
+                    let ids: Vec<&str> = d.policies.iter().map(|p| p.id.as_str()).collect();
+                    if ids.is_empty() {
+                        "not run: denied by policy (no policy permits it)".into()
+                    } else {
+                        format!("not run: denied by policy {}", ids.join(", "))
+                    }
+                }
+                _ => continue,
+            },
+            _ => continue,
+        };
+        return text;
+    }
+    "not run".into()
 }
 
 async fn wait(until: Option<Instant>) {

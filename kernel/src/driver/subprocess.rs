@@ -29,6 +29,7 @@ pub struct SubprocessTool {
     args: Vec<String>,
     path: String,
     pass_env: Vec<String>,
+    current_dir: Option<PathBuf>,
 }
 
 impl SubprocessTool {
@@ -42,12 +43,19 @@ impl SubprocessTool {
             args: args.into_iter().map(Into::into).collect(),
             path: DEFAULT_PATH.into(),
             pass_env: Vec::new(),
+            current_dir: None,
         }
     }
 
     /// Copies the named variables from the driver's environment (e.g. `LANG`); nothing else is.
     pub fn pass_env(mut self, names: impl IntoIterator<Item = impl Into<String>>) -> Self {
         self.pass_env.extend(names.into_iter().map(Into::into));
+        self
+    }
+
+    /// Runs the program in `dir` (by default, the driver's working directory).
+    pub fn current_dir(mut self, dir: impl Into<PathBuf>) -> Self {
+        self.current_dir = Some(dir.into());
         self
     }
 
@@ -69,6 +77,9 @@ impl SubprocessTool {
             .stderr(Stdio::piped())
             .process_group(0)
             .kill_on_drop(true);
+        if let Some(dir) = &self.current_dir {
+            cmd.current_dir(dir);
+        }
         let mut child = cmd
             .spawn()
             .map_err(|e| ToolError::Unavailable(format!("{}: {e}", self.program.display())))?;
