@@ -278,6 +278,7 @@ pub(crate) struct Actions {
     pub spend_budget: EntityUid,
     pub approve: EntityUid,
     pub cancel: EntityUid,
+    pub endorse: EntityUid,
     pub continue_session: EntityUid,
 }
 
@@ -291,6 +292,7 @@ impl Actions {
             spend_budget: a("spend_budget")?,
             approve: a("approve")?,
             cancel: a("cancel")?,
+            endorse: a("endorse")?,
             continue_session: a("continue_session")?,
         })
     }

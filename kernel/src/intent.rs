@@ -123,6 +123,13 @@ pub enum Intent {
         #[serde(default)]
         reason: String,
     },
+    /// A user vouches for a value, which then counts as coming from the user (`endorse`).
+    Endorse {
+        /// The user.
+        user: String,
+        /// The value, as it will appear in an argument.
+        value: String,
+    },
     /// Time passed: ask `continue_session`.
     Tick,
     /// The agent produced its final answer.
@@ -157,6 +164,7 @@ impl Intent {
             Self::Approve { .. } => "approve",
             Self::Reject { .. } => "reject",
             Self::Cancel { .. } => "cancel",
+            Self::Endorse { .. } => "endorse",
             Self::Tick => "tick",
             Self::Complete { .. } => "complete",
             Self::Fail { .. } => "fail",

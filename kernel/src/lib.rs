@@ -25,6 +25,7 @@ pub mod driver;
 pub mod event;
 pub mod faults;
 pub mod pack;
+pub mod provenance;
 
 pub use deployment::{BundleHashes, Deployment, DeploymentBuilder};
 pub use error::{LoadError, LoadErrors, StepError};

@@ -224,6 +224,13 @@ pub enum EventBody {
         /// The request.
         request_id: String,
     },
+    /// A user vouched for a value; it now counts as coming from the user.
+    ValueEndorsed {
+        /// Who.
+        user: String,
+        /// The value.
+        value: String,
+    },
     /// Time passed and the session was allowed to continue.
     ClockTicked {
         /// Logical milliseconds since the session started.
@@ -277,6 +284,7 @@ impl EventBody {
             Self::ApprovalGranted { .. } => "approval_granted",
             Self::ApprovalRejected { .. } => "approval_rejected",
             Self::ApprovalExpired { .. } => "approval_expired",
+            Self::ValueEndorsed { .. } => "value_endorsed",
             Self::ClockTicked { .. } => "clock_ticked",
             Self::LimitReached { .. } => "limit_reached",
             Self::Cancelled { .. } => "cancelled",

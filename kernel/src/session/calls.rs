@@ -354,6 +354,8 @@ impl Session {
         if crate::faults::active(crate::faults::Fault::ForgetLabels) {
             self.labels.clear();
         }
+        let class = crate::provenance::class_of(&output_labels);
+        crate::provenance::add_value(&mut self.content, &output, class, &output_labels);
         let labels_added = self.add_labels(output_labels);
         let body = EventBody::ToolReturned {
             call_id: call.call_id,
@@ -373,6 +375,11 @@ impl Session {
         tr: Transition,
     ) -> Transition {
         self.phase = Phase::Running;
+        if let Some(v) = &value {
+            let stored: std::collections::BTreeSet<String> = labels.iter().cloned().collect();
+            let class = crate::provenance::class_of(&stored);
+            crate::provenance::add_value(&mut self.content, v, class, &stored);
+        }
         let labels_added = self.add_labels(labels);
         let body = EventBody::MemoryLoaded {
             read_id,

@@ -20,6 +20,11 @@ impl Session {
         } else {
             request
         };
+        self.content.add(
+            &request,
+            crate::provenance::USER,
+            &std::collections::BTreeSet::new(),
+        );
         let c = &self.config;
         let body = EventBody::SessionStarted {
             agent: c.agent.clone(),
@@ -146,6 +151,35 @@ impl Session {
             Some(d),
             tr,
         )
+    }
+
+    /// A user vouches for a value ("yes, pay this IBAN"), authorized as `endorse`; once allowed,
+    /// the value counts as coming from the user in every later provenance check.
+    pub(super) fn endorse(
+        &mut self,
+        now: u64,
+        user: String,
+        value: String,
+        mut tr: Transition,
+    ) -> Transition {
+        let action = std::sync::Arc::clone(&self.deployment)
+            .actions
+            .endorse
+            .clone();
+        let d = self.ask_as_user(
+            now,
+            &user,
+            &action,
+            vec![("value", Rx::new_string(value.clone()))],
+        );
+        tr.decision = Some(d.clone());
+        if !d.allowed() {
+            let request = serde_json::json!({"user": user, "endorse": value});
+            return self.emit_into(tr, now, EventBody::Decision { request }, Some(d));
+        }
+        let labels = std::collections::BTreeSet::from(["endorsed".to_owned()]);
+        self.content.add(&value, crate::provenance::USER, &labels);
+        self.emit_into(tr, now, EventBody::ValueEndorsed { user, value }, Some(d))
     }
 
     /// Ends the session: aborts whatever is in flight, charges an aborted call its whole

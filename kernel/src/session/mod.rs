@@ -90,6 +90,8 @@ pub struct Session {
     trace: Option<Vec<crate::gate::Traced>>,
     /// Jitter the driver supplied with the failure that triggers the next retry.
     retry_jitter_ms: u64,
+    /// Every text that entered the session, for provenance checks.
+    content: crate::provenance::ContentIndex,
 }
 
 impl Session {
@@ -143,6 +145,7 @@ impl Session {
             next_id: 1,
             trace: None,
             retry_jitter_ms: 0,
+            content: crate::provenance::ContentIndex::default(),
         })
     }
 
@@ -341,6 +344,16 @@ impl Session {
             ) => {
                 self.phase = phase;
                 Ok(self.tick(now, tr))
+            }
+            (
+                phase @ (Phase::Running
+                | Phase::Call(_)
+                | Phase::Memory { .. }
+                | Phase::Approval(_)),
+                Intent::Endorse { user, value },
+            ) => {
+                self.phase = phase;
+                Ok(self.endorse(now, user, value, tr))
             }
             (
                 phase @ (Phase::Created

@@ -114,9 +114,12 @@ impl Session {
                 ("estimated_cost", long(*estimated_cost)),
             ]),
             Proposal::Tool { tool, input, .. } => {
-                match deployment.tool_entry(tool).map(|t| t.check(input)) {
-                    Some(Ok(rx)) => Ok(vec![("input", rx)]),
-                    Some(Err(errors)) => Err(errors
+                let entry = deployment.tool_entry(tool);
+                match entry.map(|t| (t, t.check(input))) {
+                    Some((t, Ok(rx))) => t
+                        .provenance(input, &self.content)
+                        .map(|p| vec![("input", rx), ("provenance", p)]),
+                    Some((_, Err(errors))) => Err(errors
                         .iter()
                         .map(ToString::to_string)
                         .collect::<Vec<_>>()

@@ -13,10 +13,11 @@ use serde_json::{Value, json};
 pub(crate) use cedar_type::CedarType;
 
 use crate::error::LoadError;
+use crate::provenance::{ContentIndex, Shape};
 use crate::source::Located;
 
 /// Actions the schema declares itself; a tool may not take their names.
-pub const BUILTIN_ACTIONS: [&str; 8] = [
+pub const BUILTIN_ACTIONS: [&str; 9] = [
     "call_model",
     "call_tool",
     "read_memory",
@@ -24,6 +25,7 @@ pub const BUILTIN_ACTIONS: [&str; 8] = [
     "spend_budget",
     "approve",
     "cancel",
+    "endorse",
     "continue_session",
 ];
 
@@ -100,6 +102,7 @@ pub(crate) struct Tool {
     pub uid: EntityUid,
     input: CedarType,
     type_name: String,
+    provenance: Shape,
     validator: jsonschema::Validator,
 }
 
@@ -126,6 +129,15 @@ impl Tool {
             return Err(errors);
         }
         self.input.to_restricted(input, "").map_err(|e| vec![e])
+    }
+
+    /// `context.provenance` for a checked `input`: where each argument's value came from.
+    pub fn provenance(
+        &self,
+        input: &Value,
+        index: &ContentIndex,
+    ) -> Result<RestrictedExpression, String> {
+        self.provenance.value(input, index)
     }
 }
 
@@ -188,6 +200,7 @@ impl ToolRegistry {
                 errors.push(fail("cannot be used as a Cedar entity id".into()));
                 continue;
             };
+            let provenance = Shape::of_input(&input);
             type_names.insert(type_name.clone(), spec.name.clone());
             let name = spec.name.clone();
             tools.insert(
@@ -198,6 +211,7 @@ impl ToolRegistry {
                     uid,
                     input,
                     type_name,
+                    provenance,
                     validator,
                 },
             );
@@ -217,15 +231,18 @@ impl ToolRegistry {
         self.tools.get(name).map(|t| &t.input)
     }
 
-    /// Cedar schema declarations for every tool: its input type and its action.
+    /// Cedar schema declarations for every tool: its input and provenance types and its action.
     pub fn cedar_schema(&self) -> String {
         let mut out = String::new();
         for tool in self.tools.values() {
+            let provenance = format!("{}Provenance", identifier(&tool.spec.name));
             out.push_str(&format!(
-                "type {} = {};\naction {} in [Action::\"call_tool\"] appliesTo {{\n  principal: Agent,\n  \
-                 resource: Tool,\n  context: {{ session: Session, history: History, input: {} }},\n}};\n",
+                "type {} = {};\ntype {provenance} = {};\naction {} in [Action::\"call_tool\"] appliesTo {{\n  \
+                 principal: Agent,\n  resource: Tool,\n  \
+                 context: {{ session: Session, history: History, input: {}, provenance: {provenance} }},\n}};\n",
                 tool.type_name,
                 tool.input.to_cedarschema(),
+                tool.provenance.to_cedarschema(),
                 quote(&tool.spec.name),
                 tool.type_name,
             ));

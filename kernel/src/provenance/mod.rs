@@ -1,0 +1,194 @@
+//! Value-level provenance: for each argument of a proposed tool call, where its value appeared
+//! earlier in the session — the user's request (or an endorsement), trusted data, untrusted
+//! content, or nowhere (`novel`: the model made it up).
+//!
+//! Content enters the [`ContentIndex`] as the session runs: the user's request, each tool result
+//! (every string and number in it, one document each; class from the tool's `output_labels`:
+//! `trusted`, `untrusted`, or neither), each memory read (the entry's stored labels), each
+//! endorsement. Model output is not a source: a value the model only wrote itself stays novel.
+//!
+//! Policies see `context.provenance`, typed per tool alongside `context.input`: one [`Provenance`]
+//! record per string or number argument, nested records for object arguments, and one aggregated
+//! record for an array (`from_*` hold when they hold for every element, `from_untrusted` and
+//! `novel` when for any). The `Provenance` record type is declared in `policies/schema.cedarschema`.
+
+mod index;
+mod tokens;
+
+pub use index::{Class, ContentIndex, Found, OTHER, TRUSTED, UNTRUSTED, USER};
+pub use tokens::tokens;
+
+use std::collections::BTreeSet;
+
+use cedar_policy::RestrictedExpression as Rx;
+use serde_json::Value;
+
+use crate::tools::CedarType;
+
+/// The class of content carrying `labels`: `trusted` wins over `untrusted` only when alone; a
+/// text labelled both counts as untrusted.
+pub fn class_of(labels: &BTreeSet<String>) -> Class {
+    if labels.contains("untrusted") {
+        UNTRUSTED
+    } else if labels.contains("trusted") {
+        TRUSTED
+    } else {
+        OTHER
+    }
+}
+
+/// Indexes every string and number inside `value` as its own document.
+pub fn add_value(index: &mut ContentIndex, value: &Value, class: Class, labels: &BTreeSet<String>) {
+    match value {
+        Value::String(s) => index.add(s, class, labels),
+        Value::Number(n) => index.add(&n.to_string(), class, labels),
+        Value::Array(items) => {
+            for v in items {
+                add_value(index, v, class, labels);
+            }
+        }
+        Value::Object(map) => {
+            for v in map.values() {
+                add_value(index, v, class, labels);
+            }
+        }
+        Value::Bool(_) | Value::Null => {}
+    }
+}
+
+/// Which parts of a tool's input carry provenance.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Shape {
+    /// A string or number, or an array of them: one `Provenance` record.
+    Leaf,
+    /// An object: its attributes that carry provenance, with whether each is required.
+    Record(Vec<(String, bool, Shape)>),
+}
+
+impl Shape {
+    /// The provenance shape of an argument type; `None` when it holds no strings or numbers.
+    pub fn of(ty: &CedarType) -> Option<Self> {
+        match ty {
+            CedarType::Bool => None,
+            CedarType::Set(inner) => Self::of(inner).map(|_| Self::Leaf),
+            CedarType::Record(fields) => {
+                let attrs: Vec<_> = fields
+                    .iter()
+                    .filter_map(|f| Self::of(&f.ty).map(|s| (f.name.clone(), f.required, s)))
+                    .collect();
+                (!attrs.is_empty()).then_some(Self::Record(attrs))
+            }
+            _ => Some(Self::Leaf),
+        }
+    }
+
+    /// The shape for a tool's whole input: always a record, possibly empty.
+    pub fn of_input(ty: &CedarType) -> Self {
+        Self::of(ty).unwrap_or(Self::Record(Vec::new()))
+    }
+
+    /// The type in Cedar schema syntax.
+    pub fn to_cedarschema(&self) -> String {
+        match self {
+            Self::Leaf => "Provenance".into(),
+            Self::Record(attrs) => {
+                let inner: Vec<String> = attrs
+                    .iter()
+                    .map(|(name, required, s)| {
+                        format!(
+                            "{}{}: {}",
+                            crate::tools::quote(name),
+                            if *required { "" } else { "?" },
+                            s.to_cedarschema()
+                        )
+                    })
+                    .collect();
+                format!("{{ {} }}", inner.join(", "))
+            }
+        }
+    }
+
+    /// The context value for `input` (already validated against the tool's schema).
+    pub fn value(&self, input: &Value, index: &ContentIndex) -> Result<Rx, String> {
+        match self {
+            Self::Leaf => {
+                let mut agg = Aggregate::default();
+                collect(input, index, &mut agg);
+                agg.into_rx()
+            }
+            Self::Record(attrs) => {
+                let mut pairs = Vec::new();
+                for (name, _, shape) in attrs {
+                    if let Some(v) = input.get(name) {
+                        pairs.push((name.clone(), shape.value(v, index)?));
+                    }
+                }
+                Rx::new_record(pairs).map_err(|e| e.to_string())
+            }
+        }
+    }
+}
+
+/// The origins of every string or number under one argument.
+#[derive(Debug, Default)]
+struct Aggregate {
+    values: usize,
+    all: Class,
+    all_user_or_trusted: bool,
+    any: Class,
+    novel: bool,
+    labels: BTreeSet<String>,
+}
+
+fn collect(value: &Value, index: &ContentIndex, agg: &mut Aggregate) {
+    match value {
+        Value::String(s) => agg.add(s, index),
+        Value::Number(n) => agg.add(&n.to_string(), index),
+        Value::Array(items) => items.iter().for_each(|v| collect(v, index, agg)),
+        Value::Object(map) => map.values().for_each(|v| collect(v, index, agg)),
+        Value::Bool(_) | Value::Null => {}
+    }
+}
+
+impl Aggregate {
+    fn add(&mut self, text: &str, index: &ContentIndex) {
+        if tokens(text).is_empty() {
+            return; // nothing to have come from anywhere
+        }
+        let found = index.find(text);
+        if self.values == 0 {
+            self.all = found.classes;
+            self.all_user_or_trusted = true;
+        } else {
+            self.all &= found.classes;
+        }
+        self.all_user_or_trusted &= found.classes & (USER | TRUSTED) != 0;
+        self.any |= found.classes;
+        self.novel |= found.classes == 0;
+        self.labels.extend(found.labels);
+        self.values += 1;
+    }
+
+    fn into_rx(self) -> Result<Rx, String> {
+        let some = self.values > 0;
+        let b = Rx::new_bool;
+        Rx::new_record([
+            ("from_user".to_owned(), b(some && self.all & USER != 0)),
+            (
+                "from_trusted".to_owned(),
+                b(some && self.all & TRUSTED != 0),
+            ),
+            (
+                "from_user_or_trusted".to_owned(),
+                b(some && self.all_user_or_trusted),
+            ),
+            ("from_untrusted".to_owned(), b(self.any & UNTRUSTED != 0)),
+            ("novel".to_owned(), b(self.novel)),
+            (
+                "labels".to_owned(),
+                Rx::new_set(self.labels.into_iter().map(Rx::new_string)),
+            ),
+        ])
+        .map_err(|e| e.to_string())
+    }
+}
