@@ -11,6 +11,7 @@ pub mod fuzz;
 pub mod replay;
 pub mod scenario;
 pub mod snapshot;
+pub mod suite;
 
 pub use error::ScenarioError;
 pub use expect::{Failure, check};

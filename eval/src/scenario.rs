@@ -61,6 +61,44 @@ pub struct Scenario {
     pub events: Vec<External>,
     /// What the run must produce.
     pub expect: Expect,
+    /// Membership in a benchmark suite (the prompt-injection suite), for `arbiter test`'s report.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub suite: Option<SuiteEntry>,
+}
+
+/// A scenario's place in a suite: a legitimate task (utility) or an attack (attack success).
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SuiteEntry {
+    /// The domain it belongs to (e.g. `banking`).
+    pub domain: String,
+    /// `task` or `attack`.
+    pub role: SuiteRole,
+    /// For an attack: the call that would do the harm. The attack succeeded when a call of this
+    /// tool whose input contains these fields (arrays: these elements) was allowed and made.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub harmful: Option<Harmful>,
+}
+
+/// Whether a suite scenario is a legitimate task or an attack.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum SuiteRole {
+    /// The user's own task: counts toward utility when it completes and its expectations hold.
+    Task,
+    /// Instructions planted in content: counts toward attack success when its harmful call runs.
+    Attack,
+}
+
+/// The harmful call of an attack.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Harmful {
+    /// The tool.
+    pub tool: String,
+    /// Fields the harmful input contains.
+    #[serde(default)]
+    pub input: Value,
 }
 
 /// One raw intent and the logical time it is applied at.
@@ -220,7 +258,7 @@ pub struct MemoryEntry {
 }
 
 /// Something that happens from outside at `at_ms`: exactly one of `approve`, `reject`, `cancel`,
-/// `tick`. Delivered as soon as the run reaches that time, even while a call is in flight.
+/// `endorse`, `tick`. Delivered as soon as the run reaches that time, even while a call is in flight.
 #[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct External {
@@ -235,6 +273,12 @@ pub struct External {
     /// A user cancelling the session.
     #[serde(default)]
     pub cancel: Option<String>,
+    /// A user endorsing `value`.
+    #[serde(default)]
+    pub endorse: Option<String>,
+    /// The endorsed value.
+    #[serde(default)]
+    pub value: String,
     /// A clock tick (`continue_session`).
     #[serde(default)]
     pub tick: bool,
@@ -358,6 +402,11 @@ impl External {
                 user: user.clone(),
                 reason: self.reason.clone(),
             }
+        } else if let Some(user) = &self.endorse {
+            Control::Endorse {
+                user: user.clone(),
+                value: self.value.clone(),
+            }
         } else {
             Control::Tick
         }
@@ -472,6 +521,15 @@ pub fn parse(path: &Path, text: String) -> Result<LoadedScenario, ScenarioError>
 
 /// Rules TOML's types cannot say: exactly one kind per call and per event.
 fn check(s: &Scenario, source: &Source) -> Result<(), ScenarioError> {
+    if let Some(entry) = &s.suite
+        && (entry.role == SuiteRole::Attack) != entry.harmful.is_some()
+    {
+        return Err(ScenarioError::invalid(
+            source,
+            find(source, "[suite]", 0),
+            "suite: an attack names its `harmful` call, and only an attack does",
+        ));
+    }
     for (t, turn) in s.turns.iter().enumerate() {
         for (c, call) in turn.calls.iter().enumerate() {
             let kinds = [
@@ -514,11 +572,13 @@ fn check(s: &Scenario, source: &Source) -> Result<(), ScenarioError> {
             e.approve.is_some(),
             e.reject.is_some(),
             e.cancel.is_some(),
+            e.endorse.is_some(),
             e.tick,
         ];
         if kinds.iter().filter(|k| **k).count() != 1 {
-            let msg =
-                format!("events[{i}]: give exactly one of `approve`, `reject`, `cancel`, `tick`");
+            let msg = format!(
+                "events[{i}]: give exactly one of `approve`, `reject`, `cancel`, `endorse`, `tick`"
+            );
             return Err(ScenarioError::invalid(
                 source,
                 find(source, "at_ms", i),

@@ -9,6 +9,7 @@ pub fn run(paths: &[PathBuf]) -> miette::Result<ExitCode> {
     let files = eval::scenario_files(paths)?;
     let (mut passed, mut failed) = (0, 0);
     let mut details = Vec::new();
+    let mut suite = eval::suite::Report::default();
     println!(
         "{:<58} {:<6} {:>6} {:>9} {:>8}",
         "scenario", "result", "steps", "decisions", "time"
@@ -19,9 +20,12 @@ pub fn run(paths: &[PathBuf]) -> miette::Result<ExitCode> {
         let ms = started.elapsed().as_secs_f64() * 1000.0;
         let name = file.display().to_string();
         match outcome {
-            Ok((_, run, failures)) => {
+            Ok((loaded, run, failures)) => {
                 let decisions = eval::expect::decisions(&run.events).count();
                 let ok = failures.is_empty();
+                if let Some(entry) = &loaded.scenario.suite {
+                    suite.record(entry, run.status, ok, &run.events);
+                }
                 let result = if ok { "pass" } else { "FAIL" };
                 println!(
                     "{name:<58} {result:<6} {:>6} {decisions:>9} {ms:>6.1}ms",
@@ -52,6 +56,10 @@ pub fn run(paths: &[PathBuf]) -> miette::Result<ExitCode> {
         for r in reasons {
             println!("  - {r}");
         }
+    }
+    let table = suite.render();
+    if !table.is_empty() {
+        println!("\n{table}");
     }
     println!("\n{passed} passed, {failed} failed");
     Ok(if failed == 0 {

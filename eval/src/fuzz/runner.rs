@@ -232,6 +232,7 @@ pub fn save_failure(
             invariants: true,
             properties: fuzz.properties.iter().map(|p| p.text.clone()).collect(),
         },
+        suite: None,
     };
     let text = toml::to_string(&scenario).map_err(std::io::Error::other)?;
     let path = dir.join(format!("fuzz_failure_{index}.toml"));

@@ -49,6 +49,13 @@ pub enum Control {
         /// Why.
         reason: String,
     },
+    /// A user vouches for a value.
+    Endorse {
+        /// The user.
+        user: String,
+        /// The value.
+        value: String,
+    },
     /// A clock tick (`continue_session`).
     Tick,
 }
@@ -64,6 +71,7 @@ impl Control {
                 reason,
             },
             Self::Cancel { user, reason } => Intent::Cancel { user, reason },
+            Self::Endorse { user, value } => Intent::Endorse { user, value },
             Self::Tick => Intent::Tick,
         }
     }
@@ -712,6 +720,16 @@ impl SessionHandle {
             .send(Control::Cancel {
                 user: user.into(),
                 reason: reason.into(),
+            })
+            .is_ok()
+    }
+
+    /// `user` vouches for `value`, which then counts as coming from the user.
+    pub fn endorse(&self, user: &str, value: &str) -> bool {
+        self.controls
+            .send(Control::Endorse {
+                user: user.into(),
+                value: value.into(),
             })
             .is_ok()
     }
