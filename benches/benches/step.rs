@@ -14,6 +14,8 @@ fn bench(c: &mut Criterion) {
     let deployment = benches::demo();
 
     // (a) Cedar alone: request, context and entities prebuilt.
+    let provenance = json!({"from_user": true, "from_trusted": false, "from_user_or_trusted": true,
+        "from_untrusted": false, "novel": false, "labels": []});
     let context = Context::from_json_value(
         json!({
             "session": {
@@ -24,7 +26,8 @@ fn bench(c: &mut Criterion) {
                 "budget_limit": 2000000, "tool_calls": 0, "model_calls": 0, "attempt": 1, "labels": []
             },
             "history": {"tools_called": [], "emails_recent": 0, "refund_total": 0},
-            "input": {"order_id": "ord-1", "amount": 2500}
+            "input": {"order_id": "ord-1", "amount": 2500},
+            "provenance": {"order_id": provenance, "amount": provenance}
         }),
         None,
     )

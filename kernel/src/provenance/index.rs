@@ -3,9 +3,11 @@
 //!
 //! Cost: adding `n` tokens is O(n) (amortized hash inserts). Looking up a value of `k` tokens is
 //! O(k) to tokenize and intern, plus O(p · k) where `p` is the number of occurrences of the value's
-//! rarest token in the whole session, each checked in place against the stored token stream (and a
-//! binary search for its document, O(log d)). Values whose tokens never occurred cost O(k). Memory
-//! is two `u32` per token (stream + posting) plus the distinct tokens themselves.
+//! rarest adjacent token pair (its rarest token when `k` = 1) in the whole session, each checked in
+//! place against the stored token stream after a binary search for its document (O(log d)). A
+//! value with a token or pair that never occurred costs O(k). Pairs rather than single tokens keep
+//! `p` small for values made of common words. Memory is three `u32` per token (stream, token
+//! posting, pair posting) plus the distinct tokens and pairs.
 
 use std::collections::{BTreeSet, HashMap};
 
@@ -46,6 +48,8 @@ pub struct ContentIndex {
     ids: HashMap<String, u32>,
     stream: Vec<u32>,
     postings: Vec<Vec<u32>>,
+    /// Positions of each adjacent pair (first token's position), within a document.
+    pairs: HashMap<u64, Vec<u32>>,
     docs: Vec<Doc>,
     label_sets: Vec<BTreeSet<String>>,
 }
@@ -65,6 +69,7 @@ impl ContentIndex {
             }
         };
         let start = self.position();
+        let mut prev: Option<u32> = None;
         for t in toks {
             let next = self.postings.len();
             let id = *self
@@ -78,6 +83,10 @@ impl ContentIndex {
             if let Some(p) = self.postings.get_mut(id as usize) {
                 p.push(pos);
             }
+            if let Some(a) = prev {
+                self.pairs.entry(pair(a, id)).or_default().push(pos - 1);
+            }
+            prev = Some(id);
             self.stream.push(id);
         }
         self.docs.push(Doc {
@@ -104,19 +113,30 @@ impl ContentIndex {
                 None => return found, // a token never seen: the value cannot occur
             }
         }
-        let Some((rarest, _)) = ids
-            .iter()
-            .enumerate()
-            .min_by_key(|(_, id)| self.postings.get(**id as usize).map_or(0, Vec::len))
-        else {
-            return found;
+        // Candidate positions: the rarest pair's (or, for one token, the token's), at `offset`
+        // tokens into the value.
+        let (offset, postings) = if ids.len() == 1 {
+            match self.postings.get(ids[0] as usize) {
+                Some(p) => (0, p.as_slice()),
+                None => return found,
+            }
+        } else {
+            let mut best: Option<(usize, &[u32])> = None;
+            for (i, w) in ids.windows(2).enumerate() {
+                let Some(p) = self.pairs.get(&pair(w[0], w[1])) else {
+                    return found; // a pair never seen: the value cannot occur
+                };
+                if best.is_none_or(|(_, b)| p.len() < b.len()) {
+                    best = Some((i, p.as_slice()));
+                }
+            }
+            match best {
+                Some(b) => b,
+                None => return found,
+            }
         };
         let k = ids.len() as u32;
-        let offset = rarest as u32;
-        let postings = self
-            .postings
-            .get(ids[rarest] as usize)
-            .map_or(&[][..], Vec::as_slice);
+        let offset = offset as u32;
         let mut labels_seen: BTreeSet<u32> = BTreeSet::new();
         for &pos in postings {
             let Some(start) = pos.checked_sub(offset) else {
@@ -156,6 +176,10 @@ impl ContentIndex {
     pub fn is_empty(&self) -> bool {
         self.stream.is_empty()
     }
+}
+
+fn pair(a: u32, b: u32) -> u64 {
+    (u64::from(a) << 32) | u64::from(b)
 }
 
 #[cfg(test)]
