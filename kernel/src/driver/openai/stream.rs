@@ -163,16 +163,7 @@ mod tests {
             let c = acc.finish();
             assert_eq!(
                 c,
-                Ok(Completion {
-                    content: None,
-                    tool_calls: vec![(
-                        "c1".into(),
-                        "lookup_order".into(),
-                        "{\"order_id\":\"ord-1\"}".into()
-                    )],
-                    finish_reason: Some("tool_calls".into()),
-                    usage: Some((30, 9)),
-                }),
+                Ok(super::super::wire::lookup_order_completion((30, 9))),
                 "piece size {piece}"
             );
         }

@@ -155,6 +155,21 @@ pub fn error_text(err: &Value) -> String {
         .map_or_else(|| err.to_string(), str::to_owned)
 }
 
+/// The completion both wire tests expect: one `lookup_order` call for `ord-1`.
+#[cfg(test)]
+pub(super) fn lookup_order_completion(usage: (u64, u64)) -> Completion {
+    Completion {
+        content: None,
+        tool_calls: vec![(
+            "c1".into(),
+            "lookup_order".into(),
+            "{\"order_id\":\"ord-1\"}".into(),
+        )],
+        finish_reason: Some("tool_calls".into()),
+        usage: Some(usage),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -199,19 +214,7 @@ mod tests {
             "arguments":"{\"order_id\":\"ord-1\"}"}}]},"finish_reason":"tool_calls"}],
             "usage":{"prompt_tokens":12,"completion_tokens":7}}"#;
         let c = parse_response(body).map_err(|e| e.to_string());
-        assert_eq!(
-            c,
-            Ok(Completion {
-                content: None,
-                tool_calls: vec![(
-                    "c1".into(),
-                    "lookup_order".into(),
-                    "{\"order_id\":\"ord-1\"}".into()
-                )],
-                finish_reason: Some("tool_calls".into()),
-                usage: Some((12, 7)),
-            })
-        );
+        assert_eq!(c, Ok(lookup_order_completion((12, 7))));
     }
 
     #[test]
