@@ -69,6 +69,8 @@ pub enum Step {
     Reject { user: usize },
     /// A user cancels.
     Cancel { user: usize },
+    /// A user endorses a value (an amount a later tool call may carry).
+    Endorse { user: usize, amount: i64 },
     /// A clock tick.
     Tick,
     /// The agent finishes.
@@ -83,7 +85,7 @@ const KEYS: [&str; 3] = ["k", "shared/notes", "global/x"];
 fn step() -> impl Strategy<Value = Step> {
     prop_oneof![
         8 => (prop_oneof![9 => 0u64..3000, 1 => 50_000u64..250_000], 0u64..3000).prop_map(|(tokens, cost)| Step::Model { tokens, cost }),
-        24 => (0usize..12, prop_oneof![4 => 0i64..2000, 3 => 2000i64..100_000, 1 => Just(i64::MAX), 1 => Just(-1i64)], any::<bool>(), prop::bool::weighted(0.1), 0u64..5000, any::<u32>())
+        24 => (0usize..32, prop_oneof![4 => 0i64..2000, 3 => 2000i64..100_000, 1 => Just(i64::MAX), 1 => Just(-1i64)], any::<bool>(), prop::bool::weighted(0.1), 0u64..5000, any::<u32>())
             .prop_map(|(tool, amount, note, bad, cost, variant)| Step::Tool { tool, amount, note, bad, cost, variant }),
         40 => (prop::bool::weighted(0.3), any::<bool>(), prop_oneof![8 => 0u64..=100, 1 => 101u64..300], prop::collection::vec(prop_oneof![Just("untrusted".to_owned()), Just("pii".to_owned())], 0..2))
             .prop_map(|(fail, retryable, cost_percent, labels)| Step::Answer { fail, retryable, cost_percent, labels }),
@@ -93,6 +95,7 @@ fn step() -> impl Strategy<Value = Step> {
         4 => (0usize..4).prop_map(|user| Step::Approve { user }),
         1 => (0usize..4).prop_map(|user| Step::Reject { user }),
         1 => (0usize..4).prop_map(|user| Step::Cancel { user }),
+        2 => (0usize..4, 0i64..2000).prop_map(|(user, amount)| Step::Endorse { user, amount }),
         4 => Just(Step::Tick),
         1 => Just(Step::Complete),
         1 => Just(Step::Fail),
@@ -408,6 +411,10 @@ fn resolve(
         Step::Cancel { user: u } => Intent::Cancel {
             user: user(u),
             reason: "stop".into(),
+        },
+        Step::Endorse { user: u, amount } => Intent::Endorse {
+            user: user(u),
+            value: amount.to_string(),
         },
         Step::Tick => Intent::Tick,
         Step::Complete => Intent::Complete {
