@@ -35,6 +35,8 @@ pub struct Run {
     pub transitions: usize,
     /// Invariant and property violations, when the scenario asks for those checks.
     pub violations: Vec<Violation>,
+    /// Every intent applied, with its time and how many events it appended: what a store keeps.
+    pub steps: Vec<(kernel::store::Step, usize)>,
 }
 
 /// Builds the scenario's deployment: its packs plus its inline entities and tools.
@@ -94,6 +96,7 @@ pub fn replay(s: &LoadedScenario, deployment: Arc<Deployment>) -> Result<Run, Sc
         now: 0,
         events: Vec::new(),
         transitions: 0,
+        steps: Vec::new(),
         turns: s.scenario.turns.iter().cloned().collect(),
         queue: VecDeque::new(),
         answer: None,
@@ -143,6 +146,7 @@ pub fn replay(s: &LoadedScenario, deployment: Arc<Deployment>) -> Result<Run, Sc
         transitions: player.transitions,
         events: player.events,
         violations,
+        steps: player.steps,
     })
 }
 
@@ -166,6 +170,7 @@ struct Player {
     now: u64,
     events: Vec<Event>,
     transitions: usize,
+    steps: Vec<(kernel::store::Step, usize)>,
     turns: VecDeque<Turn>,
     queue: VecDeque<Call>,
     answer: Option<String>,
@@ -364,7 +369,17 @@ impl Player {
     fn apply(&mut self, intent: Intent) {
         self.transitions += 1;
         let before = self.session.status();
+        let step = kernel::store::Step {
+            n: self.steps.len() as u64,
+            t_ms: self.now,
+            intent: intent.clone(),
+        };
         let result = self.session.step(intent, self.now);
+        let appended = match &result {
+            Ok(t) => t.events.len(),
+            Err(_) => 1,
+        };
+        self.steps.push((step, appended));
         if let Some(monitor) = &mut self.monitor {
             monitor.observe(self.transitions - 1, before, &result, &self.session);
         }

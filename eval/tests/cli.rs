@@ -351,3 +351,45 @@ fn fuzz_finds_a_policy_hole_saves_it_and_the_saved_scenario_fails_arbiter_test()
     assert_eq!(o.status.code(), Some(0), "{}", text(&o));
     assert!(text(&o).contains("violations:         0"), "{}", text(&o));
 }
+
+#[test]
+fn a_recorded_store_verifies_and_rechecks_from_the_cli() {
+    let dir = scratch();
+    let db = dir.join("audit.db");
+    let store = format!("sqlite:{}", s(&db));
+    let o = arbiter(&["test", "scenarios/support", "--store", &store]);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    let o = arbiter(&["audit", "verify", &store]);
+    assert!(text(&o).contains("every chain intact"), "{}", text(&o));
+    let o = arbiter(&["audit", "recheck", &store]);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    assert!(text(&o).contains("0 differ"), "{}", text(&o));
+    // Against stricter policies, the decisions that change are listed and the exit code says so.
+    let support = dir.join("policies/support/support.cedar");
+    let policy = std::fs::read_to_string(&support).expect("read");
+    write(
+        &support,
+        &policy.replace("context.input.amount > 5000", "context.input.amount > 1"),
+    );
+    let o = arbiter(&[
+        "audit",
+        "recheck",
+        &store,
+        "--policies",
+        s(&dir.join("policies")),
+        "--pack",
+        "support",
+    ]);
+    assert_eq!(o.status.code(), Some(1), "{}", text(&o));
+    assert!(
+        text(&o).contains("recorded") && text(&o).contains("now"),
+        "{}",
+        text(&o)
+    );
+    let o = arbiter(&[
+        "audit",
+        "verify",
+        &format!("sqlite:{}", s(&dir.join("missing.db"))),
+    ]);
+    assert_eq!(o.status.code(), Some(1), "{}", text(&o));
+}

@@ -33,12 +33,68 @@ pub struct Deployment {
     pub(crate) tools: ToolRegistry,
     pub(crate) counters: Counters,
     schema_text: String,
+    sources: BundleSources,
+}
+
+/// Everything a deployment was built from, so a store can keep it once (by [`BundleSources::hash`])
+/// and an auditor can rebuild exactly the deployment a recorded decision was made under.
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct BundleSources {
+    /// The base schema.
+    pub schema: Option<Source>,
+    /// Policy files, in load order.
+    pub policies: Vec<Source>,
+    /// Entity files, in load order.
+    pub entities: Vec<Source>,
+    /// Tool files, in load order.
+    pub tool_files: Vec<Source>,
+    /// Tools registered one by one, with their origin.
+    pub tools: Vec<(ToolSpec, String)>,
+    /// Counter files, in load order.
+    pub counters: Vec<Source>,
+}
+
+impl BundleSources {
+    /// SHA-256 over the canonical JSON of every source: the bundle's identity in a store.
+    pub fn hash(&self) -> String {
+        let value = serde_json::to_value(self).unwrap_or_default();
+        sha256(&canonical_json(&value))
+    }
+
+    /// Rebuilds the deployment.
+    pub fn build(&self) -> Result<Deployment, LoadErrors> {
+        let schema = self
+            .schema
+            .clone()
+            .unwrap_or_else(|| Source::new("schema", ""));
+        let mut b = Deployment::builder(schema);
+        for s in &self.policies {
+            b = b.policies(s.clone());
+        }
+        for s in &self.entities {
+            b = b.entities(s.clone());
+        }
+        for s in &self.tool_files {
+            b = b.tools_json(s.clone());
+        }
+        for (spec, origin) in &self.tools {
+            b = b.tool(spec.clone(), origin.clone());
+        }
+        for s in &self.counters {
+            b = b.counters(s.clone());
+        }
+        b.build()
+    }
 }
 
 impl Deployment {
     /// Starts a builder from the base schema text.
     pub fn builder(schema: Source) -> DeploymentBuilder {
         DeploymentBuilder {
+            sources: BundleSources {
+                schema: Some(schema.clone()),
+                ..BundleSources::default()
+            },
             schema,
             policies: Vec::new(),
             entities: Vec::new(),
@@ -46,6 +102,11 @@ impl Deployment {
             errors: Vec::new(),
             counters: Vec::new(),
         }
+    }
+
+    /// What this deployment was built from.
+    pub fn sources(&self) -> &BundleSources {
+        &self.sources
     }
 
     /// The hashes recorded in every decision.
@@ -136,6 +197,7 @@ impl Deployment {
 
 /// Collects sources, then [`DeploymentBuilder::build`] checks everything and reports every problem.
 pub struct DeploymentBuilder {
+    sources: BundleSources,
     schema: Source,
     policies: Vec<Source>,
     entities: Vec<Source>,
@@ -147,24 +209,29 @@ pub struct DeploymentBuilder {
 impl DeploymentBuilder {
     /// Adds a file of Cedar policies; every policy needs an `@id`.
     pub fn policies(mut self, source: Source) -> Self {
+        self.sources.policies.push(source.clone());
         self.policies.push(source);
         self
     }
 
     /// Adds an entities file (Cedar entity JSON: an array of `{uid, attrs, parents}`).
     pub fn entities(mut self, source: Source) -> Self {
+        self.sources.entities.push(source.clone());
         self.entities.push(source);
         self
     }
 
     /// Registers one tool; `origin` names where it was defined, for errors.
     pub fn tool(mut self, spec: ToolSpec, origin: impl Into<String>) -> Self {
+        let origin = origin.into();
+        self.sources.tools.push((spec.clone(), origin.clone()));
         self.tools.push((spec, Located::file(origin)));
         self
     }
 
     /// Registers the tools in a JSON file holding one tool object or an array of them.
     pub fn tools_json(mut self, source: Source) -> Self {
+        self.sources.tool_files.push(source.clone());
         // Parse straight from text so serde's errors carry line and column.
         let parsed = if source.text.trim_start().starts_with('[') {
             serde_json::from_str::<Vec<ToolSpec>>(&source.text)
@@ -203,6 +270,7 @@ impl DeploymentBuilder {
 
     /// Adds a counters file (`counters.toml`).
     pub fn counters(mut self, source: Source) -> Self {
+        self.sources.counters.push(source.clone());
         self.counters.push(source);
         self
     }
@@ -266,6 +334,7 @@ impl DeploymentBuilder {
             tools,
             counters,
             schema_text,
+            sources: self.sources,
         })
     }
 }

@@ -26,8 +26,9 @@ pub mod event;
 pub mod faults;
 pub mod pack;
 pub mod provenance;
+pub mod store;
 
-pub use deployment::{BundleHashes, Deployment, DeploymentBuilder};
+pub use deployment::{BundleHashes, BundleSources, Deployment, DeploymentBuilder};
 pub use error::{LoadError, LoadErrors, StepError};
 pub use event::{Event, EventBody};
 pub use gate::{Basis, Decision, DeterminingPolicy, Mode, Obligations, Traced, Verdict};

@@ -5,7 +5,7 @@ use std::fmt;
 use miette::{NamedSource, SourceSpan};
 
 /// A text the deployment is built from, with the name errors should cite (usually its path).
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Source {
     /// The file name or other label shown in errors.
     pub name: String,

@@ -45,6 +45,9 @@ enum Command {
         /// Scenario files or directories.
         #[arg(default_value = "scenarios")]
         paths: Vec<PathBuf>,
+        /// Also record every run into a store (`sqlite:PATH`) for `audit verify` / `audit recheck`.
+        #[arg(long)]
+        store: Option<String>,
     },
     /// Run one live session from an agent file, printing its events as they happen.
     Run(run::Args),
@@ -63,11 +66,14 @@ enum Command {
 
 #[derive(Subcommand)]
 enum AuditCommand {
-    /// Verify the hash chains of a JSONL event log; names the first bad seq.
+    /// Verify the hash chains of a JSONL event log or of every session in a store (`sqlite:PATH`);
+    /// names the first bad seq.
     Verify {
-        /// The log.
-        file: PathBuf,
+        /// A JSONL file, or `sqlite:PATH`.
+        source: String,
     },
+    /// Re-evaluate every recorded decision in a store and report any that would now differ.
+    Recheck(audit::RecheckArgs),
 }
 
 impl Cli {
@@ -77,13 +83,16 @@ impl Cli {
             Command::Check { policies } => check::run(&policies),
             Command::Explain(args) => explain::run(&args),
             Command::Replay { file, events } => replay::run(&file, events),
-            Command::Test { paths } => test::run(&paths),
+            Command::Test { paths, store } => test::run(&paths, store.as_deref()),
             Command::Fuzz(args) => fuzz::run(&args),
             Command::Run(args) => run::run(&args),
             Command::FakeModel(args) => fake_model::run(&args),
             Command::Audit {
-                command: AuditCommand::Verify { file },
-            } => audit::verify(&file),
+                command: AuditCommand::Verify { source },
+            } => audit::verify(&source),
+            Command::Audit {
+                command: AuditCommand::Recheck(args),
+            } => audit::recheck(&args),
             Command::ScenarioSchema => {
                 println!(
                     "{}",

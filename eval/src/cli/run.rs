@@ -26,6 +26,9 @@ pub struct Args {
     /// The session id (default: `run-` and the start time in ms).
     #[arg(long)]
     session: Option<String>,
+    /// Record the session durably (`sqlite:PATH`): every step is written before its effects run.
+    #[arg(long)]
+    store: Option<String>,
 }
 
 pub fn run(args: &Args) -> miette::Result<ExitCode> {
@@ -56,14 +59,38 @@ pub fn run(args: &Args) -> miette::Result<ExitCode> {
         .build()
         .into_diagnostic()?;
     let jsonl = args.jsonl;
+    let store = match args.store.as_deref().map(super::audit::Source::parse) {
+        None => None,
+        Some(super::audit::Source::Sqlite(path)) => Some(
+            kernel::store::sqlite::SqliteStore::open(&path)
+                .map_err(|e| miette!("{}: {e}", path.display()))?,
+        ),
+        Some(super::audit::Source::Jsonl(_)) => {
+            return Err(miette!("--store takes `sqlite:PATH`"));
+        }
+    };
     runtime.block_on(async move {
         let hub = EventHub::new(4096);
         let mut events = hub.subscribe();
-        let rt = Arc::new(agent.runtime);
+        let mut rt = agent.runtime;
+        if let Some(store) = store {
+            rt = rt.store(Arc::new(store));
+        }
+        let rt = Arc::new(rt);
         let handle = rt.spawn(session, prompt, hub, Some(agent.tick_every));
         let mut interrupted = false;
+        let mut poll = tokio::time::interval(std::time::Duration::from_millis(100));
         loop {
             tokio::select! {
+                _ = poll.tick() => if handle.is_finished() {
+                    // Ended without a final event (a refused store write): drain and stop.
+                    while let Ok(Delivery::Event(e)) =
+                        tokio::time::timeout(std::time::Duration::ZERO, events.next()).await
+                    {
+                        print_event(&e, jsonl);
+                    }
+                    break;
+                },
                 delivery = events.next() => match delivery {
                     Delivery::Event(e) => {
                         print_event(&e, jsonl);
@@ -83,6 +110,11 @@ pub fn run(args: &Args) -> miette::Result<ExitCode> {
             }
         }
         let outcome = handle.join().await.into_diagnostic()?;
+        if let Some(e) = &outcome.store_error {
+            return Err(miette!(
+                "the store refused a write; the session was stopped: {e}"
+            ));
+        }
         Ok(match outcome.status {
             Status::Completed => ExitCode::SUCCESS,
             Status::Cancelled => ExitCode::from(130),

@@ -5,8 +5,18 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Instant;
 
-pub fn run(paths: &[PathBuf]) -> miette::Result<ExitCode> {
+pub fn run(paths: &[PathBuf], store: Option<&str>) -> miette::Result<ExitCode> {
     let files = eval::scenario_files(paths)?;
+    let store = match store.map(super::audit::Source::parse) {
+        None => None,
+        Some(super::audit::Source::Sqlite(path)) => Some(
+            kernel::store::sqlite::SqliteStore::open(&path)
+                .map_err(|e| miette::miette!("{}: {e}", path.display()))?,
+        ),
+        Some(super::audit::Source::Jsonl(_)) => {
+            return Err(miette::miette!("--store takes `sqlite:PATH`"));
+        }
+    };
     let (mut passed, mut failed) = (0, 0);
     let mut details = Vec::new();
     let mut suite = eval::suite::Report::default();
@@ -21,6 +31,11 @@ pub fn run(paths: &[PathBuf]) -> miette::Result<ExitCode> {
         let name = file.display().to_string();
         match outcome {
             Ok((loaded, run, failures)) => {
+                if let Some(store) = &store {
+                    let deployment = eval::deployment(&loaded)?;
+                    eval::audit::record(store, &deployment, &loaded.session_config(), &run)
+                        .map_err(|e| miette::miette!("{name}: cannot record: {e}"))?;
+                }
                 let decisions = eval::expect::decisions(&run.events).count();
                 let ok = failures.is_empty();
                 if let Some(entry) = &loaded.scenario.suite {

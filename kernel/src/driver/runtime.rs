@@ -26,6 +26,7 @@ use super::{
 use crate::event::{Event, EventBody};
 use crate::intent::Intent;
 use crate::session::{Effect, Session, Status};
+use crate::store::{SessionRecord, SessionStore, Step};
 
 /// Something that happens to a session from outside.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -84,6 +85,9 @@ pub struct Outcome {
     pub events: Vec<Event>,
     /// The final status (`running` when the model had nothing more to say).
     pub status: Status,
+    /// Why the run stopped early without reaching an end state: its store refused a write (another
+    /// writer owns the session, or the backend failed). Nothing after the refused step was done.
+    pub store_error: Option<crate::store::StoreError>,
 }
 
 /// Memory entries with their labels, by (scope, key).
@@ -97,6 +101,7 @@ pub struct Runtime {
     credentials: Credentials,
     memory: Arc<Mutex<MemoryStore>>,
     jitter: Option<Mutex<u64>>,
+    store: Option<Arc<dyn SessionStore>>,
 }
 
 /// Retry jitter is drawn below this many milliseconds.
@@ -121,7 +126,16 @@ impl Runtime {
             credentials: Credentials::default(),
             memory: Arc::default(),
             jitter: None,
+            store: None,
         }
+    }
+
+    /// Makes runs durable: each session is created in `store` with its bundle, and every step is
+    /// written with its events before any effect it returns is performed (write-ahead), so a tool
+    /// never runs unless the decision to run it is on disk. A refused write stops the run.
+    pub fn store(mut self, store: Arc<dyn SessionStore>) -> Self {
+        self.store = Some(store);
+        self
     }
 
     /// Adds up to 100 ms of jitter, drawn from a generator seeded with `seed`, to every retry's
@@ -215,6 +229,24 @@ impl Runtime {
         tick_every: Option<Duration>,
     ) -> Outcome {
         let t0 = Instant::now();
+        if let Some(store) = &self.store {
+            let created = store
+                .put_bundle(session.deployment().sources())
+                .and_then(|bundle| {
+                    store.create(&SessionRecord {
+                        config: session.config().clone(),
+                        bundle,
+                        started_wall_ms: wall_ms(),
+                    })
+                });
+            if let Err(e) = created {
+                return Outcome {
+                    status: session.status(),
+                    events: Vec::new(),
+                    store_error: Some(e),
+                };
+            }
+        }
         let mut controls: Vec<(u64, Control)> = schedule;
         controls.sort_by_key(|(at, _)| *at); // stable: same-time controls keep their order
         let mut run = Run {
@@ -235,12 +267,15 @@ impl Runtime {
             live,
             tick_every,
             next_tick: t0 + tick_every.unwrap_or_default(),
+            steps: 0,
+            store_error: None,
         };
         run.apply(&mut session, Intent::Start { request });
         run.drive(&mut session).await;
         Outcome {
             status: session.status(),
             events: run.events,
+            store_error: run.store_error,
         }
     }
 }
@@ -264,6 +299,9 @@ struct Run<'a> {
     live: Option<mpsc::UnboundedReceiver<Control>>,
     tick_every: Option<Duration>,
     next_tick: Instant,
+    /// Steps written to the store so far.
+    steps: u64,
+    store_error: Option<crate::store::StoreError>,
 }
 
 /// What the next outside happening is.
@@ -283,7 +321,7 @@ impl<'a> Run<'a> {
     }
 
     async fn drive(&mut self, session: &mut Session) {
-        while !session.status().is_terminal() {
+        while !session.status().is_terminal() && self.store_error.is_none() {
             if self
                 .controls
                 .front()
@@ -455,8 +493,30 @@ impl<'a> Run<'a> {
 
     /// Steps the session at the current time, publishes its events, performs its effects.
     fn apply(&mut self, session: &mut Session, intent: Intent) {
+        if self.store_error.is_some() {
+            return;
+        }
         let now = self.now();
-        let transition = match session.step(intent, now) {
+        let step = self.rt.store.as_ref().map(|_| Step {
+            n: self.steps,
+            t_ms: now,
+            intent: intent.clone(),
+        });
+        let result = session.step(intent, now);
+        if let (Some(store), Some(step)) = (&self.rt.store, step) {
+            let events = match &result {
+                Ok(t) => t.events.as_slice(),
+                Err(r) => std::slice::from_ref(r.event.as_ref()),
+            };
+            let c = session.config();
+            if let Err(e) = store.append(&c.tenant, &c.id, &step, events) {
+                self.store_error = Some(e);
+                self.in_flight = None;
+                return;
+            }
+            self.steps += 1;
+        }
+        let transition = match result {
             Ok(t) => t,
             Err(rejected) => {
                 self.answer_current(session, std::slice::from_ref(&rejected.event));
@@ -691,6 +751,13 @@ fn outcome(events: &[Event]) -> String {
     "not run".into()
 }
 
+/// Milliseconds since the Unix epoch (the driver may read clocks; the kernel never does).
+fn wall_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+}
+
 async fn wait(until: Option<Instant>) {
     match until {
         Some(t) => sleep_until(t).await,
@@ -749,6 +816,11 @@ impl SessionHandle {
                 reason: reason.into(),
             })
             .is_ok()
+    }
+
+    /// Whether the session's task has ended (reached an end state, or was stopped by its store).
+    pub fn is_finished(&self) -> bool {
+        self.task.is_finished()
     }
 
     /// A new live subscriber to the session's events.

@@ -167,6 +167,11 @@ impl Session {
         &self.config
     }
 
+    /// The deployment it runs under.
+    pub fn deployment(&self) -> &Arc<Deployment> {
+        &self.deployment
+    }
+
     /// Information-flow labels picked up so far.
     pub fn labels(&self) -> impl Iterator<Item = &str> {
         self.labels.iter().map(String::as_str)

@@ -1,0 +1,395 @@
+//! Stores end to end: every shipped scenario recorded into SQLite re-checks to the same decisions;
+//! tampering with any row, blob or bundle is caught; two writers conflict cleanly; a file written at
+//! schema version 1 migrates and still verifies.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use kernel::store::sqlite::SqliteStore;
+use kernel::store::{MemoryStore, SessionRecord, SessionStore, Step, StoreError};
+use kernel::{Intent, Mode, Session, SessionConfig};
+use rusqlite::{Connection, params};
+
+fn temp_db(name: &str) -> PathBuf {
+    let path = std::env::temp_dir().join(format!("arbiter-store-{name}-{}.db", std::process::id()));
+    for suffix in ["", "-wal", "-shm"] {
+        let _ = std::fs::remove_file(format!("{}{suffix}", path.display()));
+    }
+    path
+}
+
+/// Replays and records the named scenarios (all of them when empty) into `store`.
+fn record_scenarios(store: &dyn SessionStore, only: &[&str]) -> usize {
+    let files = eval::scenario_files(&[common::repo().join("scenarios")]).expect("scenarios");
+    let mut n = 0;
+    for file in files {
+        let name = file
+            .file_stem()
+            .map(|s| s.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        if !only.is_empty() && !only.contains(&name.as_str()) {
+            continue;
+        }
+        let (loaded, run, failures) = eval::run_file(&file).expect("scenario runs");
+        assert!(failures.is_empty(), "{name}: {failures:?}");
+        let deployment = eval::deployment(&loaded).expect("deployment");
+        eval::audit::record(store, &deployment, &loaded.session_config(), &run).expect("record");
+        n += 1;
+    }
+    n
+}
+
+fn verify_failures(store: &dyn SessionStore) -> Vec<String> {
+    eval::audit::verify(store)
+        .expect("verify")
+        .into_iter()
+        .filter_map(|v| match v.result {
+            Ok(Ok(_)) => None,
+            Ok(Err(e)) => Some(format!("{}: {e}", v.session.1)),
+            Err(e) => Some(format!("{}: {e}", v.session.1)),
+        })
+        .collect()
+}
+
+#[test]
+fn every_shipped_scenario_rechecks_to_the_same_decisions() {
+    let path = temp_db("all");
+    let store = SqliteStore::open(&path).expect("open");
+    let n = record_scenarios(&store, &[]);
+    assert!(n >= 80, "{n}");
+    assert_eq!(verify_failures(&store), Vec::<String>::new());
+    let reports = eval::audit::recheck(&store, None).expect("recheck");
+    assert_eq!(reports.len(), n);
+    let decisions: usize = reports.iter().map(|r| r.decisions).sum();
+    assert!(decisions > 500, "{decisions}");
+    for r in &reports {
+        assert!(
+            r.error.is_none() && r.differences.is_empty(),
+            "{}: {:?} {:?}",
+            r.session.1,
+            r.error,
+            r.differences
+        );
+    }
+}
+
+#[test]
+fn an_altered_policy_text_or_a_changed_policy_is_flagged() {
+    let path = temp_db("altered");
+    let store = SqliteStore::open(&path).expect("open");
+    record_scenarios(
+        &store,
+        &[
+            "refund_approval_granted",
+            "multi_step_refund_with_crm_retries",
+        ],
+    );
+    drop(store);
+
+    // Someone edits the stored policy text: the bundle no longer matches its decisions' hashes.
+    let conn = Connection::open(&path).expect("raw");
+    let changed = conn
+        .execute(
+            "UPDATE bundles SET sources = replace(sources, 'context.input.amount > 5000', 'context.input.amount > 20000')",
+            [],
+        )
+        .expect("update");
+    assert!(changed >= 1);
+    drop(conn);
+    let store = SqliteStore::open(&path).expect("open");
+    let reports = eval::audit::recheck(&store, None).expect("recheck");
+    assert!(
+        reports
+            .iter()
+            .all(|r| r.error.as_deref().is_some_and(|e| e.contains("altered"))),
+        "{reports:?}"
+    );
+
+    // Re-checked against an edited policy set, the approval that was needed no longer is.
+    let dir = std::env::temp_dir().join(format!("arbiter-recheck-policies-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    common::copy_tree(&common::repo().join("policies"), &dir);
+    let support = dir.join("support/support.cedar");
+    let text = std::fs::read_to_string(&support).expect("read");
+    std::fs::write(
+        &support,
+        text.replace(
+            "context.input.amount > 5000",
+            "context.input.amount > 20000",
+        ),
+    )
+    .expect("write");
+    let edited = Arc::new(kernel::pack::load_packs(&dir, &["support"]).expect("edited packs"));
+    let reports = eval::audit::recheck(&store, Some(edited)).expect("recheck");
+    let refund = reports
+        .iter()
+        .find(|r| r.session.1 == "refund_approval_granted")
+        .expect("session");
+    assert!(refund.error.is_none(), "{:?}", refund.error);
+    assert!(
+        refund
+            .differences
+            .iter()
+            .any(|d| d.recorded.contains("support.refund.approval")),
+        "{:?}",
+        refund.differences
+    );
+    let other = reports
+        .iter()
+        .find(|r| r.session.1 == "multi_step_refund_with_crm_retries")
+        .expect("session");
+    assert!(other.differences.is_empty(), "{:?}", other.differences);
+}
+
+/// Runs `sql` on the raw file, then says what verification reports.
+fn tamper(name: &str, sql: &str) -> Vec<String> {
+    let path = temp_db(name);
+    let store = SqliteStore::open(&path).expect("open");
+    // This one has a model output large enough to be stored as a blob.
+    record_scenarios(&store, &["refund_session_cap"]);
+    assert_eq!(verify_failures(&store), Vec::<String>::new());
+    drop(store);
+    let conn = Connection::open(&path).expect("raw");
+    conn.execute_batch(sql).expect("tamper");
+    drop(conn);
+    let store = SqliteStore::open(&path).expect("open");
+    verify_failures(&store)
+}
+
+#[test]
+fn tampered_deleted_reordered_rows_and_blobs_are_detected() {
+    let edited = tamper(
+        "edit",
+        "UPDATE events SET event = replace(event, '\"mode\":\"enforce\"', '\"mode\":\"log_only\"') WHERE seq = 0",
+    );
+    assert!(edited.iter().any(|e| e.contains("seq 0")), "{edited:?}");
+
+    let deleted = tamper("delete", "DELETE FROM events WHERE seq = 3");
+    assert_eq!(deleted.len(), 1, "{deleted:?}");
+
+    let reordered = tamper(
+        "reorder",
+        "UPDATE events SET seq = -1 WHERE seq = 2; UPDATE events SET seq = 2 WHERE seq = 4; UPDATE events SET seq = 4 WHERE seq = -1;",
+    );
+    assert_eq!(reordered.len(), 1, "{reordered:?}");
+
+    let blob = tamper(
+        "blob",
+        "UPDATE blobs SET body = replace(body, 'ord-', 'ORD-')",
+    );
+    assert_eq!(blob.len(), 1, "a blob edit must break the chain: {blob:?}");
+}
+
+fn config(id: &str) -> SessionConfig {
+    SessionConfig {
+        id: id.into(),
+        tenant: "shopco".into(),
+        user: "carol@shopco".into(),
+        agent: "support@shopco".into(),
+        budget: "shopco".into(),
+        mode: Mode::Enforce,
+    }
+}
+
+#[test]
+fn two_writers_on_one_file_conflict_and_the_log_stays_whole() {
+    let path = temp_db("writers");
+    let a = SqliteStore::open(&path).expect("a");
+    let b = SqliteStore::open(&path).expect("b");
+    let deployment = Arc::new(
+        kernel::pack::load_packs(&common::repo().join("policies"), &["support"]).expect("packs"),
+    );
+    let bundle = a.put_bundle(deployment.sources()).expect("bundle");
+    let record = SessionRecord {
+        config: config("w1"),
+        bundle,
+        started_wall_ms: 0,
+    };
+    a.create(&record).expect("a creates");
+    assert!(matches!(b.create(&record), Err(StoreError::Exists { .. })));
+
+    // Both believe they own the session and step it from the start.
+    let start = Intent::Start {
+        request: "hi".into(),
+    };
+    let step = Step {
+        n: 0,
+        t_ms: 0,
+        intent: start.clone(),
+    };
+    let mut sa = Session::new(Arc::clone(&deployment), config("w1")).expect("session");
+    let mut sb = Session::new(Arc::clone(&deployment), config("w1")).expect("session");
+    let ea = sa.step(start.clone(), 0).expect("step").events;
+    let eb = sb.step(start, 0).expect("step").events;
+    a.append("shopco", "w1", &step, &ea).expect("a appends");
+    let conflict = b.append("shopco", "w1", &step, &eb);
+    assert!(
+        matches!(
+            &conflict,
+            Err(StoreError::Conflict {
+                expected: 0,
+                found: 1,
+                ..
+            })
+        ),
+        "{conflict:?}"
+    );
+    let stored = a.load("shopco", "w1").expect("load");
+    assert_eq!(stored.steps.len(), 1);
+    assert_eq!(stored.events, ea);
+    assert_eq!(verify_failures(&b), Vec::<String>::new());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_durable_runtime_writes_ahead_and_a_second_runtime_is_refused() {
+    use kernel::driver::Runtime;
+    let path = temp_db("runtime");
+    let deployment = Arc::new(
+        kernel::pack::load_packs(&common::repo().join("policies"), &["support"]).expect("packs"),
+    );
+    let turn: eval::scenario::Turn = toml::from_str("answer = \"done\"").expect("turn");
+    let model: Arc<dyn kernel::driver::Model> =
+        Arc::new(eval::driven::ScriptedModel::new(vec![turn.clone(), turn]));
+    let first = Runtime::new(Arc::clone(&model), "small")
+        .store(Arc::new(SqliteStore::open(&path).expect("open")));
+    let out = first
+        .run(
+            Session::new(Arc::clone(&deployment), config("rt1")).expect("s"),
+            "hi".into(),
+            Vec::new(),
+            None,
+        )
+        .await;
+    assert_eq!(out.status, kernel::Status::Completed);
+    assert!(out.store_error.is_none());
+    let store = SqliteStore::open(&path).expect("open");
+    let stored = store.load("shopco", "rt1").expect("load");
+    assert_eq!(
+        stored.events, out.events,
+        "the log holds exactly what was published"
+    );
+
+    let second =
+        Runtime::new(model, "small").store(Arc::new(SqliteStore::open(&path).expect("open")));
+    let out = second
+        .run(
+            Session::new(deployment, config("rt1")).expect("s"),
+            "again".into(),
+            Vec::new(),
+            None,
+        )
+        .await;
+    assert!(
+        matches!(out.store_error, Some(StoreError::Exists { .. })),
+        "{:?}",
+        out.store_error
+    );
+    assert!(out.events.is_empty());
+    assert_eq!(
+        store.load("shopco", "rt1").expect("load").events,
+        stored.events
+    );
+}
+
+#[test]
+fn a_version_1_file_migrates_and_still_verifies() {
+    // Record into memory, then write the rows the way schema version 1 did (whole events, no blobs).
+    let memory = MemoryStore::default();
+    record_scenarios(&memory, &["untrusted_ticket_exfiltration"]);
+    let (tenant, id) = memory.sessions().expect("sessions").remove(0);
+    let stored = memory.load(&tenant, &id).expect("load");
+    let bundle = memory.bundle(&stored.record.bundle).expect("bundle");
+
+    let path = temp_db("v1");
+    let v1 = SqliteStore::open_at_version(&path, 1).expect("v1");
+    assert_eq!(v1.version().expect("version"), 1);
+    drop(v1);
+    write_v1(&path, &stored, &bundle);
+
+    let store = SqliteStore::open(&path).expect("migrates");
+    assert_eq!(
+        store.version().expect("version"),
+        kernel::store::sqlite::MIGRATIONS.len()
+    );
+    assert_eq!(
+        store.load(&tenant, &id).expect("load").events,
+        stored.events
+    );
+    assert_eq!(verify_failures(&store), Vec::<String>::new());
+    let reports = eval::audit::recheck(&store, None).expect("recheck");
+    assert!(
+        reports[0].error.is_none() && reports[0].differences.is_empty(),
+        "{reports:?}"
+    );
+    // A version-2 append (with blobs) continues the migrated log.
+    let next = Step {
+        n: stored.steps.len() as u64,
+        t_ms: 10_000,
+        intent: Intent::Tick,
+    };
+    let mut session = Session::new(
+        Arc::new(bundle.build().expect("bundle builds")),
+        stored.record.config.clone(),
+    )
+    .expect("session");
+    for s in &stored.steps {
+        let _ = session.step(s.intent.clone(), s.t_ms);
+    }
+    let events = match session.step(Intent::Tick, 10_000) {
+        Ok(t) => t.events,
+        Err(r) => vec![*r.event],
+    };
+    store
+        .append(&tenant, &id, &next, &events)
+        .expect("append after migration");
+    assert_eq!(verify_failures(&store), Vec::<String>::new());
+}
+
+fn write_v1(path: &Path, stored: &kernel::store::StoredSession, bundle: &kernel::BundleSources) {
+    let conn = Connection::open(path).expect("raw");
+    let c = &stored.record.config;
+    conn.execute(
+        "INSERT INTO bundles (hash, sources) VALUES (?1, ?2)",
+        params![
+            stored.record.bundle,
+            serde_json::to_string(bundle).expect("json")
+        ],
+    )
+    .expect("bundle");
+    conn.execute(
+        "INSERT INTO sessions (tenant, id, record) VALUES (?1, ?2, ?3)",
+        params![
+            c.tenant,
+            c.id,
+            serde_json::to_string(&stored.record).expect("json")
+        ],
+    )
+    .expect("session");
+    for s in &stored.steps {
+        conn.execute(
+            "INSERT INTO steps (tenant, session, n, t_ms, intent) VALUES (?1, ?2, ?3, ?4, ?5)",
+            params![
+                c.tenant,
+                c.id,
+                s.n as i64,
+                s.t_ms as i64,
+                serde_json::to_string(&s.intent).expect("json")
+            ],
+        )
+        .expect("step");
+    }
+    for e in &stored.events {
+        conn.execute(
+            "INSERT INTO events (tenant, session, seq, event) VALUES (?1, ?2, ?3, ?4)",
+            params![
+                c.tenant,
+                c.id,
+                e.seq as i64,
+                serde_json::to_string(e).expect("json")
+            ],
+        )
+        .expect("event");
+    }
+}

@@ -1,0 +1,117 @@
+//! Durable session state: what a store keeps so a session can be audited, re-checked and resumed.
+//!
+//! A session's durable record is its configuration, the bundle it runs under (kept once by content
+//! hash), and its **steps**: every intent applied, with its logical time, written together with
+//! the events it produced *before* the driver performs any effect (write-ahead). Because the kernel
+//! is deterministic, replaying the steps against the bundle rebuilds the session exactly — its
+//! state and, byte for byte, its events — which is how sessions resume and how `audit recheck`
+//! re-evaluates every recorded decision.
+//!
+//! Appends are checked against the log's current length: a second writer of the same session gets
+//! [`StoreError::Conflict`] and writes nothing (one writer per session).
+
+mod memory;
+#[cfg(feature = "sqlite")]
+pub mod sqlite;
+
+pub use memory::MemoryStore;
+
+use serde::{Deserialize, Serialize};
+use thiserror::Error;
+
+use crate::deployment::BundleSources;
+use crate::event::Event;
+use crate::intent::Intent;
+use crate::session::SessionConfig;
+
+/// A session's header.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SessionRecord {
+    /// Who runs it.
+    pub config: SessionConfig,
+    /// [`BundleSources::hash`] of the bundle it runs under.
+    pub bundle: String,
+    /// Wall-clock start (ms since the Unix epoch), so logical time can go on after a restart.
+    pub started_wall_ms: u64,
+}
+
+/// One applied intent.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Step {
+    /// Position in the session's steps, from 0.
+    pub n: u64,
+    /// The logical time it was applied at.
+    pub t_ms: u64,
+    /// The intent.
+    pub intent: Intent,
+}
+
+/// Everything stored for one session.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StoredSession {
+    /// The header.
+    pub record: SessionRecord,
+    /// Every step, in order.
+    pub steps: Vec<Step>,
+    /// Every event, in order.
+    pub events: Vec<Event>,
+}
+
+/// Why a store operation failed.
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+pub enum StoreError {
+    /// Another writer got there first: the log was not where this writer expected it.
+    #[error(
+        "session {tenant}/{session}: another writer appended first (expected step {expected}, the log has {found})"
+    )]
+    Conflict {
+        /// The tenant.
+        tenant: String,
+        /// The session.
+        session: String,
+        /// The step this writer was about to append.
+        expected: u64,
+        /// How many steps the log already has.
+        found: u64,
+    },
+    /// The session already exists (creating it twice).
+    #[error("session {tenant}/{session} already exists")]
+    Exists {
+        /// The tenant.
+        tenant: String,
+        /// The session.
+        session: String,
+    },
+    /// No such session or bundle.
+    #[error("not found: {0}")]
+    NotFound(String),
+    /// Stored data does not decode.
+    #[error("corrupt store: {0}")]
+    Corrupt(String),
+    /// The backend failed (I/O, locking, SQL).
+    #[error("store backend: {0}")]
+    Backend(String),
+}
+
+/// Where sessions are kept.
+pub trait SessionStore: Send + Sync {
+    /// Keeps a bundle once; returns its hash.
+    fn put_bundle(&self, sources: &BundleSources) -> Result<String, StoreError>;
+    /// A bundle by hash.
+    fn bundle(&self, hash: &str) -> Result<BundleSources, StoreError>;
+    /// Creates a session; [`StoreError::Exists`] when the id is taken for the tenant.
+    fn create(&self, record: &SessionRecord) -> Result<(), StoreError>;
+    /// Appends one step and its events atomically; [`StoreError::Conflict`] unless `step.n` is the
+    /// log's length.
+    fn append(
+        &self,
+        tenant: &str,
+        session: &str,
+        step: &Step,
+        events: &[Event],
+    ) -> Result<(), StoreError>;
+    /// One session, whole.
+    fn load(&self, tenant: &str, session: &str) -> Result<StoredSession, StoreError>;
+    /// Every (tenant, session id), sorted.
+    fn sessions(&self) -> Result<Vec<(String, String)>, StoreError>;
+}

@@ -1,0 +1,370 @@
+//! The SQLite store (feature `sqlite`, bundled SQLite): the embedded default for durable runs.
+//!
+//! Every append is one `BEGIN IMMEDIATE` transaction that first checks the log's length, so two
+//! processes on one file serialize and the loser gets [`StoreError::Conflict`]. Large payload
+//! fields (tool inputs and outputs, model outputs, memory values: anything over
+//! [`INLINE_LIMIT`] bytes of JSON) are stored once in `blobs` by SHA-256 and referenced from the
+//! event row as `{"$blob": "<hash>"}`; the hash chain covers the inflated event, so a tampered blob
+//! is caught like a tampered row.
+//!
+//! The schema is versioned with `PRAGMA user_version`; [`MIGRATIONS`] upgrades a file from any
+//! earlier version in order, each in its own transaction.
+
+use std::path::Path;
+use std::sync::Mutex;
+use std::time::Duration;
+
+use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
+use serde_json::{Map, Value};
+use sha2::{Digest, Sha256};
+
+use super::{SessionRecord, SessionStore, Step, StoreError, StoredSession};
+use crate::deployment::BundleSources;
+use crate::event::Event;
+
+/// Payload fields whose JSON is longer than this go to `blobs`.
+pub const INLINE_LIMIT: usize = 256;
+
+/// Schema versions, in order: version `i + 1` is reached by running `MIGRATIONS[i]`.
+pub const MIGRATIONS: [&str; 2] = [
+    // 1: sessions, their steps and events, bundles by hash.
+    "CREATE TABLE bundles (hash TEXT PRIMARY KEY, sources TEXT NOT NULL);
+     CREATE TABLE sessions (tenant TEXT NOT NULL, id TEXT NOT NULL, record TEXT NOT NULL,
+                            PRIMARY KEY (tenant, id));
+     CREATE TABLE steps (tenant TEXT NOT NULL, session TEXT NOT NULL, n INTEGER NOT NULL,
+                         t_ms INTEGER NOT NULL, intent TEXT NOT NULL,
+                         PRIMARY KEY (tenant, session, n));
+     CREATE TABLE events (tenant TEXT NOT NULL, session TEXT NOT NULL, seq INTEGER NOT NULL,
+                          event TEXT NOT NULL, PRIMARY KEY (tenant, session, seq));",
+    // 2: large payloads stored once by content hash.
+    "CREATE TABLE blobs (hash TEXT PRIMARY KEY, body TEXT NOT NULL);",
+];
+
+/// A SQLite file holding sessions.
+pub struct SqliteStore {
+    conn: Mutex<Connection>,
+}
+
+fn backend(e: impl std::fmt::Display) -> StoreError {
+    StoreError::Backend(e.to_string())
+}
+
+impl SqliteStore {
+    /// Opens (creating if needed) and migrates the file at `path`.
+    pub fn open(path: &Path) -> Result<Self, StoreError> {
+        let conn = Connection::open(path).map_err(backend)?;
+        Self::from_connection(conn, MIGRATIONS.len())
+    }
+
+    /// An in-memory database, for tests.
+    pub fn open_in_memory() -> Result<Self, StoreError> {
+        Self::from_connection(
+            Connection::open_in_memory().map_err(backend)?,
+            MIGRATIONS.len(),
+        )
+    }
+
+    /// Opens `path` migrated only up to `version` (tests of migrations start from old versions).
+    pub fn open_at_version(path: &Path, version: usize) -> Result<Self, StoreError> {
+        let conn = Connection::open(path).map_err(backend)?;
+        Self::from_connection(conn, version)
+    }
+
+    fn from_connection(mut conn: Connection, target: usize) -> Result<Self, StoreError> {
+        conn.busy_timeout(Duration::from_secs(10))
+            .map_err(backend)?;
+        conn.pragma_update(None, "journal_mode", "WAL")
+            .map_err(backend)?;
+        conn.pragma_update(None, "synchronous", "FULL")
+            .map_err(backend)?;
+        migrate(&mut conn, target)?;
+        Ok(Self {
+            conn: Mutex::new(conn),
+        })
+    }
+
+    /// The schema version of the open file.
+    pub fn version(&self) -> Result<usize, StoreError> {
+        self.with(|c| version(c))
+    }
+
+    fn with<T>(
+        &self,
+        f: impl FnOnce(&mut Connection) -> Result<T, StoreError>,
+    ) -> Result<T, StoreError> {
+        let mut conn = self
+            .conn
+            .lock()
+            .map_err(|_| backend("a writer panicked holding the connection"))?;
+        f(&mut conn)
+    }
+}
+
+fn version(c: &Connection) -> Result<usize, StoreError> {
+    let v: i64 = c
+        .pragma_query_value(None, "user_version", |r| r.get(0))
+        .map_err(backend)?;
+    usize::try_from(v).map_err(backend)
+}
+
+/// Runs the migrations between the file's version and `target`.
+fn migrate(conn: &mut Connection, target: usize) -> Result<(), StoreError> {
+    let from = version(conn)?;
+    if from > MIGRATIONS.len() {
+        return Err(StoreError::Corrupt(format!(
+            "the file is at schema version {from}, newer than this build's {}",
+            MIGRATIONS.len()
+        )));
+    }
+    for (i, sql) in MIGRATIONS.iter().enumerate().take(target).skip(from) {
+        let tx = conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .map_err(backend)?;
+        tx.execute_batch(sql).map_err(backend)?;
+        tx.pragma_update(None, "user_version", (i + 1) as i64)
+            .map_err(backend)?;
+        tx.commit().map_err(backend)?;
+    }
+    Ok(())
+}
+
+fn sha256(text: &str) -> String {
+    Sha256::digest(text.as_bytes())
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+fn to_json<T: serde::Serialize>(v: &T) -> Result<String, StoreError> {
+    serde_json::to_string(v).map_err(|e| StoreError::Corrupt(e.to_string()))
+}
+
+fn from_json<T: serde::de::DeserializeOwned>(text: &str, what: &str) -> Result<T, StoreError> {
+    serde_json::from_str(text).map_err(|e| StoreError::Corrupt(format!("{what}: {e}")))
+}
+
+/// The event's JSON with large payload fields moved out; the blobs to store.
+fn deflate(event: &Event) -> Result<(String, Vec<(String, String)>), StoreError> {
+    let mut value = serde_json::to_value(event).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+    let mut blobs = Vec::new();
+    if let Some(Value::Object(payload)) = value.get_mut("payload") {
+        for field in payload.values_mut() {
+            let text = field.to_string();
+            if text.len() > INLINE_LIMIT {
+                let hash = sha256(&text);
+                *field = Value::Object(Map::from_iter([(
+                    "$blob".to_owned(),
+                    Value::String(hash.clone()),
+                )]));
+                blobs.push((hash, text));
+            }
+        }
+    }
+    Ok((value.to_string(), blobs))
+}
+
+/// Puts blob-referenced fields back.
+fn inflate(c: &Connection, text: &str, at: &str) -> Result<Event, StoreError> {
+    let mut value: Value = from_json(text, at)?;
+    if let Some(Value::Object(payload)) = value.get_mut("payload") {
+        for field in payload.values_mut() {
+            let Some(hash) = field
+                .get("$blob")
+                .and_then(Value::as_str)
+                .map(str::to_owned)
+            else {
+                continue;
+            };
+            let body: Option<String> = c
+                .query_row("SELECT body FROM blobs WHERE hash = ?1", [&hash], |r| {
+                    r.get(0)
+                })
+                .optional()
+                .map_err(backend)?;
+            let body =
+                body.ok_or_else(|| StoreError::Corrupt(format!("{at}: blob {hash} is missing")))?;
+            *field = from_json(&body, &format!("{at}: blob {hash}"))?;
+        }
+    }
+    serde_json::from_value(value).map_err(|e| StoreError::Corrupt(format!("{at}: {e}")))
+}
+
+impl SessionStore for SqliteStore {
+    fn put_bundle(&self, sources: &BundleSources) -> Result<String, StoreError> {
+        let hash = sources.hash();
+        let text = to_json(sources)?;
+        self.with(|c| {
+            c.execute(
+                "INSERT OR IGNORE INTO bundles (hash, sources) VALUES (?1, ?2)",
+                params![hash, text],
+            )
+            .map_err(backend)?;
+            Ok(hash)
+        })
+    }
+
+    fn bundle(&self, hash: &str) -> Result<BundleSources, StoreError> {
+        self.with(|c| {
+            let text: Option<String> = c
+                .query_row("SELECT sources FROM bundles WHERE hash = ?1", [hash], |r| {
+                    r.get(0)
+                })
+                .optional()
+                .map_err(backend)?;
+            let text = text.ok_or_else(|| StoreError::NotFound(format!("bundle {hash}")))?;
+            from_json(&text, &format!("bundle {hash}"))
+        })
+    }
+
+    fn create(&self, record: &SessionRecord) -> Result<(), StoreError> {
+        let text = to_json(record)?;
+        let (tenant, id) = (&record.config.tenant, &record.config.id);
+        self.with(|c| {
+            let inserted = c
+                .execute(
+                    "INSERT OR IGNORE INTO sessions (tenant, id, record) VALUES (?1, ?2, ?3)",
+                    params![tenant, id, text],
+                )
+                .map_err(backend)?;
+            if inserted == 0 {
+                return Err(StoreError::Exists {
+                    tenant: tenant.clone(),
+                    session: id.clone(),
+                });
+            }
+            Ok(())
+        })
+    }
+
+    fn append(
+        &self,
+        tenant: &str,
+        session: &str,
+        step: &Step,
+        events: &[Event],
+    ) -> Result<(), StoreError> {
+        let intent = to_json(&step.intent)?;
+        let rows: Vec<(String, Vec<(String, String)>)> =
+            events.iter().map(deflate).collect::<Result<_, _>>()?;
+        self.with(|c| {
+            let tx = c
+                .transaction_with_behavior(TransactionBehavior::Immediate)
+                .map_err(backend)?;
+            let exists: Option<i64> = tx
+                .query_row(
+                    "SELECT 1 FROM sessions WHERE tenant = ?1 AND id = ?2",
+                    params![tenant, session],
+                    |r| r.get(0),
+                )
+                .optional()
+                .map_err(backend)?;
+            if exists.is_none() {
+                return Err(StoreError::NotFound(format!("session {tenant}/{session}")));
+            }
+            let (found, next_seq): (i64, i64) = tx
+                .query_row(
+                    "SELECT (SELECT COUNT(*) FROM steps WHERE tenant = ?1 AND session = ?2),
+                            (SELECT COUNT(*) FROM events WHERE tenant = ?1 AND session = ?2)",
+                    params![tenant, session],
+                    |r| Ok((r.get(0)?, r.get(1)?)),
+                )
+                .map_err(backend)?;
+            let found = u64::try_from(found).map_err(backend)?;
+            let next_seq = u64::try_from(next_seq).map_err(backend)?;
+            if step.n != found || events.first().is_some_and(|e| e.seq != next_seq) {
+                return Err(StoreError::Conflict {
+                    tenant: tenant.to_owned(),
+                    session: session.to_owned(),
+                    expected: step.n,
+                    found,
+                });
+            }
+            tx.execute(
+                "INSERT INTO steps (tenant, session, n, t_ms, intent) VALUES (?1, ?2, ?3, ?4, ?5)",
+                params![tenant, session, step.n as i64, step.t_ms as i64, intent],
+            )
+            .map_err(backend)?;
+            for (event, (text, blobs)) in events.iter().zip(&rows) {
+                for (hash, body) in blobs {
+                    tx.execute(
+                        "INSERT OR IGNORE INTO blobs (hash, body) VALUES (?1, ?2)",
+                        params![hash, body],
+                    )
+                    .map_err(backend)?;
+                }
+                tx.execute(
+                    "INSERT INTO events (tenant, session, seq, event) VALUES (?1, ?2, ?3, ?4)",
+                    params![tenant, session, event.seq as i64, text],
+                )
+                .map_err(backend)?;
+            }
+            tx.commit().map_err(backend)
+        })
+    }
+
+    fn load(&self, tenant: &str, session: &str) -> Result<StoredSession, StoreError> {
+        self.with(|c| {
+            let record: Option<String> = c
+                .query_row(
+                    "SELECT record FROM sessions WHERE tenant = ?1 AND id = ?2",
+                    params![tenant, session],
+                    |r| r.get(0),
+                )
+                .optional()
+                .map_err(backend)?;
+            let record = record
+                .ok_or_else(|| StoreError::NotFound(format!("session {tenant}/{session}")))?;
+            let record: SessionRecord = from_json(&record, &format!("session {tenant}/{session}"))?;
+
+            let mut q = c
+                .prepare("SELECT n, t_ms, intent FROM steps WHERE tenant = ?1 AND session = ?2 ORDER BY n")
+                .map_err(backend)?;
+            let raw: Vec<(i64, i64, String)> = q
+                .query_map(params![tenant, session], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+                .map_err(backend)?
+                .collect::<Result<_, _>>()
+                .map_err(backend)?;
+            let mut steps = Vec::with_capacity(raw.len());
+            for (n, t_ms, intent) in raw {
+                let at = format!("session {tenant}/{session} step {n}");
+                steps.push(Step {
+                    n: u64::try_from(n).map_err(backend)?,
+                    t_ms: u64::try_from(t_ms).map_err(backend)?,
+                    intent: from_json(&intent, &at)?,
+                });
+            }
+
+            let mut q = c
+                .prepare("SELECT seq, event FROM events WHERE tenant = ?1 AND session = ?2 ORDER BY seq")
+                .map_err(backend)?;
+            let raw: Vec<(i64, String)> = q
+                .query_map(params![tenant, session], |r| Ok((r.get(0)?, r.get(1)?)))
+                .map_err(backend)?
+                .collect::<Result<_, _>>()
+                .map_err(backend)?;
+            let mut events = Vec::with_capacity(raw.len());
+            for (seq, text) in raw {
+                events.push(inflate(c, &text, &format!("session {tenant}/{session} row seq {seq}"))?);
+            }
+            Ok(StoredSession {
+                record,
+                steps,
+                events,
+            })
+        })
+    }
+
+    fn sessions(&self) -> Result<Vec<(String, String)>, StoreError> {
+        self.with(|c| {
+            let mut q = c
+                .prepare("SELECT tenant, id FROM sessions ORDER BY tenant, id")
+                .map_err(backend)?;
+            let rows = q
+                .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+                .map_err(backend)?
+                .collect::<Result<_, _>>()
+                .map_err(backend)?;
+            Ok(rows)
+        })
+    }
+}
