@@ -23,7 +23,7 @@ fn bench(c: &mut Criterion) {
                 "user": {"__entity": {"type": "User", "id": "alice@acme"}},
                 "agent": {"__entity": {"type": "Agent", "id": "assistant@acme"}},
                 "steps": 1, "elapsed_ms": 10, "tokens": 0, "cost_spent": 0, "cost_reserved": 0,
-                "budget_limit": 2000000, "tool_calls": 0, "model_calls": 0, "attempt": 1, "labels": []
+                "budget_limit": 2000000, "tool_calls": 0, "model_calls": 0, "attempt": 1, "in_doubt": false, "labels": []
             },
             "history": {"tools_called": [], "emails_recent": 0, "refund_total": 0},
             "input": {"order_id": "ord-1", "amount": 2500},

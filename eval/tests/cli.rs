@@ -225,7 +225,7 @@ fn explain_shows_the_decision_policies_and_obligations() {
     let context = r#"{"session": {"id": "x", "tenant": {"__entity": {"type": "Tenant", "id": "acme"}},
         "user": {"__entity": {"type": "User", "id": "alice@acme"}}, "agent": {"__entity": {"type": "Agent", "id": "assistant@acme"}},
         "steps": 0, "elapsed_ms": 0, "tokens": 0, "cost_spent": 0, "cost_reserved": 0, "budget_limit": 2000000,
-        "tool_calls": 0, "model_calls": 0, "attempt": 1, "labels": []},
+        "tool_calls": 0, "model_calls": 0, "attempt": 1, "in_doubt": false, "labels": []},
         "history": {"tools_called": [], "emails_recent": 0, "refund_total": 0}, "input": {"order_id": "ord-1", "amount": 20000},
         "provenance": {
           "order_id": {"from_user": true, "from_trusted": false, "from_user_or_trusted": true, "from_untrusted": false, "novel": false, "labels": []},

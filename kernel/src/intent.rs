@@ -123,6 +123,12 @@ pub enum Intent {
         #[serde(default)]
         reason: String,
     },
+    /// After a restart: the call `call_id` was dispatched but no result was recorded, so it may
+    /// or may not have run. Policy decides whether it runs again.
+    InDoubt {
+        /// The call id from the effect.
+        call_id: String,
+    },
     /// A user vouches for a value, which then counts as coming from the user (`endorse`).
     Endorse {
         /// The user.
@@ -165,6 +171,7 @@ impl Intent {
             Self::Reject { .. } => "reject",
             Self::Cancel { .. } => "cancel",
             Self::Endorse { .. } => "endorse",
+            Self::InDoubt { .. } => "in_doubt",
             Self::Tick => "tick",
             Self::Complete { .. } => "complete",
             Self::Fail { .. } => "fail",

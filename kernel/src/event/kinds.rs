@@ -126,6 +126,15 @@ pub enum EventBody {
         /// Whether another attempt follows.
         will_retry: bool,
     },
+    /// After a restart, a dispatched call had no recorded result: it may or may not have run.
+    CallInDoubt {
+        /// The call.
+        call_id: String,
+        /// The tool name, or the model id.
+        target: String,
+        /// The attempt whose outcome is unknown.
+        attempt: u32,
+    },
     /// A retry was authorized.
     RetryScheduled {
         /// The call.
@@ -275,6 +284,7 @@ impl EventBody {
             Self::ToolReturned { .. } => "tool_returned",
             Self::CallFailed { .. } => "call_failed",
             Self::RetryScheduled { .. } => "retry_scheduled",
+            Self::CallInDoubt { .. } => "call_in_doubt",
             Self::MemoryRead { .. } => "memory_read",
             Self::MemoryLoaded { .. } => "memory_loaded",
             Self::MemoryWritten { .. } => "memory_written",

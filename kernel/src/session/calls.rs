@@ -400,6 +400,32 @@ impl Session {
         added
     }
 
+    /// After a restart, a dispatched call with no recorded result may or may not have run. Its
+    /// reservation is charged in full, the doubt is recorded, and running it again is a new
+    /// authorization with `context.session.in_doubt` (base: only idempotent tools re-run without a
+    /// user's approval). Allowed, it is re-dispatched under the same call id (the tool's
+    /// idempotency key); refused, the call is abandoned and the agent goes on.
+    pub(super) fn in_doubt(&mut self, now: u64, call: PendingCall, tr: Transition) -> Transition {
+        self.phase = Phase::Running;
+        let mut tr = self.settle(now, &call, call.reserved, tr);
+        let body = EventBody::CallInDoubt {
+            call_id: call.call_id.clone(),
+            target: call.proposal.target().into(),
+            attempt: call.attempt,
+        };
+        tr = self.emit_into(tr, now, body, None);
+        self.in_doubt = true;
+        let next = call.attempt + 1;
+        let d = self.ask(now, &call.proposal, next, &call.lifted);
+        let tr = if d.proceeds() {
+            self.dispatch(now, call.call_id, call.proposal, next, d, call.lifted, tr)
+        } else {
+            self.denied(now, call.proposal, d, true, tr)
+        };
+        self.in_doubt = false;
+        tr
+    }
+
     /// A failed attempt: settle it, then retry when the failure is retryable, the obligations
     /// leave room, and the retry (`attempt` + 1 in the context) is itself authorized.
     pub(super) fn call_failed(

@@ -45,6 +45,7 @@ impl Session {
             ("tool_calls".to_owned(), long(c.tool_calls)),
             ("model_calls".to_owned(), long(c.model_calls)),
             ("attempt".to_owned(), long(u64::from(attempt))),
+            ("in_doubt".to_owned(), Rx::new_bool(self.in_doubt)),
             (
                 "labels".to_owned(),
                 strings(self.labels.iter().map(String::as_str)),

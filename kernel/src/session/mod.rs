@@ -92,6 +92,8 @@ pub struct Session {
     retry_jitter_ms: u64,
     /// Every text that entered the session, for provenance checks.
     content: crate::provenance::ContentIndex,
+    /// True while re-deciding a call that may have run before a restart (`context.session.in_doubt`).
+    in_doubt: bool,
 }
 
 impl Session {
@@ -146,6 +148,7 @@ impl Session {
             trace: None,
             retry_jitter_ms: 0,
             content: crate::provenance::ContentIndex::default(),
+            in_doubt: false,
         })
     }
 
@@ -317,6 +320,9 @@ impl Session {
                 self.retry_jitter_ms = jitter_ms;
                 Ok(self.call_failed(now, call, error, retryable, cost, tr))
             }
+            (Phase::Call(call), Intent::InDoubt { call_id }) if call.call_id == call_id => {
+                Ok(self.in_doubt(now, call, tr))
+            }
             (
                 Phase::Memory { read_id },
                 Intent::MemoryLoaded {
@@ -481,7 +487,8 @@ fn referenced_id(intent: &Intent) -> Option<String> {
     match intent {
         Intent::ModelResponded { call_id, .. }
         | Intent::ToolReturned { call_id, .. }
-        | Intent::CallFailed { call_id, .. } => Some(call_id.clone()),
+        | Intent::CallFailed { call_id, .. }
+        | Intent::InDoubt { call_id } => Some(call_id.clone()),
         Intent::MemoryLoaded { read_id, .. } => Some(read_id.clone()),
         Intent::Approve { request_id, .. } | Intent::Reject { request_id, .. } => {
             Some(request_id.clone())
