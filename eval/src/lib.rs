@@ -5,6 +5,7 @@
 pub mod agent;
 pub mod audit;
 pub mod driven;
+pub mod durable;
 pub mod error;
 pub mod expect;
 pub mod fake_model;

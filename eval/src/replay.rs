@@ -66,6 +66,26 @@ pub fn deployment(s: &LoadedScenario) -> Result<Deployment, ScenarioError> {
 
 /// Replays `s` against `deployment`.
 pub fn replay(s: &LoadedScenario, deployment: Arc<Deployment>) -> Result<Run, ScenarioError> {
+    play(s, deployment, None)
+}
+
+/// Plays `s` durably: every step is written to the store before its effects run, tools named in
+/// `durable` run as real subprocesses, and a session already in the store is resumed — its log
+/// replayed (the scenario must propose exactly what the log holds) and a call whose result the
+/// log lacks declared in doubt, for policy to decide.
+pub fn replay_durable(
+    s: &LoadedScenario,
+    deployment: Arc<Deployment>,
+    durable: crate::durable::Durable,
+) -> Result<Run, ScenarioError> {
+    play(s, deployment, Some(durable))
+}
+
+fn play(
+    s: &LoadedScenario,
+    deployment: Arc<Deployment>,
+    durable: Option<crate::durable::Durable>,
+) -> Result<Run, ScenarioError> {
     let spec = &s.scenario.session;
     let config = s.session_config();
     let mut session = Session::new(deployment.clone(), config.clone())
@@ -118,6 +138,7 @@ pub fn replay(s: &LoadedScenario, deployment: Arc<Deployment>) -> Result<Run, Sc
         model: spec.model.clone(),
         monitor,
         invariants_only_for_properties: !expect.invariants,
+        durable,
     };
     if s.scenario.intents.is_empty() {
         player.apply(Intent::Start {
@@ -126,6 +147,9 @@ pub fn replay(s: &LoadedScenario, deployment: Arc<Deployment>) -> Result<Run, Sc
         player
             .run()
             .map_err(|m| ScenarioError::invalid(&s.source, None, &m))?;
+        if let Some(e) = player.durable.as_mut().and_then(|d| d.error.take()) {
+            return Err(ScenarioError::invalid(&s.source, None, &e));
+        }
     } else {
         for timed in &s.scenario.intents {
             player.now = timed.at_ms;
@@ -157,6 +181,10 @@ struct Pending {
     not_before: u64,
     /// The `@timeout_ms` obligation: an answer slower than this never arrives; the attempt fails.
     timeout: Option<u64>,
+    /// The attempt (tools), for the durable driver.
+    attempt: u32,
+    /// The arguments (tools), for real subprocess tools.
+    input: Value,
 }
 
 enum PendingKind {
@@ -182,11 +210,15 @@ struct Player {
     model: String,
     monitor: Option<Monitor>,
     invariants_only_for_properties: bool,
+    durable: Option<crate::durable::Durable>,
 }
 
 impl Player {
     fn run(&mut self) -> Result<(), String> {
         while !self.session.status().is_terminal() {
+            if self.durable.as_ref().is_some_and(|d| d.error.is_some()) {
+                return Ok(());
+            }
             if self.transitions > MAX_STEPS {
                 return Err(format!("the run did not end within {MAX_STEPS} steps"));
             }
@@ -278,7 +310,14 @@ impl Player {
             },
             PendingKind::Tool(tool) => {
                 let (latency, cost, response) = self.peek_response(tool);
-                (latency, tool_answer(&pending.id, &response, cost))
+                let real = self
+                    .durable
+                    .as_mut()
+                    .and_then(|d| d.answer(tool, &pending.id, pending.attempt, &pending.input));
+                (
+                    latency,
+                    real.unwrap_or_else(|| tool_answer(&pending.id, &response, cost)),
+                )
             }
         };
         // Enforce the timeout obligation as the driver does: the slow answer is discarded and the
@@ -367,6 +406,9 @@ impl Player {
 
     /// Steps the session and books the effects it returns.
     fn apply(&mut self, intent: Intent) {
+        if self.durable.as_ref().is_some_and(|d| d.error.is_some()) {
+            return;
+        }
         self.transitions += 1;
         let before = self.session.status();
         let step = kernel::store::Step {
@@ -376,9 +418,15 @@ impl Player {
         };
         let result = self.session.step(intent, self.now);
         let appended = match &result {
-            Ok(t) => t.events.len(),
-            Err(_) => 1,
+            Ok(t) => t.events.as_slice(),
+            Err(r) => std::slice::from_ref(r.event.as_ref()),
         };
+        if let Some(d) = &mut self.durable
+            && !d.record(&step, appended)
+        {
+            return; // not written (or not what the log holds): nothing of this step happens
+        }
+        let appended = appended.len();
         self.steps.push((step, appended));
         if let Some(monitor) = &mut self.monitor {
             monitor.observe(self.transitions - 1, before, &result, &self.session);
@@ -403,20 +451,28 @@ impl Player {
                         kind: PendingKind::Model,
                         not_before: not_before_ms.max(self.now),
                         timeout: obligations.timeout_ms,
+                        attempt: 0,
+                        input: Value::Null,
                     });
                 }
                 Effect::CallTool {
                     call_id,
                     tool,
+                    input,
+                    attempt,
                     not_before_ms,
                     obligations,
-                    ..
                 } => {
+                    if let Some(d) = &mut self.durable {
+                        d.dispatched(&call_id, attempt);
+                    }
                     self.pending = Some(Pending {
                         id: call_id,
                         kind: PendingKind::Tool(tool),
                         not_before: not_before_ms.max(self.now),
                         timeout: obligations.timeout_ms,
+                        attempt,
+                        input,
                     });
                 }
                 Effect::ReadMemory {
@@ -429,6 +485,8 @@ impl Player {
                         kind: PendingKind::Memory { scope, key },
                         not_before: self.now,
                         timeout: None,
+                        attempt: 0,
+                        input: Value::Null,
                     });
                 }
                 Effect::WriteMemory {

@@ -2,6 +2,7 @@
 
 mod audit;
 mod check;
+mod drive;
 mod explain;
 mod fake_model;
 mod fuzz;
@@ -53,6 +54,9 @@ enum Command {
     Run(run::Args),
     /// Serve a scripted OpenAI-compatible model endpoint (for trying `run` without a model).
     FakeModel(fake_model::Args),
+    /// Play a scenario durably into a store (`sqlite:PATH`), some tools as real programs; run it
+    /// again after a crash and it resumes.
+    Drive(drive::Args),
     /// Generate sessions and check the kernel's invariants and author properties.
     Fuzz(fuzz::Args),
     /// Audit logs.
@@ -86,6 +90,7 @@ impl Cli {
             Command::Test { paths, store } => test::run(&paths, store.as_deref()),
             Command::Fuzz(args) => fuzz::run(&args),
             Command::Run(args) => run::run(&args),
+            Command::Drive(args) => drive::run(&args),
             Command::FakeModel(args) => fake_model::run(&args),
             Command::Audit {
                 command: AuditCommand::Verify { source },

@@ -1,0 +1,57 @@
+//! `arbiter drive`: play a scenario durably into a store, with some tools as real programs;
+//! run it again after a crash and it resumes from the store.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use kernel::store::sqlite::SqliteStore;
+use miette::miette;
+
+#[derive(clap::Args)]
+pub struct Args {
+    /// The scenario file.
+    file: PathBuf,
+    /// The store: `sqlite:PATH` (created if missing; an existing session resumes).
+    #[arg(long)]
+    store: String,
+    /// Run this tool as a real program instead of its script: `NAME=PROGRAM` (JSON on stdin and
+    /// stdout; `ARBITER_CALL_ID` is its idempotency key). Repeatable.
+    #[arg(long = "tool")]
+    tools: Vec<String>,
+}
+
+pub fn run(args: &Args) -> miette::Result<ExitCode> {
+    let super::audit::Source::Sqlite(path) = super::audit::Source::parse(&args.store) else {
+        return Err(miette!("--store takes `sqlite:PATH`"));
+    };
+    let mut tools = BTreeMap::new();
+    for t in &args.tools {
+        let (name, program) = t
+            .split_once('=')
+            .ok_or_else(|| miette!("--tool takes NAME=PROGRAM, got `{t}`"))?;
+        tools.insert(name.to_owned(), vec![program.to_owned()]);
+    }
+    let loaded = eval::load(&args.file)?;
+    let deployment = Arc::new(eval::deployment(&loaded)?);
+    let store = SqliteStore::open(&path).map_err(|e| miette!("{}: {e}", path.display()))?;
+    let durable = eval::durable::Durable::open(
+        Arc::new(store),
+        &deployment,
+        &loaded.session_config(),
+        tools,
+    )
+    .map_err(|e| miette!("{}: {e}", path.display()))?;
+    let run = eval::replay::replay_durable(&loaded, deployment, durable)?;
+    println!(
+        "status: {}; {} events",
+        run.status.as_str(),
+        run.events.len()
+    );
+    Ok(if run.status == kernel::Status::Completed {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
+}
