@@ -393,3 +393,35 @@ fn write_v1(path: &Path, stored: &kernel::store::StoredSession, bundle: &kernel:
         .expect("event");
     }
 }
+
+#[test]
+fn memory_is_keyed_by_tenant_in_both_stores() {
+    let path = temp_db("memory");
+    let sqlite = SqliteStore::open(&path).expect("open");
+    let memory = MemoryStore::default();
+    for store in [&sqlite as &dyn SessionStore, &memory] {
+        let v = serde_json::json!({"note": "acme only"});
+        store
+            .memory_put("acme", "shared/notes", "k", &v, &["pii".to_owned()])
+            .expect("put");
+        assert_eq!(
+            store.memory_get("acme", "shared/notes", "k").expect("get"),
+            Some((v.clone(), vec!["pii".to_owned()]))
+        );
+        // Same scope and key under another tenant: nothing.
+        assert_eq!(
+            store
+                .memory_get("globex", "shared/notes", "k")
+                .expect("get"),
+            None
+        );
+        let w = serde_json::json!(2);
+        store
+            .memory_put("acme", "shared/notes", "k", &w, &[])
+            .expect("overwrite");
+        assert_eq!(
+            store.memory_get("acme", "shared/notes", "k").expect("get"),
+            Some((w, vec![]))
+        );
+    }
+}

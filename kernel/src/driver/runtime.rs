@@ -686,11 +686,22 @@ impl<'a> Run<'a> {
                 scope,
                 key,
             } => {
-                let entry = rt
-                    .memory
-                    .lock()
-                    .ok()
-                    .and_then(|m| m.get(&(scope, key)).cloned());
+                let entry = match &rt.store {
+                    // Durable memory is keyed by the session's tenant. A failed read stops the
+                    // run rather than passing for a miss.
+                    Some(store) => match store.memory_get(&self.tenant, &scope, &key) {
+                        Ok(entry) => entry,
+                        Err(e) => {
+                            self.store_error = Some(e);
+                            return;
+                        }
+                    },
+                    None => rt
+                        .memory
+                        .lock()
+                        .ok()
+                        .and_then(|m| m.get(&(scope, key)).cloned()),
+                };
                 let (value, labels) = entry.map_or((None, Vec::new()), |(v, l)| (Some(v), l));
                 let answer = Answer {
                     intent: Intent::MemoryLoaded {
@@ -708,11 +719,18 @@ impl<'a> Run<'a> {
                 key,
                 value,
                 labels,
-            } => {
-                if let Ok(mut m) = rt.memory.lock() {
-                    m.insert((scope, key), (value, labels));
+            } => match &rt.store {
+                Some(store) => {
+                    if let Err(e) = store.memory_put(&self.tenant, &scope, &key, &value, &labels) {
+                        self.store_error = Some(e);
+                    }
                 }
-            }
+                None => {
+                    if let Ok(mut m) = rt.memory.lock() {
+                        m.insert((scope, key), (value, labels));
+                    }
+                }
+            },
             Effect::Abort { .. } => self.in_flight = None,
         }
     }

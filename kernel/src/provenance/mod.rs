@@ -7,7 +7,7 @@
 //! `trusted`, `untrusted`, or neither), each memory read (the entry's stored labels), each
 //! endorsement. Model output is not a source: a value the model only wrote itself stays novel.
 //!
-//! Policies see `context.provenance`, typed per tool alongside `context.input`: one [`Provenance`]
+//! Policies see `context.provenance`, typed per tool alongside `context.input`: one `Provenance`
 //! record per string or number argument, nested records for object arguments, and one aggregated
 //! record for an array (`from_*` hold when they hold for every element, `from_untrusted` and
 //! `novel` when for any). The `Provenance` record type is declared in `policies/schema.cedarschema`.

@@ -17,6 +17,7 @@ pub struct MemoryStore {
 struct Inner {
     bundles: BTreeMap<String, BundleSources>,
     sessions: BTreeMap<(String, String), StoredSession>,
+    memory: BTreeMap<(String, String, String), (serde_json::Value, Vec<String>)>,
 }
 
 impl MemoryStore {
@@ -112,5 +113,30 @@ impl SessionStore for MemoryStore {
 
     fn sessions(&self) -> Result<Vec<(String, String)>, StoreError> {
         self.with(|i| Ok(i.sessions.keys().cloned().collect()))
+    }
+
+    fn memory_get(
+        &self,
+        tenant: &str,
+        scope: &str,
+        key: &str,
+    ) -> Result<Option<(serde_json::Value, Vec<String>)>, StoreError> {
+        let k = (tenant.to_owned(), scope.to_owned(), key.to_owned());
+        self.with(|i| Ok(i.memory.get(&k).cloned()))
+    }
+
+    fn memory_put(
+        &self,
+        tenant: &str,
+        scope: &str,
+        key: &str,
+        value: &serde_json::Value,
+        labels: &[String],
+    ) -> Result<(), StoreError> {
+        let k = (tenant.to_owned(), scope.to_owned(), key.to_owned());
+        self.with(|i| {
+            i.memory.insert(k, (value.clone(), labels.to_vec()));
+            Ok(())
+        })
     }
 }

@@ -114,4 +114,22 @@ pub trait SessionStore: Send + Sync {
     fn load(&self, tenant: &str, session: &str) -> Result<StoredSession, StoreError>;
     /// Every (tenant, session id), sorted.
     fn sessions(&self) -> Result<Vec<(String, String)>, StoreError>;
+
+    /// A memory entry and its labels. Keyed by tenant first: no call can reach another tenant's
+    /// scope, whatever scope name it passes.
+    fn memory_get(
+        &self,
+        tenant: &str,
+        scope: &str,
+        key: &str,
+    ) -> Result<Option<(serde_json::Value, Vec<String>)>, StoreError>;
+    /// Writes a memory entry with its labels.
+    fn memory_put(
+        &self,
+        tenant: &str,
+        scope: &str,
+        key: &str,
+        value: &serde_json::Value,
+        labels: &[String],
+    ) -> Result<(), StoreError>;
 }

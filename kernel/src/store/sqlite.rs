@@ -26,7 +26,7 @@ use crate::event::Event;
 pub const INLINE_LIMIT: usize = 256;
 
 /// Schema versions, in order: version `i + 1` is reached by running `MIGRATIONS[i]`.
-pub const MIGRATIONS: [&str; 2] = [
+pub const MIGRATIONS: [&str; 3] = [
     // 1: sessions, their steps and events, bundles by hash.
     "CREATE TABLE bundles (hash TEXT PRIMARY KEY, sources TEXT NOT NULL);
      CREATE TABLE sessions (tenant TEXT NOT NULL, id TEXT NOT NULL, record TEXT NOT NULL,
@@ -38,6 +38,10 @@ pub const MIGRATIONS: [&str; 2] = [
                           event TEXT NOT NULL, PRIMARY KEY (tenant, session, seq));",
     // 2: large payloads stored once by content hash.
     "CREATE TABLE blobs (hash TEXT PRIMARY KEY, body TEXT NOT NULL);",
+    // 3: memory scopes, keyed by tenant first.
+    "CREATE TABLE memory (tenant TEXT NOT NULL, scope TEXT NOT NULL, key TEXT NOT NULL,
+                          value TEXT NOT NULL, labels TEXT NOT NULL,
+                          PRIMARY KEY (tenant, scope, key));",
 ];
 
 /// A SQLite file holding sessions.
@@ -351,6 +355,47 @@ impl SessionStore for SqliteStore {
                 steps,
                 events,
             })
+        })
+    }
+
+    fn memory_get(
+        &self,
+        tenant: &str,
+        scope: &str,
+        key: &str,
+    ) -> Result<Option<(Value, Vec<String>)>, StoreError> {
+        self.with(|c| {
+            let row: Option<(String, String)> = c
+                .query_row(
+                    "SELECT value, labels FROM memory WHERE tenant = ?1 AND scope = ?2 AND key = ?3",
+                    params![tenant, scope, key],
+                    |r| Ok((r.get(0)?, r.get(1)?)),
+                )
+                .optional()
+                .map_err(backend)?;
+            let at = format!("memory {tenant}/{scope}/{key}");
+            row.map(|(v, l)| Ok((from_json(&v, &at)?, from_json(&l, &at)?)))
+                .transpose()
+        })
+    }
+
+    fn memory_put(
+        &self,
+        tenant: &str,
+        scope: &str,
+        key: &str,
+        value: &Value,
+        labels: &[String],
+    ) -> Result<(), StoreError> {
+        let (value, labels) = (to_json(value)?, to_json(&labels)?);
+        self.with(|c| {
+            c.execute(
+                "INSERT INTO memory (tenant, scope, key, value, labels) VALUES (?1, ?2, ?3, ?4, ?5)
+                 ON CONFLICT (tenant, scope, key) DO UPDATE SET value = ?4, labels = ?5",
+                params![tenant, scope, key, value, labels],
+            )
+            .map_err(backend)?;
+            Ok(())
         })
     }
 
