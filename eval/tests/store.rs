@@ -432,3 +432,51 @@ fn memory_is_keyed_by_tenant_in_both_stores() {
         );
     }
 }
+
+#[test]
+fn a_session_cut_while_waiting_for_approval_resumes_with_the_same_request() {
+    // The whole run, recorded; then the log cut right after the approval was requested, as if the
+    // process had died while the approver was thinking.
+    let file = common::repo().join("scenarios/support/refund_approval_granted.toml");
+    let (loaded, full, _) = eval::run_file(&file).expect("scenario runs");
+    let deployment = Arc::new(eval::deployment(&loaded).expect("deployment"));
+    let path = temp_db("approval");
+    let store = SqliteStore::open(&path).expect("open");
+    eval::audit::record(&store, &deployment, &loaded.session_config(), &full).expect("record");
+    let requested = full
+        .events
+        .iter()
+        .position(|e| matches!(e.body, kernel::EventBody::ApprovalRequested { .. }))
+        .expect("an approval request") as i64;
+    let mut seen = 0;
+    let cut_step = full
+        .steps
+        .iter()
+        .position(|(_, n)| {
+            seen += n;
+            seen as i64 > requested
+        })
+        .expect("the step that asked") as i64;
+    drop(store);
+    let conn = Connection::open(&path).expect("raw");
+    conn.execute("DELETE FROM events WHERE seq > ?1", [requested])
+        .expect("cut events");
+    conn.execute("DELETE FROM steps WHERE n > ?1", [cut_step])
+        .expect("cut steps");
+    drop(conn);
+
+    let store: Arc<dyn SessionStore> = Arc::new(SqliteStore::open(&path).expect("open"));
+    let durable = eval::durable::Durable::open(
+        Arc::clone(&store),
+        &deployment,
+        &loaded.session_config(),
+        Default::default(),
+    )
+    .expect("resume");
+    let resumed = eval::replay::replay_durable(&loaded, Arc::clone(&deployment), durable)
+        .expect("resumed run");
+    // Same request id, same expiry, same approval, same everything.
+    assert_eq!(resumed.events, full.events);
+    let (tenant, id) = (&loaded.session_config().tenant, &loaded.session_config().id);
+    assert_eq!(store.load(tenant, id).expect("load").events, full.events);
+}
