@@ -71,6 +71,8 @@ pub enum Step {
     Cancel { user: usize },
     /// A user endorses a value (an amount a later tool call may carry).
     Endorse { user: usize, amount: i64 },
+    /// A restart lost the in-flight call's result.
+    InDoubt,
     /// A clock tick.
     Tick,
     /// The agent finishes.
@@ -96,6 +98,7 @@ fn step() -> impl Strategy<Value = Step> {
         1 => (0usize..4).prop_map(|user| Step::Reject { user }),
         1 => (0usize..4).prop_map(|user| Step::Cancel { user }),
         2 => (0usize..4, 0i64..2000).prop_map(|(user, amount)| Step::Endorse { user, amount }),
+        2 => Just(Step::InDoubt),
         4 => Just(Step::Tick),
         1 => Just(Step::Complete),
         1 => Just(Step::Fail),
@@ -411,6 +414,17 @@ fn resolve(
         Step::Cancel { user: u } => Intent::Cancel {
             user: user(u),
             reason: "stop".into(),
+        },
+        Step::InDoubt => match in_flight {
+            Some(InFlight::Tool { id, .. }) | Some(InFlight::Model { id, .. }) => Intent::InDoubt {
+                call_id: id.clone(),
+            },
+            Some(InFlight::Memory { id }) => Intent::InDoubt {
+                call_id: id.clone(),
+            },
+            None => Intent::InDoubt {
+                call_id: "call-1".into(),
+            },
         },
         Step::Endorse { user: u, amount } => Intent::Endorse {
             user: user(u),
