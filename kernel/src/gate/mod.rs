@@ -10,7 +10,8 @@ pub(crate) use load::{PolicyMeta, load_policies, load_schema, validate_policies}
 use std::collections::HashMap;
 
 use cedar_policy::{
-    Authorizer, Context, Entities, EntityUid, PolicyId, PolicySet, Request, Schema,
+    ActionConstraint, Authorizer, Context, Entities, EntityUid, PolicyId, PolicySet, Request,
+    Schema,
 };
 
 use crate::deployment::BundleHashes;
@@ -36,6 +37,8 @@ pub(crate) struct Gate {
     pub meta: HashMap<PolicyId, PolicyMeta>,
     pub hashes: BundleHashes,
     authorizer: Authorizer,
+    /// For each action in the schema, only the policies whose action scope can match it.
+    by_action: HashMap<EntityUid, PolicySet>,
 }
 
 /// One request, built by the session from its state.
@@ -54,6 +57,7 @@ impl Gate {
         meta: HashMap<PolicyId, PolicyMeta>,
         hashes: BundleHashes,
     ) -> Self {
+        let by_action = index_by_action(&schema, &policies);
         Self {
             schema,
             policies,
@@ -61,7 +65,14 @@ impl Gate {
             meta,
             hashes,
             authorizer: Authorizer::new(),
+            by_action,
         }
+    }
+
+    /// The policies a request for `action` is decided against (the whole set for an action the
+    /// schema does not know, which request validation refuses anyway).
+    pub fn candidates(&self, action: &EntityUid) -> &PolicySet {
+        self.by_action.get(action).unwrap_or(&self.policies)
     }
 
     /// Decides `ask` with every policy except `lifted` (the ids an approval lifted); with `trace`,
@@ -96,11 +107,12 @@ impl Gate {
                 return decision;
             }
         };
+        let candidates = self.candidates(ask.action);
         let response = if lifted.is_empty() {
             self.authorizer
-                .is_authorized(&request, &self.policies, &self.entities)
+                .is_authorized(&request, candidates, &self.entities)
         } else {
-            let mut reduced = self.policies.clone();
+            let mut reduced = candidates.clone();
             for id in lifted {
                 // A lifted id names a static policy of this set: approvals only lift ids the
                 // gate itself reported, so a failed removal means there is nothing to lift.
@@ -133,4 +145,38 @@ impl Gate {
         }
         decision
     }
+}
+
+/// Splits the policy set by action. A policy whose action scope cannot match a request's action is
+/// never satisfied and, since Cedar checks the scope before the conditions, never errs either, so
+/// leaving it out changes neither the decision, nor the determining policies, nor the errors — only
+/// the time (Cedar evaluates every policy it is given). The fuzzer's oracle re-asks Cedar with the
+/// whole set for every decision, which checks this exactness on every fuzzed transition.
+fn index_by_action(schema: &Schema, policies: &PolicySet) -> HashMap<EntityUid, PolicySet> {
+    let groups = schema.action_entities().ok();
+    let within = |action: &EntityUid, group: &EntityUid| {
+        action == group
+            || groups
+                .as_ref()
+                .is_some_and(|g| g.is_ancestor_of(group, action))
+    };
+    let mut out = HashMap::new();
+    for action in schema.actions() {
+        let mut set = PolicySet::new();
+        for policy in policies.policies() {
+            let matches = match policy.action_constraint() {
+                ActionConstraint::Any => true,
+                ActionConstraint::Eq(a) => &a == action,
+                ActionConstraint::In(list) => list.iter().any(|g| within(action, g)),
+            };
+            // Adding a policy of a valid set to an empty one cannot clash on ids; if it somehow
+            // did, the action falls back to the whole set rather than to a partial one.
+            if matches && set.add(policy.clone()).is_err() {
+                set = policies.clone();
+                break;
+            }
+        }
+        out.insert(action.clone(), set);
+    }
+    out
 }
