@@ -1,0 +1,87 @@
+//! The durable path: appending steps with their events to SQLite (one `BEGIN IMMEDIATE`
+//! transaction per step, `synchronous=FULL`, WAL), and `audit verify` per 1,000 events.
+//!
+//! `cargo bench -p benches --bench store`
+
+use std::hint::black_box;
+
+use criterion::{BatchSize, Criterion, Throughput, criterion_group, criterion_main};
+use kernel::event::{encode_jsonl, verify_jsonl};
+use kernel::store::sqlite::SqliteStore;
+use kernel::store::{SessionRecord, SessionStore, Step};
+use kernel::{Event, Intent, Mode, Session, SessionConfig};
+
+fn bench(c: &mut Criterion) {
+    let deployment = benches::demo();
+    let config = SessionConfig {
+        id: "bench".into(),
+        tenant: "acme".into(),
+        user: "alice@acme".into(),
+        agent: "assistant@acme".into(),
+        budget: "acme".into(),
+        mode: Mode::Enforce,
+    };
+    // A real log: the start, then clock ticks, each a decision and one hashed event.
+    let mut session = Session::new(deployment.clone(), config.clone()).expect("session");
+    let mut log: Vec<(Step, Vec<Event>)> = Vec::new();
+    let mut intent = Intent::Start {
+        request: "bench".into(),
+    };
+    let mut events_total = 0;
+    while events_total < 1000 {
+        let n = log.len() as u64;
+        let events = session.step(intent.clone(), n * 10).expect("step").events;
+        events_total += events.len();
+        log.push((
+            Step {
+                n,
+                t_ms: n * 10,
+                intent,
+            },
+            events,
+        ));
+        intent = Intent::Tick;
+    }
+    let dir = std::env::temp_dir().join(format!("arbiter-bench-store-{}", std::process::id()));
+    let _ = std::fs::create_dir_all(&dir);
+    let mut group = c.benchmark_group("store");
+    group.sample_size(10);
+    group.throughput(Throughput::Elements(events_total as u64));
+    let mut round = 0;
+    group.bench_function(
+        "sqlite: append 1,000 events, one transaction per step",
+        |b| {
+            b.iter_batched(
+                || {
+                    round += 1;
+                    let store = SqliteStore::open(&dir.join(format!("b{round}.db"))).expect("open");
+                    let bundle = store.put_bundle(deployment.sources()).expect("bundle");
+                    let record = SessionRecord {
+                        config: config.clone(),
+                        bundle,
+                        started_wall_ms: 0,
+                    };
+                    store.create(&record).expect("create");
+                    store
+                },
+                |store| {
+                    for (step, events) in &log {
+                        black_box(store.append("acme", "bench", step, events).is_ok());
+                    }
+                },
+                BatchSize::PerIteration,
+            )
+        },
+    );
+    let events: Vec<Event> = log.into_iter().flat_map(|(_, e)| e).collect();
+    let text = encode_jsonl(&events);
+    assert!(verify_jsonl(&text).is_ok());
+    group.bench_function("audit verify: 1,000 events of JSONL", |b| {
+        b.iter(|| black_box(verify_jsonl(black_box(&text)).is_ok()))
+    });
+    group.finish();
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+criterion_group!(benches, bench);
+criterion_main!(benches);
