@@ -9,7 +9,7 @@
 use std::sync::Arc;
 
 use kernel::event::{ChainError, ChainSummary, encode_jsonl, verify_jsonl};
-use kernel::store::{SessionRecord, SessionStore, StoreError};
+use kernel::store::{SessionStore, StoreError};
 use kernel::{Decision, Deployment, Event, Session};
 
 use crate::replay::Run;
@@ -21,12 +21,7 @@ pub fn record(
     config: &kernel::SessionConfig,
     run: &Run,
 ) -> Result<(), StoreError> {
-    let bundle = store.put_bundle(deployment.sources())?;
-    store.create(&SessionRecord {
-        config: config.clone(),
-        bundle,
-        started_wall_ms: 0,
-    })?;
+    store.begin(deployment, config, 0)?;
     let mut next = 0;
     for (step, appended) in &run.steps {
         let events = run.events.get(next..next + appended).unwrap_or_default();

@@ -15,7 +15,7 @@ use std::io::Write;
 use std::process::{Command, Stdio};
 use std::sync::Arc;
 
-use kernel::store::{SessionRecord, SessionStore, Step, StoreError};
+use kernel::store::{SessionStore, Step, StoreError};
 use kernel::{Deployment, Event, Intent, SessionConfig};
 use serde_json::Value;
 
@@ -52,12 +52,7 @@ impl Durable {
         let (log, events) = match store.load(&config.tenant, &config.id) {
             Ok(stored) => (stored.steps.into(), stored.events.into()),
             Err(StoreError::NotFound(_)) => {
-                let bundle = store.put_bundle(deployment.sources())?;
-                store.create(&SessionRecord {
-                    config: config.clone(),
-                    bundle,
-                    started_wall_ms: 0,
-                })?;
+                store.begin(deployment, config, 0)?;
                 (VecDeque::new(), VecDeque::new())
             }
             Err(e) => return Err(e),

@@ -26,7 +26,7 @@ use super::{
 use crate::event::{Event, EventBody};
 use crate::intent::Intent;
 use crate::session::{Effect, Session, Status};
-use crate::store::{SessionRecord, SessionStore, Step};
+use crate::store::{SessionStore, Step};
 
 /// Something that happens to a session from outside.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -230,15 +230,7 @@ impl Runtime {
     ) -> Outcome {
         let t0 = Instant::now();
         if let Some(store) = &self.store {
-            let created = store
-                .put_bundle(session.deployment().sources())
-                .and_then(|bundle| {
-                    store.create(&SessionRecord {
-                        config: session.config().clone(),
-                        bundle,
-                        started_wall_ms: wall_ms(),
-                    })
-                });
+            let created = store.begin(session.deployment(), session.config(), wall_ms());
             if let Err(e) = created {
                 return Outcome {
                     status: session.status(),

@@ -101,6 +101,21 @@ pub trait SessionStore: Send + Sync {
     fn bundle(&self, hash: &str) -> Result<BundleSources, StoreError>;
     /// Creates a session; [`StoreError::Exists`] when the id is taken for the tenant.
     fn create(&self, record: &SessionRecord) -> Result<(), StoreError>;
+
+    /// Keeps `deployment`'s bundle and creates the session under it.
+    fn begin(
+        &self,
+        deployment: &crate::Deployment,
+        config: &SessionConfig,
+        started_wall_ms: u64,
+    ) -> Result<(), StoreError> {
+        let bundle = self.put_bundle(deployment.sources())?;
+        self.create(&SessionRecord {
+            config: config.clone(),
+            bundle,
+            started_wall_ms,
+        })
+    }
     /// Appends one step and its events atomically; [`StoreError::Conflict`] unless `step.n` is the
     /// log's length.
     fn append(
