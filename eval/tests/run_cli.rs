@@ -216,3 +216,90 @@ fn agent_file_mistakes_are_located() {
         assert!(text.contains("agent.toml:"), "no location in:\n{text}");
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_killed_live_run_resumes_from_its_store_with_the_lost_call_in_doubt() {
+    let server = fake(LOOKUP).await;
+    let dir = scratch("resume");
+    let marker = dir.join("first-attempt.pid");
+    // The first attempt hangs (and records its pid); a re-run answers at once.
+    std::fs::write(
+        dir.join("tools/lookup.py"),
+        format!(
+            "import json,os,sys,time\nargs=json.load(sys.stdin)\nm={:?}\nif not os.path.exists(m):\n    open(m,'w').write(str(os.getpid()))\n    time.sleep(60)\nprint(json.dumps({{'status':'delivered', **args}}))\n",
+            marker.display().to_string()
+        ),
+    )
+    .expect("write");
+    let agent = agent_file(
+        &dir,
+        &server.base_url(),
+        "[tools.lookup_order]\ncommand = [\"python3\", \"tools/lookup.py\"]\n",
+    );
+    let store = format!("sqlite:{}", dir.join("live.db").display());
+    let out = tokio::task::spawn_blocking(move || {
+        let args = |extra: &[&str]| {
+            let mut a = vec![
+                "run".to_owned(),
+                agent.display().to_string(),
+                "--store".into(),
+                store.clone(),
+                "--session".into(),
+                "live-1".into(),
+            ];
+            a.extend(extra.iter().map(|s| (*s).to_owned()));
+            a
+        };
+        let mut first = Command::new(env!("CARGO_BIN_EXE_arbiter"))
+            .args(args(&[]))
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("spawn");
+        let stdout = first.stdout.take().expect("stdout");
+        for line in BufReader::new(stdout).lines() {
+            if line.unwrap_or_default().contains("tool_called") {
+                break;
+            }
+        }
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while !marker.exists() && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        first.kill().expect("SIGKILL");
+        let _ = first.wait();
+        // SIGKILL leaves the hung tool behind (nothing ran to kill it): clean it up.
+        let orphan = std::fs::read_to_string(&marker).unwrap_or_default();
+        let _ = Command::new("kill").args(["-9", orphan.trim()]).status();
+
+        let resumed = Command::new(env!("CARGO_BIN_EXE_arbiter"))
+            .args(args(&["--resume", "--jsonl"]))
+            .output()
+            .expect("resume");
+        let verify = Command::new(env!("CARGO_BIN_EXE_arbiter"))
+            .args(["audit", "recheck", &store])
+            .output()
+            .expect("recheck");
+        (resumed, verify)
+    })
+    .await
+    .expect("join");
+    let (resumed, recheck) = out;
+    let stdout = String::from_utf8_lossy(&resumed.stdout);
+    assert_eq!(
+        resumed.status.code(),
+        Some(0),
+        "{stdout}{}",
+        String::from_utf8_lossy(&resumed.stderr)
+    );
+    assert!(stdout.contains("\"kind\":\"call_in_doubt\""), "{stdout}");
+    assert!(stdout.contains("\"status\":\"delivered\""), "{stdout}");
+    assert!(stdout.contains("It was delivered."), "{stdout}");
+    let recheck = String::from_utf8_lossy(&recheck.stdout);
+    assert!(
+        recheck.contains("0 differ, 0 session(s) could not"),
+        "{recheck}"
+    );
+    // The model was asked exactly twice: once before the crash, once after the tool's result.
+    assert_eq!(server.requests().len(), 2);
+}

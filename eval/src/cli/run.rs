@@ -29,6 +29,10 @@ pub struct Args {
     /// Record the session durably (`sqlite:PATH`): every step is written before its effects run.
     #[arg(long)]
     store: Option<String>,
+    /// Resume the session `--session` from `--store` (after a crash): its log is replayed, a call
+    /// that was in flight is declared in doubt, and the run carries on.
+    #[arg(long, requires_all = ["store", "session"])]
+    resume: bool,
 }
 
 pub fn run(args: &Args) -> miette::Result<ExitCode> {
@@ -50,15 +54,6 @@ pub fn run(args: &Args) -> miette::Result<ExitCode> {
             .map_or(0, |d| d.as_millis());
         format!("run-{ms}")
     });
-    let user = config.user.clone();
-    let session = Session::new(Arc::clone(&agent.deployment), config)
-        .map_err(|e| miette!("{}: cannot start a session: {e}", args.file.display()))?;
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .into_diagnostic()?;
-    let jsonl = args.jsonl;
     let store = match args.store.as_deref().map(super::audit::Source::parse) {
         None => None,
         Some(super::audit::Source::Sqlite(path)) => Some(
@@ -69,6 +64,26 @@ pub fn run(args: &Args) -> miette::Result<ExitCode> {
             return Err(miette!("--store takes `sqlite:PATH`"));
         }
     };
+    let resume = match (&store, args.resume) {
+        (Some(store), true) => {
+            use kernel::store::SessionStore;
+            let stored = store
+                .load(&config.tenant, &config.id)
+                .map_err(|e| miette!("cannot resume: {e}"))?;
+            config = stored.record.config.clone();
+            Some(stored)
+        }
+        _ => None,
+    };
+    let user = config.user.clone();
+    let session = Session::new(Arc::clone(&agent.deployment), config)
+        .map_err(|e| miette!("{}: cannot start a session: {e}", args.file.display()))?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .into_diagnostic()?;
+    let jsonl = args.jsonl;
     runtime.block_on(async move {
         let hub = EventHub::new(4096);
         let mut events = hub.subscribe();
@@ -77,7 +92,17 @@ pub fn run(args: &Args) -> miette::Result<ExitCode> {
             rt = rt.store(Arc::new(store));
         }
         let rt = Arc::new(rt);
-        let handle = rt.spawn(session, prompt, hub, Some(agent.tick_every));
+        let handle = match resume {
+            Some(stored) => {
+                eprintln!(
+                    "resuming {} after {} recorded steps",
+                    stored.record.config.id,
+                    stored.steps.len()
+                );
+                rt.resume(session, stored, hub, Some(agent.tick_every))
+            }
+            None => rt.spawn(session, prompt, hub, Some(agent.tick_every)),
+        };
         let mut interrupted = false;
         let mut poll = tokio::time::interval(std::time::Duration::from_millis(100));
         loop {

@@ -114,6 +114,14 @@ pub trait Model: Send + Sync {
     /// Makes one call.
     fn call(&self, call: ModelCall) -> ModelFuture<'_>;
 
+    /// What the agent does next after the reply recorded as `output` (a `model_responded` event):
+    /// how a resumed session rebuilds its pending calls without asking the model again. `None`
+    /// when this model cannot tell, and then its sessions cannot be resumed.
+    fn reply_from_output(&self, output: &Value) -> Option<(Vec<Intent>, Option<String>)> {
+        let _ = output;
+        None
+    }
+
     /// Whether the agent goes on after a model call failed for good (no retry left or allowed).
     /// A live model cannot: the runtime fails the session with the error. A scripted model moves
     /// to its next scripted turn, as the replay does.

@@ -26,7 +26,7 @@ use super::{
 use crate::event::{Event, EventBody};
 use crate::intent::Intent;
 use crate::session::{Effect, Session, Status};
-use crate::store::{SessionStore, Step};
+use crate::store::{SessionStore, Step, StoreError, StoredSession};
 
 /// Something that happens to a session from outside.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -191,7 +191,40 @@ impl Runtime {
         let task = tokio::spawn(async move {
             rt.run_with(
                 session,
-                request,
+                Begin::Fresh(request),
+                Vec::new(),
+                Some(&task_hub),
+                Some(receiver),
+                tick_every,
+            )
+            .await
+        });
+        SessionHandle {
+            controls: sender,
+            hub,
+            task,
+        }
+    }
+
+    /// Resumes a session from its store record (a fresh `session` built from the record's
+    /// configuration and bundle): replays the recorded steps — checking that they reproduce the
+    /// recorded events — rebuilds the agent's transcript and pending calls from the recorded model
+    /// replies, declares a call that was in flight *in doubt* (policy decides whether it runs
+    /// again), and carries on like [`Runtime::spawn`]. Logical time resumes where the log stopped.
+    pub fn resume(
+        self: &Arc<Self>,
+        session: Session,
+        stored: StoredSession,
+        hub: EventHub,
+        tick_every: Option<Duration>,
+    ) -> SessionHandle {
+        let (sender, receiver) = mpsc::unbounded_channel();
+        let rt = Arc::clone(self);
+        let task_hub = hub.clone();
+        let task = tokio::spawn(async move {
+            rt.run_with(
+                session,
+                Begin::Resume(Box::new(stored)),
                 Vec::new(),
                 Some(&task_hub),
                 Some(receiver),
@@ -215,21 +248,28 @@ impl Runtime {
         schedule: Vec<(u64, Control)>,
         hub: Option<&EventHub>,
     ) -> Outcome {
-        self.run_with(session, request, schedule, hub, None, None)
+        self.run_with(session, Begin::Fresh(request), schedule, hub, None, None)
             .await
     }
 
     async fn run_with(
         &self,
         mut session: Session,
-        request: String,
+        begin: Begin,
         schedule: Vec<(u64, Control)>,
         hub: Option<&EventHub>,
         live: Option<mpsc::UnboundedReceiver<Control>>,
         tick_every: Option<Duration>,
     ) -> Outcome {
-        let t0 = Instant::now();
-        if let Some(store) = &self.store {
+        let resumed_at = match &begin {
+            Begin::Resume(stored) => stored.steps.last().map_or(0, |s| s.t_ms),
+            Begin::Fresh(_) => 0,
+        };
+        let now = Instant::now();
+        let t0 = now
+            .checked_sub(Duration::from_millis(resumed_at))
+            .unwrap_or(now);
+        if let (Some(store), Begin::Fresh(_)) = (&self.store, &begin) {
             let created = store.begin(session.deployment(), session.config(), wall_ms());
             if let Err(e) = created {
                 return Outcome {
@@ -246,9 +286,7 @@ impl Runtime {
             t0,
             tenant: session.config().tenant.clone(),
             events: Vec::new(),
-            transcript: vec![Message::User {
-                content: request.clone(),
-            }],
+            transcript: Vec::new(),
             current: None,
             refs: 0,
             controls: controls.into(),
@@ -262,7 +300,15 @@ impl Runtime {
             steps: 0,
             store_error: None,
         };
-        run.apply(&mut session, Intent::Start { request });
+        match begin {
+            Begin::Fresh(request) => {
+                run.transcript.push(Message::User {
+                    content: request.clone(),
+                });
+                run.apply(&mut session, Intent::Start { request });
+            }
+            Begin::Resume(stored) => run.restore(&mut session, *stored),
+        }
         run.drive(&mut session).await;
         Outcome {
             status: session.status(),
@@ -294,6 +340,12 @@ struct Run<'a> {
     /// Steps written to the store so far.
     steps: u64,
     store_error: Option<crate::store::StoreError>,
+}
+
+/// How a run begins: a new session with the user's request, or a stored one picking up.
+enum Begin {
+    Fresh(String),
+    Resume(Box<StoredSession>),
 }
 
 /// What the next outside happening is.
@@ -455,6 +507,77 @@ impl<'a> Run<'a> {
         let request_id = session.pending_approval().unwrap_or("none").to_owned();
         let intent = control.into_intent(request_id);
         self.apply(session, intent);
+    }
+
+    /// Replays a stored session into `session` and this run's agent state, then declares whatever
+    /// was in flight in doubt. A log the session does not reproduce stops the run.
+    fn restore(&mut self, session: &mut Session, stored: StoredSession) {
+        let mut recorded = stored.events.into_iter();
+        for step in stored.steps {
+            match &step.intent {
+                Intent::Start { request } => self.transcript.push(Message::User {
+                    content: request.clone(),
+                }),
+                Intent::ModelResponded { output, .. } => {
+                    match self.rt.model.reply_from_output(output) {
+                        Some((calls, answer)) => self.queue_calls(calls, answer),
+                        None => {
+                            self.store_error = Some(StoreError::Corrupt(
+                                "this model cannot rebuild its pending calls from the log".into(),
+                            ));
+                            return;
+                        }
+                    }
+                }
+                Intent::CallTool { .. }
+                | Intent::ReadMemory { .. }
+                | Intent::WriteMemory { .. } => {
+                    if let Some((_, call_ref)) = self.queue.pop_front() {
+                        self.current = call_ref;
+                    }
+                }
+                Intent::Complete { .. } => self.answer = None,
+                _ => {}
+            }
+            let produced = match session.step(step.intent, step.t_ms) {
+                Ok(t) => t.events,
+                Err(r) => vec![*r.event],
+            };
+            let expected: Vec<Event> = recorded.by_ref().take(produced.len()).collect();
+            if expected != produced {
+                self.store_error = Some(StoreError::Corrupt(format!(
+                    "step {} does not reproduce the recorded events",
+                    step.n
+                )));
+                return;
+            }
+            self.answer_current(session, &produced);
+            self.events.extend(produced);
+            self.steps += 1;
+        }
+        if let Some(call_id) = session.call_in_flight().map(str::to_owned) {
+            self.apply(session, Intent::InDoubt { call_id });
+        } else if session.status() == Status::WaitingMemory
+            && let Some((read_id, scope, key)) =
+                self.events.iter().rev().find_map(|e| match &e.body {
+                    EventBody::MemoryRead {
+                        read_id,
+                        scope,
+                        key,
+                    } => Some((read_id.clone(), scope.clone(), key.clone())),
+                    _ => None,
+                })
+        {
+            let now = self.now();
+            self.perform(
+                Effect::ReadMemory {
+                    read_id,
+                    scope,
+                    key,
+                },
+                now,
+            );
+        }
     }
 
     /// Queues the calls a model reply asked for and records the turn in the transcript.

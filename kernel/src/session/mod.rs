@@ -165,6 +165,14 @@ impl Session {
         }
     }
 
+    /// The id of the model or tool call in flight, if any (what `InDoubt` must name).
+    pub fn call_in_flight(&self) -> Option<&str> {
+        match &self.phase {
+            Phase::Call(c) => Some(&c.call_id),
+            _ => None,
+        }
+    }
+
     /// The configuration it was started with.
     pub fn config(&self) -> &SessionConfig {
         &self.config

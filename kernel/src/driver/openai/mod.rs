@@ -151,18 +151,12 @@ impl OpenAiModel {
                 false,
             ),
         };
-        let calls: Vec<Intent> = completion
+        let named: Vec<(&str, &str)> = completion
             .tool_calls
             .iter()
-            .map(|(_, name, arguments)| Intent::CallTool {
-                tool: name.clone(),
-                // Unparseable arguments go to the kernel as text, which its schema check rejects
-                // with a reason the model then sees.
-                input: serde_json::from_str(arguments)
-                    .unwrap_or_else(|_| Value::String(arguments.clone())),
-                estimated_cost: 0,
-            })
+            .map(|(_, name, arguments)| (name.as_str(), arguments.as_str()))
             .collect();
+        let (calls, answer) = next_steps(&named, completion.content.as_deref());
         let output = json!({
             "content": completion.content,
             "tool_calls": completion.tool_calls.iter().map(|(id, name, arguments)| {
@@ -171,11 +165,6 @@ impl OpenAiModel {
             "finish_reason": completion.finish_reason,
             "usage": if measured { "reported" } else { "estimated" },
         });
-        let answer = if calls.is_empty() {
-            Some(completion.content.unwrap_or_default())
-        } else {
-            None
-        };
         ModelReply {
             input_tokens,
             output_tokens,
@@ -201,12 +190,43 @@ impl Model for OpenAiModel {
 
     fn skip(&self) {}
 
+    fn reply_from_output(&self, output: &Value) -> Option<(Vec<Intent>, Option<String>)> {
+        let calls = output.get("tool_calls")?.as_array()?;
+        let named: Vec<(&str, &str)> = calls
+            .iter()
+            .map(|c| Some((c.get("name")?.as_str()?, c.get("arguments")?.as_str()?)))
+            .collect::<Option<_>>()?;
+        Some(next_steps(
+            &named,
+            output.get("content").and_then(Value::as_str),
+        ))
+    }
+
     fn call(&self, call: ModelCall) -> ModelFuture<'_> {
         Box::pin(async move {
             let completion = self.complete(&call).await?;
             Ok(self.reply(completion, &call.transcript))
         })
     }
+}
+
+/// The calls a reply asks for and, when it asks for none, its text as the final answer.
+fn next_steps(calls: &[(&str, &str)], content: Option<&str>) -> (Vec<Intent>, Option<String>) {
+    let intents: Vec<Intent> = calls
+        .iter()
+        .map(|(name, arguments)| Intent::CallTool {
+            tool: (*name).to_owned(),
+            // Unparseable arguments go to the kernel as text, which its schema check rejects
+            // with a reason the model then sees.
+            input: serde_json::from_str(arguments)
+                .unwrap_or_else(|_| Value::String((*arguments).to_owned())),
+            estimated_cost: 0,
+        })
+        .collect();
+    let answer = intents
+        .is_empty()
+        .then(|| content.unwrap_or_default().to_owned());
+    (intents, answer)
 }
 
 /// A deliberately high prompt estimate: one token per three bytes of text, plus overhead per
