@@ -10,10 +10,14 @@
 //! Appends are checked against the log's current length: a second writer of the same session gets
 //! [`StoreError::Conflict`] and writes nothing (one writer per session).
 
+#[cfg(feature = "sqlite")]
+mod group;
 mod memory;
 #[cfg(feature = "sqlite")]
 pub mod sqlite;
 
+#[cfg(feature = "sqlite")]
+pub use group::GroupCommit;
 pub use memory::MemoryStore;
 
 use serde::{Deserialize, Serialize};

@@ -193,6 +193,131 @@ fn inflate(c: &Connection, text: &str, at: &str) -> Result<Event, StoreError> {
     serde_json::from_value(value).map_err(|e| StoreError::Corrupt(format!("{at}: {e}")))
 }
 
+/// One step ready to write: its intent and its events already serialized (outside the lock).
+pub(crate) struct Row<'a> {
+    tenant: &'a str,
+    session: &'a str,
+    step: &'a Step,
+    intent: String,
+    events: Vec<(u64, String, Vec<(String, String)>)>,
+}
+
+impl<'a> Row<'a> {
+    pub(crate) fn new(
+        tenant: &'a str,
+        session: &'a str,
+        step: &'a Step,
+        events: &[Event],
+    ) -> Result<Self, StoreError> {
+        let events = events
+            .iter()
+            .map(|e| deflate(e).map(|(text, blobs)| (e.seq, text, blobs)))
+            .collect::<Result<_, _>>()?;
+        Ok(Self {
+            tenant,
+            session,
+            step,
+            intent: to_json(&step.intent)?,
+            events,
+        })
+    }
+
+    /// Checks the log's length and writes, inside the caller's transaction or savepoint. The
+    /// length comes from the primary-key index (`MAX`), so an append costs the same at any length.
+    fn write(&self, c: &Connection) -> Result<(), StoreError> {
+        let (tenant, session, step) = (self.tenant, self.session, self.step);
+        let exists: Option<i64> = c
+            .query_row(
+                "SELECT 1 FROM sessions WHERE tenant = ?1 AND id = ?2",
+                params![tenant, session],
+                |r| r.get(0),
+            )
+            .optional()
+            .map_err(backend)?;
+        if exists.is_none() {
+            return Err(StoreError::NotFound(format!("session {tenant}/{session}")));
+        }
+        let (found, next_seq): (i64, i64) = c
+            .query_row(
+                "SELECT (SELECT COALESCE(MAX(n) + 1, 0) FROM steps WHERE tenant = ?1 AND session = ?2),
+                        (SELECT COALESCE(MAX(seq) + 1, 0) FROM events WHERE tenant = ?1 AND session = ?2)",
+                params![tenant, session],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+            .map_err(backend)?;
+        let found = u64::try_from(found).map_err(backend)?;
+        let next_seq = u64::try_from(next_seq).map_err(backend)?;
+        if step.n != found
+            || self
+                .events
+                .first()
+                .is_some_and(|(seq, ..)| *seq != next_seq)
+        {
+            return Err(StoreError::Conflict {
+                tenant: tenant.to_owned(),
+                session: session.to_owned(),
+                expected: step.n,
+                found,
+            });
+        }
+        c.execute(
+            "INSERT INTO steps (tenant, session, n, t_ms, intent) VALUES (?1, ?2, ?3, ?4, ?5)",
+            params![
+                tenant,
+                session,
+                step.n as i64,
+                step.t_ms as i64,
+                self.intent
+            ],
+        )
+        .map_err(backend)?;
+        for (seq, text, blobs) in &self.events {
+            for (hash, body) in blobs {
+                c.execute(
+                    "INSERT OR IGNORE INTO blobs (hash, body) VALUES (?1, ?2)",
+                    params![hash, body],
+                )
+                .map_err(backend)?;
+            }
+            c.execute(
+                "INSERT INTO events (tenant, session, seq, event) VALUES (?1, ?2, ?3, ?4)",
+                params![tenant, session, *seq as i64, text],
+            )
+            .map_err(backend)?;
+        }
+        Ok(())
+    }
+}
+
+impl SqliteStore {
+    /// Writes many steps (of any sessions) in one transaction — one fsync for all — each under its
+    /// own savepoint, so one refused append (a conflict) does not undo the others.
+    pub(crate) fn append_group(&self, rows: &[Row<'_>]) -> Vec<Result<(), StoreError>> {
+        let done = self.with(|c| {
+            let mut tx = c
+                .transaction_with_behavior(TransactionBehavior::Immediate)
+                .map_err(backend)?;
+            let mut results = Vec::with_capacity(rows.len());
+            for row in rows {
+                let result = match tx.savepoint() {
+                    Ok(sp) => match row.write(&sp) {
+                        Ok(()) => sp.commit().map_err(backend),
+                        Err(e) => Err(e), // dropping the savepoint rolls it back
+                    },
+                    Err(e) => Err(backend(e)),
+                };
+                results.push(result);
+            }
+            tx.commit().map_err(backend)?;
+            Ok(results)
+        });
+        match done {
+            Ok(results) => results,
+            Err(e) => rows.iter().map(|_| Err(e.clone())).collect(),
+        }
+    }
+}
+
 impl SessionStore for SqliteStore {
     fn put_bundle(&self, sources: &BundleSources) -> Result<String, StoreError> {
         let hash = sources.hash();
@@ -247,61 +372,12 @@ impl SessionStore for SqliteStore {
         step: &Step,
         events: &[Event],
     ) -> Result<(), StoreError> {
-        let intent = to_json(&step.intent)?;
-        let rows: Vec<(String, Vec<(String, String)>)> =
-            events.iter().map(deflate).collect::<Result<_, _>>()?;
+        let row = Row::new(tenant, session, step, events)?;
         self.with(|c| {
             let tx = c
                 .transaction_with_behavior(TransactionBehavior::Immediate)
                 .map_err(backend)?;
-            let exists: Option<i64> = tx
-                .query_row(
-                    "SELECT 1 FROM sessions WHERE tenant = ?1 AND id = ?2",
-                    params![tenant, session],
-                    |r| r.get(0),
-                )
-                .optional()
-                .map_err(backend)?;
-            if exists.is_none() {
-                return Err(StoreError::NotFound(format!("session {tenant}/{session}")));
-            }
-            let (found, next_seq): (i64, i64) = tx
-                .query_row(
-                    "SELECT (SELECT COUNT(*) FROM steps WHERE tenant = ?1 AND session = ?2),
-                            (SELECT COUNT(*) FROM events WHERE tenant = ?1 AND session = ?2)",
-                    params![tenant, session],
-                    |r| Ok((r.get(0)?, r.get(1)?)),
-                )
-                .map_err(backend)?;
-            let found = u64::try_from(found).map_err(backend)?;
-            let next_seq = u64::try_from(next_seq).map_err(backend)?;
-            if step.n != found || events.first().is_some_and(|e| e.seq != next_seq) {
-                return Err(StoreError::Conflict {
-                    tenant: tenant.to_owned(),
-                    session: session.to_owned(),
-                    expected: step.n,
-                    found,
-                });
-            }
-            tx.execute(
-                "INSERT INTO steps (tenant, session, n, t_ms, intent) VALUES (?1, ?2, ?3, ?4, ?5)",
-                params![tenant, session, step.n as i64, step.t_ms as i64, intent],
-            )
-            .map_err(backend)?;
-            for (event, (text, blobs)) in events.iter().zip(&rows) {
-                for (hash, body) in blobs {
-                    tx.execute(
-                        "INSERT OR IGNORE INTO blobs (hash, body) VALUES (?1, ?2)",
-                        params![hash, body],
-                    )
-                    .map_err(backend)?;
-                }
-                tx.execute(
-                    "INSERT INTO events (tenant, session, seq, event) VALUES (?1, ?2, ?3, ?4)",
-                    params![tenant, session, event.seq as i64, text],
-                )
-                .map_err(backend)?;
-            }
+            row.write(&tx)?;
             tx.commit().map_err(backend)
         })
     }

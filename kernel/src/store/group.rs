@@ -1,0 +1,136 @@
+//! Group commit: concurrent appends (from many sessions) share one SQLite transaction and one
+//! fsync. Each append still returns only once its step is durable, so write-ahead holds; what
+//! changes is that sessions appending at the same moment pay for one commit between them.
+
+use std::sync::Arc;
+use std::sync::mpsc;
+use std::thread;
+
+use serde_json::Value;
+
+use super::sqlite::{Row, SqliteStore};
+use super::{SessionRecord, SessionStore, Step, StoreError, StoredSession};
+use crate::deployment::BundleSources;
+use crate::event::Event;
+
+/// Most steps written in one transaction.
+const MAX_GROUP: usize = 512;
+
+struct Job {
+    tenant: String,
+    session: String,
+    step: Step,
+    events: Vec<Event>,
+    reply: mpsc::SyncSender<Result<(), StoreError>>,
+}
+
+/// A [`SqliteStore`] whose appends are batched by a writer thread.
+pub struct GroupCommit {
+    inner: Arc<SqliteStore>,
+    jobs: mpsc::Sender<Job>,
+}
+
+impl GroupCommit {
+    /// Starts the writer thread; it ends when the store is dropped.
+    pub fn new(store: SqliteStore) -> Self {
+        let inner = Arc::new(store);
+        let (jobs, queue) = mpsc::channel::<Job>();
+        let writer = Arc::clone(&inner);
+        thread::spawn(move || {
+            while let Ok(first) = queue.recv() {
+                let mut group = vec![first];
+                while group.len() < MAX_GROUP {
+                    match queue.try_recv() {
+                        Ok(job) => group.push(job),
+                        Err(_) => break,
+                    }
+                }
+                write(&writer, group);
+            }
+        });
+        Self { inner, jobs }
+    }
+}
+
+fn write(store: &SqliteStore, group: Vec<Job>) {
+    let mut rows = Vec::with_capacity(group.len());
+    let mut waiting = Vec::with_capacity(group.len());
+    for job in &group {
+        match Row::new(&job.tenant, &job.session, &job.step, &job.events) {
+            Ok(row) => {
+                rows.push(row);
+                waiting.push(&job.reply);
+            }
+            Err(e) => {
+                let _ = job.reply.send(Err(e));
+            }
+        }
+    }
+    for (result, reply) in store.append_group(&rows).into_iter().zip(waiting) {
+        let _ = reply.send(result);
+    }
+}
+
+impl SessionStore for GroupCommit {
+    fn put_bundle(&self, sources: &BundleSources) -> Result<String, StoreError> {
+        self.inner.put_bundle(sources)
+    }
+
+    fn bundle(&self, hash: &str) -> Result<BundleSources, StoreError> {
+        self.inner.bundle(hash)
+    }
+
+    fn create(&self, record: &SessionRecord) -> Result<(), StoreError> {
+        self.inner.create(record)
+    }
+
+    fn append(
+        &self,
+        tenant: &str,
+        session: &str,
+        step: &Step,
+        events: &[Event],
+    ) -> Result<(), StoreError> {
+        let (reply, done) = mpsc::sync_channel(1);
+        let job = Job {
+            tenant: tenant.to_owned(),
+            session: session.to_owned(),
+            step: step.clone(),
+            events: events.to_vec(),
+            reply,
+        };
+        self.jobs
+            .send(job)
+            .map_err(|_| StoreError::Backend("the group-commit writer stopped".into()))?;
+        done.recv()
+            .map_err(|_| StoreError::Backend("the group-commit writer stopped".into()))?
+    }
+
+    fn load(&self, tenant: &str, session: &str) -> Result<StoredSession, StoreError> {
+        self.inner.load(tenant, session)
+    }
+
+    fn sessions(&self) -> Result<Vec<(String, String)>, StoreError> {
+        self.inner.sessions()
+    }
+
+    fn memory_get(
+        &self,
+        tenant: &str,
+        scope: &str,
+        key: &str,
+    ) -> Result<Option<(Value, Vec<String>)>, StoreError> {
+        self.inner.memory_get(tenant, scope, key)
+    }
+
+    fn memory_put(
+        &self,
+        tenant: &str,
+        scope: &str,
+        key: &str,
+        value: &Value,
+        labels: &[String],
+    ) -> Result<(), StoreError> {
+        self.inner.memory_put(tenant, scope, key, value, labels)
+    }
+}
