@@ -148,7 +148,7 @@ fn from_json<T: serde::de::DeserializeOwned>(text: &str, what: &str) -> Result<T
 }
 
 /// The event's JSON with large payload fields moved out; the blobs to store.
-fn deflate(event: &Event) -> Result<(String, Vec<(String, String)>), StoreError> {
+fn deflate(event: &Event) -> Result<(String, Blobs), StoreError> {
     let mut value = serde_json::to_value(event).map_err(|e| StoreError::Corrupt(e.to_string()))?;
     let mut blobs = Vec::new();
     if let Some(Value::Object(payload)) = value.get_mut("payload") {
@@ -199,8 +199,11 @@ pub(crate) struct Row<'a> {
     session: &'a str,
     step: &'a Step,
     intent: String,
-    events: Vec<(u64, String, Vec<(String, String)>)>,
+    events: Vec<(u64, String, Blobs)>,
 }
+
+/// Payload fields moved out of an event: (SHA-256, JSON text).
+type Blobs = Vec<(String, String)>;
 
 impl<'a> Row<'a> {
     pub(crate) fn new(
