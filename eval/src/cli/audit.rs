@@ -23,6 +23,14 @@ impl Source {
     }
 }
 
+/// Opens (creating if needed) the store a `--store sqlite:PATH` option names.
+pub fn store_option(text: &str) -> miette::Result<SqliteStore> {
+    let Source::Sqlite(path) = Source::parse(text) else {
+        return Err(miette!("--store takes `sqlite:PATH`, got `{text}`"));
+    };
+    SqliteStore::open(&path).map_err(|e| miette!("{}: {e}", path.display()))
+}
+
 /// Opens an existing store (never creates one: auditing a typo'd path must not succeed empty).
 pub fn open_store(path: &Path) -> miette::Result<SqliteStore> {
     if !path.is_file() {

@@ -6,7 +6,6 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
 
-use kernel::store::sqlite::SqliteStore;
 use miette::miette;
 
 #[derive(clap::Args)]
@@ -23,9 +22,6 @@ pub struct Args {
 }
 
 pub fn run(args: &Args) -> miette::Result<ExitCode> {
-    let super::audit::Source::Sqlite(path) = super::audit::Source::parse(&args.store) else {
-        return Err(miette!("--store takes `sqlite:PATH`"));
-    };
     let mut tools = BTreeMap::new();
     for t in &args.tools {
         let (name, program) = t
@@ -35,14 +31,14 @@ pub fn run(args: &Args) -> miette::Result<ExitCode> {
     }
     let loaded = eval::load(&args.file)?;
     let deployment = Arc::new(eval::deployment(&loaded)?);
-    let store = SqliteStore::open(&path).map_err(|e| miette!("{}: {e}", path.display()))?;
+    let store = super::audit::store_option(&args.store)?;
     let durable = eval::durable::Durable::open(
         Arc::new(store),
         &deployment,
         &loaded.session_config(),
         tools,
     )
-    .map_err(|e| miette!("{}: {e}", path.display()))?;
+    .map_err(|e| miette!("{}: {e}", args.store))?;
     let run = eval::replay::replay_durable(&loaded, deployment, durable)?;
     println!(
         "status: {}; {} events",

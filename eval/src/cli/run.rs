@@ -54,16 +54,11 @@ pub fn run(args: &Args) -> miette::Result<ExitCode> {
             .map_or(0, |d| d.as_millis());
         format!("run-{ms}")
     });
-    let store = match args.store.as_deref().map(super::audit::Source::parse) {
-        None => None,
-        Some(super::audit::Source::Sqlite(path)) => Some(
-            kernel::store::sqlite::SqliteStore::open(&path)
-                .map_err(|e| miette!("{}: {e}", path.display()))?,
-        ),
-        Some(super::audit::Source::Jsonl(_)) => {
-            return Err(miette!("--store takes `sqlite:PATH`"));
-        }
-    };
+    let store = args
+        .store
+        .as_deref()
+        .map(super::audit::store_option)
+        .transpose()?;
     let resume = match (&store, args.resume) {
         (Some(store), true) => {
             use kernel::store::SessionStore;

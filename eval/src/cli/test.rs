@@ -7,16 +7,7 @@ use std::time::Instant;
 
 pub fn run(paths: &[PathBuf], store: Option<&str>) -> miette::Result<ExitCode> {
     let files = eval::scenario_files(paths)?;
-    let store = match store.map(super::audit::Source::parse) {
-        None => None,
-        Some(super::audit::Source::Sqlite(path)) => Some(
-            kernel::store::sqlite::SqliteStore::open(&path)
-                .map_err(|e| miette::miette!("{}: {e}", path.display()))?,
-        ),
-        Some(super::audit::Source::Jsonl(_)) => {
-            return Err(miette::miette!("--store takes `sqlite:PATH`"));
-        }
-    };
+    let store = store.map(super::audit::store_option).transpose()?;
     let (mut passed, mut failed) = (0, 0);
     let mut details = Vec::new();
     let mut suite = eval::suite::Report::default();

@@ -185,25 +185,7 @@ impl Runtime {
         hub: EventHub,
         tick_every: Option<Duration>,
     ) -> SessionHandle {
-        let (sender, receiver) = mpsc::unbounded_channel();
-        let rt = Arc::clone(self);
-        let task_hub = hub.clone();
-        let task = tokio::spawn(async move {
-            rt.run_with(
-                session,
-                Begin::Fresh(request),
-                Vec::new(),
-                Some(&task_hub),
-                Some(receiver),
-                tick_every,
-            )
-            .await
-        });
-        SessionHandle {
-            controls: sender,
-            hub,
-            task,
-        }
+        self.launch(session, Begin::Fresh(request), hub, tick_every)
     }
 
     /// Resumes a session from its store record (a fresh `session` built from the record's
@@ -218,13 +200,24 @@ impl Runtime {
         hub: EventHub,
         tick_every: Option<Duration>,
     ) -> SessionHandle {
+        self.launch(session, Begin::Resume(Box::new(stored)), hub, tick_every)
+    }
+
+    /// Runs a session on its own task, steered by live controls.
+    fn launch(
+        self: &Arc<Self>,
+        session: Session,
+        begin: Begin,
+        hub: EventHub,
+        tick_every: Option<Duration>,
+    ) -> SessionHandle {
         let (sender, receiver) = mpsc::unbounded_channel();
         let rt = Arc::clone(self);
         let task_hub = hub.clone();
         let task = tokio::spawn(async move {
             rt.run_with(
                 session,
-                Begin::Resume(Box::new(stored)),
+                begin,
                 Vec::new(),
                 Some(&task_hub),
                 Some(receiver),
