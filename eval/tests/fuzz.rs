@@ -70,6 +70,7 @@ fn each_invariant_catches_its_fault() {
         (Fault::Nondeterministic, names::DETERMINISM),
         (Fault::PanicOnInput, names::PANIC),
         (Fault::IgnoreSpend, names::BUDGET),
+        (Fault::IllTypedContext, names::INVALID_REQUEST),
     ];
     for (fault, invariant) in expectations {
         let fired = fired_with(fault, 600);

@@ -1,6 +1,7 @@
 //! A deployment: the compiled bundle sessions run against, built once from named sources.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use cedar_policy::{Entities, EntityUid};
 use serde::{Deserialize, Serialize};
@@ -186,6 +187,7 @@ impl Deployment {
             action: &a,
             resource: &r,
             context,
+            validate: true,
         };
         self.gate.authorize(ask, &[], Mode::Enforce, None)
     }
@@ -328,13 +330,34 @@ impl DeploymentBuilder {
                 message,
             }])
         })?;
-        Ok(Deployment {
+        let schema_at = self.schema.whole();
+        let deployment = Arc::new(Deployment {
             gate,
             actions,
             tools,
             counters,
             schema_text,
             sources: self.sources,
+        });
+        let broken = crate::session::check_request_contract(&deployment);
+        if !broken.is_empty() {
+            return Err(LoadErrors(
+                broken
+                    .into_iter()
+                    .map(|(request, message)| LoadError::Contract {
+                        at: schema_at.clone(),
+                        request,
+                        message,
+                    })
+                    .collect(),
+            ));
+        }
+        // The check's sessions are gone, so this is the only reference.
+        Arc::try_unwrap(deployment).map_err(|_| {
+            LoadErrors(vec![LoadError::Schema {
+                at: schema_at,
+                message: "internal: the deployment is still shared after its contract check".into(),
+            }])
         })
     }
 }
@@ -375,7 +398,7 @@ fn sha256(text: &str) -> String {
 }
 
 /// An error with its causes and help, for errors (like Cedar's entity errors) whose top line is vague.
-fn full_message(e: &(dyn miette::Diagnostic + 'static)) -> String {
+pub(crate) fn full_message(e: &(dyn miette::Diagnostic + 'static)) -> String {
     let mut parts = vec![e.to_string()];
     let mut cause = std::error::Error::source(e);
     while let Some(c) = cause {

@@ -27,6 +27,17 @@ pub enum LoadError {
         /// What Cedar said.
         message: String,
     },
+    /// The schema does not accept a request the kernel makes (an edited `Session`, `History` or
+    /// action context).
+    #[error("{at}: the schema does not accept the kernel's {request}: {message}")]
+    Contract {
+        /// The schema.
+        at: Located,
+        /// Which request.
+        request: String,
+        /// What Cedar said.
+        message: String,
+    },
     /// A policy lacks `@id`, which decisions and approvals need to name it stably.
     #[error("{at}: policy has no @id(\"...\") annotation")]
     MissingId {
@@ -103,7 +114,8 @@ impl LoadError {
             | Self::Validation { at, .. }
             | Self::Entities { at, .. }
             | Self::Tool { at, .. }
-            | Self::Counters { at, .. } => at,
+            | Self::Counters { at, .. }
+            | Self::Contract { at, .. } => at,
         }
     }
 }
@@ -120,6 +132,7 @@ impl Diagnostic for LoadError {
             Self::Entities { .. } => "arbiter::entities",
             Self::Tool { .. } => "arbiter::tool",
             Self::Counters { .. } => "arbiter::counters",
+            Self::Contract { .. } => "arbiter::contract",
         };
         Some(Box::new(code))
     }

@@ -23,6 +23,8 @@ pub enum Fault {
     PanicOnInput,
     /// Settled costs are not added to the spend.
     IgnoreSpend,
+    /// The context gives `session.attempt` as a string, which the schema does not accept.
+    IllTypedContext,
 }
 
 #[cfg(feature = "faults")]

@@ -198,6 +198,61 @@ fn schema_errors_are_located_in_the_schema_file() {
     assert!(at.line > 10, "{at}");
 }
 
+/// Sessions do not re-validate their requests at run time, so a schema that no longer matches what
+/// the kernel sends must be refused at load, naming every request kind it breaks.
+#[test]
+fn a_schema_that_rejects_the_kernel_s_requests_is_refused_at_load() {
+    let schema = read(&root().join("schema.cedarschema")).expect("schema");
+    let edit = |from: &str, to: &str| {
+        assert!(schema.text.contains(from), "{from}");
+        Deployment::builder(Source::new(
+            "schema.cedarschema",
+            schema.text.replace(from, to),
+        ))
+        .build()
+    };
+    // A required attribute the kernel does not supply breaks every request.
+    let errs = errors_of(edit(
+        "  in_doubt: Bool,",
+        "  in_doubt: Bool,\n  region: String,",
+    ));
+    assert!(
+        errs.iter().all(
+            |e| matches!(e, LoadError::Contract { at, .. } if at.file == "schema.cedarschema")
+        ),
+        "{errs:?}"
+    );
+    let requests: Vec<String> = errs
+        .iter()
+        .filter_map(|e| match e {
+            LoadError::Contract { request, .. } => Some(request.clone()),
+            _ => None,
+        })
+        .collect();
+    for kind in [
+        "call_model request",
+        "spend_budget request",
+        "continue request",
+        "approve request",
+    ] {
+        assert!(requests.iter().any(|r| r == kind), "{kind} in {requests:?}");
+    }
+    assert!(
+        errs[0].to_string().contains("is not valid for `Action::"),
+        "{}",
+        errs[0]
+    );
+    // One action's context with a different type for what the kernel sends breaks only it.
+    let errs = errors_of(edit(
+        "context: { session: Session, history: History, amount: Long, purpose: String }",
+        "context: { session: Session, history: History, amount: Long, purpose: Long }",
+    ));
+    let [LoadError::Contract { request, .. }] = errs.as_slice() else {
+        panic!("{errs:?}")
+    };
+    assert_eq!(request, "spend_budget request");
+}
+
 #[test]
 fn a_missing_pack_is_an_io_error_naming_the_path() {
     let err = load_packs(&root(), &["no-such-pack"])

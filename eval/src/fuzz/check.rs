@@ -4,7 +4,7 @@
 
 use std::collections::BTreeSet;
 
-use cedar_policy::{Authorizer, Decision as CedarDecision, EntityUid, PolicyId};
+use cedar_policy::{Authorizer, Decision as CedarDecision, EntityUid, PolicyId, Request};
 use kernel::{
     Decision, Deployment, Effect, EventBody, Mode, Rejected, Session, Status, Transition,
 };
@@ -17,6 +17,8 @@ pub mod names {
     pub const EFFECT_WITHOUT_ALLOW: &str = "effect-without-allow";
     /// The kernel's decision differs from Cedar's on the same request.
     pub const ORACLE: &str = "differential-oracle";
+    /// A request the kernel built does not validate against the schema.
+    pub const INVALID_REQUEST: &str = "invalid-request";
     /// Settled spend passed the budget although every settlement stayed within its reservation.
     pub const BUDGET: &str = "budget-overspent";
     /// More steps than the base pack's step limit allows.
@@ -302,10 +304,34 @@ impl Monitor {
         }
     }
 
+    /// The kernel skips Cedar's request validation at run time (its requests are well-typed by
+    /// construction); this re-validates every one against the schema.
+    fn validate(&mut self, step: usize, request: &Request) {
+        let parts = (
+            request.principal(),
+            request.action(),
+            request.resource(),
+            request.context(),
+        );
+        let (Some(p), Some(a), Some(r), Some(c)) = parts else {
+            self.flag(
+                names::INVALID_REQUEST,
+                step,
+                format!("{request}: not concrete"),
+            );
+            return;
+        };
+        let schema = self.deployment.cedar_schema();
+        if let Err(e) = Request::new(p.clone(), a.clone(), r.clone(), c.clone(), Some(schema)) {
+            self.flag(names::INVALID_REQUEST, step, format!("{a} {r}: {e}"));
+        }
+    }
+
     /// Each traced request, asked of Cedar directly (minus the policies an approval lifted), gives
     /// the kernel's verdict (an error denies), the same determining policies and the same errors.
     fn oracle(&mut self, step: usize, t: &Transition) {
         for traced in &t.traced {
+            self.validate(step, &traced.request);
             let policies = self.deployment.cedar_policies();
             let response = if traced.lifted.is_empty() {
                 self.authorizer.is_authorized(

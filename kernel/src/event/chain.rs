@@ -6,6 +6,7 @@
 //! while still catching every change of content.
 
 use std::fmt::Write as _;
+use std::io::Write;
 
 use serde_json::Value;
 use sha2::{Digest, Sha256};
@@ -15,62 +16,81 @@ pub const GENESIS: &str = "00000000000000000000000000000000000000000000000000000
 
 /// `value` in canonical JSON.
 pub fn canonical_json(value: &Value) -> String {
-    let mut out = String::new();
-    write_canonical(value, &mut out);
-    out
+    let mut out = Vec::new();
+    write_canonical(value, None, &mut out);
+    // Only `str`s and ASCII punctuation were written.
+    String::from_utf8(out).unwrap_or_default()
 }
 
-fn write_canonical(value: &Value, out: &mut String) {
+/// Writes `value` canonically, leaving out the top-level key `skip`. Writing to a `Vec` or a
+/// hasher cannot fail, so write errors are ignored.
+fn write_canonical(value: &Value, skip: Option<&str>, out: &mut impl Write) {
     match value {
         Value::Object(map) => {
-            let mut entries: Vec<_> = map.iter().collect();
+            let mut entries: Vec<_> = map
+                .iter()
+                .filter(|(k, _)| Some(k.as_str()) != skip)
+                .collect();
             entries.sort_unstable_by(|a, b| a.0.as_bytes().cmp(b.0.as_bytes()));
-            out.push('{');
+            let _ = out.write_all(b"{");
             for (i, (k, v)) in entries.into_iter().enumerate() {
                 if i > 0 {
-                    out.push(',');
+                    let _ = out.write_all(b",");
                 }
                 write_string(k, out);
-                out.push(':');
-                write_canonical(v, out);
+                let _ = out.write_all(b":");
+                write_canonical(v, None, out);
             }
-            out.push('}');
+            let _ = out.write_all(b"}");
         }
         Value::Array(items) => {
-            out.push('[');
+            let _ = out.write_all(b"[");
             for (i, v) in items.iter().enumerate() {
                 if i > 0 {
-                    out.push(',');
+                    let _ = out.write_all(b",");
                 }
-                write_canonical(v, out);
+                write_canonical(v, None, out);
             }
-            out.push(']');
+            let _ = out.write_all(b"]");
         }
         Value::String(s) => write_string(s, out),
         Value::Number(n) => {
             let _ = write!(out, "{n}");
         }
-        Value::Bool(b) => out.push_str(if *b { "true" } else { "false" }),
-        Value::Null => out.push_str("null"),
+        Value::Bool(b) => {
+            let _ = out.write_all(if *b { b"true" } else { b"false" });
+        }
+        Value::Null => {
+            let _ = out.write_all(b"null");
+        }
     }
 }
 
-fn write_string(s: &str, out: &mut String) {
-    // serde_json's string escaping is deterministic; serializing a &str cannot fail.
-    out.push_str(&serde_json::to_string(s).unwrap_or_default());
+fn write_string(s: &str, out: &mut impl Write) {
+    // serde_json's string escaping is deterministic.
+    let _ = serde_json::to_writer(out, s);
+}
+
+/// Feeds what is written into SHA-256, so the canonical form is never held in memory.
+struct Hashing(Sha256);
+
+impl Write for Hashing {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.update(buf);
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
 }
 
 /// The hash of an event given as JSON: SHA-256 (lower-case hex) of the canonical JSON of every
 /// field except `hash`. `prev` is one of those fields, which is what chains the events.
 pub fn event_hash(event: &Value) -> String {
-    let digest = match event {
-        Value::Object(map) if map.contains_key("hash") => {
-            let mut without = map.clone();
-            without.remove("hash");
-            Sha256::digest(canonical_json(&Value::Object(without)).as_bytes())
-        }
-        other => Sha256::digest(canonical_json(other).as_bytes()),
-    };
+    let mut hasher = Hashing(Sha256::new());
+    write_canonical(event, Some("hash"), &mut hasher);
+    let digest = hasher.0.finalize();
     let mut hex = String::with_capacity(64);
     for byte in digest {
         let _ = write!(hex, "{byte:02x}");

@@ -47,6 +47,11 @@ pub(crate) struct Ask<'a> {
     pub action: &'a EntityUid,
     pub resource: &'a EntityUid,
     pub context: Result<Context, String>,
+    /// Check the request against the schema. Requests the kernel builds from session state are
+    /// well-typed by construction (see [`crate::Deployment`]'s request contract check, made once at
+    /// load time, and the fuzzer's oracle, which validates every request), so only requests built
+    /// from outside input, and that load-time check, pay for Cedar's validation.
+    pub validate: bool,
 }
 
 impl Gate {
@@ -95,9 +100,9 @@ impl Gate {
                 ask.action.clone(),
                 ask.resource.clone(),
                 context,
-                Some(&self.schema),
+                ask.validate.then_some(&self.schema),
             )
-            .map_err(|e| e.to_string())
+            .map_err(|e| crate::deployment::full_message(&e))
         });
         let request = match request {
             Ok(r) => r,

@@ -12,6 +12,13 @@ pub(crate) fn strings<'a>(items: impl IntoIterator<Item = &'a str>) -> Rx {
     Rx::new_set(items.into_iter().map(|s| Rx::new_string(s.to_owned())))
 }
 
+fn attempt_value(attempt: u32) -> Rx {
+    if crate::faults::active(crate::faults::Fault::IllTypedContext) {
+        return Rx::new_string(attempt.to_string());
+    }
+    long(u64::from(attempt))
+}
+
 impl Session {
     /// `{ session, history, ..extra }` at logical time `now`, for a call on its `attempt`.
     pub(crate) fn context(
@@ -44,7 +51,7 @@ impl Session {
             ("budget_limit".to_owned(), Rx::new_long(self.budget_limit)),
             ("tool_calls".to_owned(), long(c.tool_calls)),
             ("model_calls".to_owned(), long(c.model_calls)),
-            ("attempt".to_owned(), long(u64::from(attempt))),
+            ("attempt".to_owned(), attempt_value(attempt)),
             ("in_doubt".to_owned(), Rx::new_bool(self.in_doubt)),
             (
                 "labels".to_owned(),
@@ -71,4 +78,29 @@ impl Session {
         .chain(extra.into_iter().map(|(k, v)| (k.to_owned(), v)));
         Context::from_pairs(pairs).map_err(|e| e.to_string())
     }
+}
+
+/// `context` attributes of an `approve` request beyond session and history.
+pub(crate) fn approve_extra(
+    granted: bool,
+    request_action: String,
+    request_resource: String,
+    policies: &[String],
+) -> Vec<(&'static str, Rx)> {
+    vec![
+        ("granted", Rx::new_bool(granted)),
+        ("request_action", Rx::new_string(request_action)),
+        ("request_resource", Rx::new_string(request_resource)),
+        ("policies", strings(policies.iter().map(String::as_str))),
+    ]
+}
+
+/// `context` attributes of a `cancel` request beyond session and history.
+pub(crate) fn cancel_extra(reason: &str) -> Vec<(&'static str, Rx)> {
+    vec![("reason", Rx::new_string(reason.to_owned()))]
+}
+
+/// `context` attributes of an `endorse` request beyond session and history.
+pub(crate) fn endorse_extra(value: &str) -> Vec<(&'static str, Rx)> {
+    vec![("value", Rx::new_string(value.to_owned()))]
 }

@@ -1,8 +1,6 @@
 //! Start, approvals, the clock, cancellation and the end states.
 
-use cedar_policy::RestrictedExpression as Rx;
-
-use super::context::strings;
+use super::context::{approve_extra, cancel_extra, endorse_extra};
 use super::{Effect, PendingApproval, Phase, Session, Status, Transition};
 use crate::event::EventBody;
 use crate::gate::Decision;
@@ -56,15 +54,7 @@ impl Session {
             .action_resource(&self.deployment)
             .map(|(a, r)| (a.to_string(), r.to_string()))
             .unwrap_or_default();
-        let extra = vec![
-            ("granted", Rx::new_bool(granted)),
-            ("request_action", Rx::new_string(request_action)),
-            ("request_resource", Rx::new_string(request_resource)),
-            (
-                "policies",
-                strings(pending.policies.iter().map(String::as_str)),
-            ),
-        ];
+        let extra = approve_extra(granted, request_action, request_resource, &pending.policies);
         let d = self.ask_as_user(now, &user, &action, extra);
         if !d.allowed() {
             // An unauthorized verdict changes nothing, even in log_only mode: the request waits on.
@@ -133,12 +123,7 @@ impl Session {
             .actions
             .cancel
             .clone();
-        let d = self.ask_as_user(
-            now,
-            &user,
-            &action,
-            vec![("reason", Rx::new_string(reason.clone()))],
-        );
+        let d = self.ask_as_user(now, &user, &action, cancel_extra(&reason));
         tr.decision = Some(d.clone());
         if !d.allowed() {
             let request = serde_json::json!({"user": user, "reason": reason});
@@ -166,12 +151,7 @@ impl Session {
             .actions
             .endorse
             .clone();
-        let d = self.ask_as_user(
-            now,
-            &user,
-            &action,
-            vec![("value", Rx::new_string(value.clone()))],
-        );
+        let d = self.ask_as_user(now, &user, &action, endorse_extra(&value));
         tr.decision = Some(d.clone());
         if !d.allowed() {
             let request = serde_json::json!({"user": user, "endorse": value});

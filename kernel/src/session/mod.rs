@@ -7,6 +7,7 @@
 
 mod calls;
 mod context;
+mod contract;
 mod lifecycle;
 mod proposal;
 mod types;
@@ -25,6 +26,7 @@ use crate::gate::{Decision, Obligations};
 use crate::history::History;
 use crate::intent::Intent;
 use crate::tools::uid;
+pub(crate) use contract::check_request_contract;
 use proposal::Proposal;
 
 /// The entity uids a session's requests are made of, resolved once.
@@ -33,6 +35,19 @@ struct Uids {
     user: EntityUid,
     agent: EntityUid,
     budget: EntityUid,
+}
+
+impl Uids {
+    fn of(config: &SessionConfig) -> Result<Self, StepError> {
+        let bad =
+            |what: &str, id: &str, e: String| StepError::BadSession(format!("{what} `{id}`: {e}"));
+        Ok(Self {
+            tenant: uid("Tenant", &config.tenant).map_err(|e| bad("tenant", &config.tenant, e))?,
+            user: uid("User", &config.user).map_err(|e| bad("user", &config.user, e))?,
+            agent: uid("Agent", &config.agent).map_err(|e| bad("agent", &config.agent, e))?,
+            budget: uid("Budget", &config.budget).map_err(|e| bad("budget", &config.budget, e))?,
+        })
+    }
 }
 
 #[derive(Default)]
@@ -94,6 +109,8 @@ pub struct Session {
     content: crate::provenance::ContentIndex,
     /// True while re-deciding a call that may have run before a restart (`context.session.in_doubt`).
     in_doubt: bool,
+    /// Have Cedar validate every request against the schema (only the load-time contract check).
+    strict: bool,
 }
 
 impl Session {
@@ -102,12 +119,7 @@ impl Session {
     pub fn new(deployment: Arc<Deployment>, config: SessionConfig) -> Result<Self, StepError> {
         let bad =
             |what: &str, id: &str, e: String| StepError::BadSession(format!("{what} `{id}`: {e}"));
-        let uids = Uids {
-            tenant: uid("Tenant", &config.tenant).map_err(|e| bad("tenant", &config.tenant, e))?,
-            user: uid("User", &config.user).map_err(|e| bad("user", &config.user, e))?,
-            agent: uid("Agent", &config.agent).map_err(|e| bad("agent", &config.agent, e))?,
-            budget: uid("Budget", &config.budget).map_err(|e| bad("budget", &config.budget, e))?,
-        };
+        let uids = Uids::of(&config)?;
         let limit = deployment
             .gate
             .entities
@@ -130,8 +142,18 @@ impl Session {
                 ));
             }
         };
+        Ok(Self::assemble(deployment, config, uids, budget_limit))
+    }
+
+    /// A session with a known budget limit (whether or not the budget entity exists).
+    fn assemble(
+        deployment: Arc<Deployment>,
+        config: SessionConfig,
+        uids: Uids,
+        budget_limit: i64,
+    ) -> Self {
         let history = History::new(&deployment.counters);
-        Ok(Self {
+        Self {
             deployment,
             config,
             uids,
@@ -149,7 +171,8 @@ impl Session {
             retry_jitter_ms: 0,
             content: crate::provenance::ContentIndex::default(),
             in_doubt: false,
-        })
+            strict: false,
+        }
     }
 
     /// The session's status.

@@ -58,6 +58,16 @@ impl Proposal {
         }
     }
 
+    /// What kind of proposal this is, in words.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Self::Model { .. } => "call_model",
+            Self::Tool { .. } => "tool",
+            Self::Read { .. } => "read_memory",
+            Self::Write { .. } => "write_memory",
+        }
+    }
+
     /// The tool's name or the model's id, for call events.
     pub fn target(&self) -> &str {
         match self {
@@ -114,16 +124,13 @@ impl Session {
                 ("estimated_cost", long(*estimated_cost)),
             ]),
             Proposal::Tool { tool, input, .. } => {
+                // The arguments passed the tool's JSON Schema when the call was first proposed.
                 let entry = deployment.tool_entry(tool);
-                match entry.map(|t| (t, t.check(input))) {
+                match entry.map(|t| (t, t.to_cedar(input))) {
                     Some((t, Ok(rx))) => t
                         .provenance(input, &self.content)
                         .map(|p| vec![("input", rx), ("provenance", p)]),
-                    Some((_, Err(errors))) => Err(errors
-                        .iter()
-                        .map(ToString::to_string)
-                        .collect::<Vec<_>>()
-                        .join("; ")),
+                    Some((_, Err(error))) => Err(error.to_string()),
                     None => Err(format!("no tool named `{tool}`")),
                 }
             }
@@ -147,6 +154,7 @@ impl Session {
             action: &action,
             resource: &resource,
             context,
+            validate: self.strict,
         };
         deployment
             .gate
@@ -166,6 +174,7 @@ impl Session {
             action: &deployment.actions.spend_budget,
             resource: &self.uids.budget,
             context,
+            validate: self.strict,
         };
         deployment
             .gate
@@ -191,6 +200,7 @@ impl Session {
             action,
             resource: &self.uids.agent,
             context,
+            validate: self.strict,
         };
         deployment
             .gate
@@ -206,6 +216,7 @@ impl Session {
             action: &deployment.actions.continue_session,
             resource: &self.uids.agent,
             context,
+            validate: self.strict,
         };
         deployment
             .gate

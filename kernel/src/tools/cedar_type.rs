@@ -137,6 +137,25 @@ impl CedarType {
         }
     }
 
+    /// A JSON value of this type with every optional attribute present and one element in every
+    /// set, so that checking it exercises the whole type (see the request contract check).
+    pub fn sample(&self) -> Value {
+        match self {
+            Self::Long | Self::Decimal => Value::from(0),
+            Self::String => Value::from("sample"),
+            Self::Bool => Value::Bool(false),
+            Self::DateTime => Value::from("2026-01-01T00:00:00Z"),
+            Self::IpAddr => Value::from("127.0.0.1"),
+            Self::Set(item) => Value::Array(vec![item.sample()]),
+            Self::Record(fields) => Value::Object(
+                fields
+                    .iter()
+                    .map(|f| (f.name.clone(), f.ty.sample()))
+                    .collect(),
+            ),
+        }
+    }
+
     /// The type of the attribute at `path` (dot-separated) inside this record.
     pub fn field(&self, path: &str) -> Option<(&CedarType, bool)> {
         let mut ty = self;

@@ -128,7 +128,18 @@ impl Tool {
         if !errors.is_empty() {
             return Err(errors);
         }
-        self.input.to_restricted(input, "").map_err(|e| vec![e])
+        self.to_cedar(input).map_err(|e| vec![e])
+    }
+
+    /// Arguments of every attribute the input type declares (they need not pass the JSON Schema).
+    pub fn sample_input(&self) -> Value {
+        self.input.sample()
+    }
+
+    /// `input` as a Cedar value of the tool's input type, for arguments that already passed
+    /// [`Tool::check`].
+    pub fn to_cedar(&self, input: &Value) -> Result<RestrictedExpression, ArgumentError> {
+        self.input.to_restricted(input, "")
     }
 
     /// `context.provenance` for a checked `input`: where each argument's value came from.
@@ -217,6 +228,10 @@ impl ToolRegistry {
             );
         }
         Self { tools }
+    }
+
+    pub fn all(&self) -> impl Iterator<Item = &Tool> {
+        self.tools.values()
     }
 
     pub fn get(&self, name: &str) -> Option<&Tool> {
