@@ -71,6 +71,7 @@ fn each_invariant_catches_its_fault() {
         (Fault::PanicOnInput, names::PANIC),
         (Fault::IgnoreSpend, names::BUDGET),
         (Fault::IllTypedContext, names::INVALID_REQUEST),
+        (Fault::ForgetScopedPolicies, names::ORACLE),
     ];
     for (fault, invariant) in expectations {
         let fired = fired_with(fault, 600);

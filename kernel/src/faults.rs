@@ -25,6 +25,8 @@ pub enum Fault {
     IgnoreSpend,
     /// The context gives `session.attempt` as a string, which the schema does not accept.
     IllTypedContext,
+    /// The policy index forgets the policies filed under a principal's entities.
+    ForgetScopedPolicies,
 }
 
 #[cfg(feature = "faults")]

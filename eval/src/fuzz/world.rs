@@ -179,6 +179,17 @@ impl World {
             "@id(\"gen.overflow\")\nforbid (principal, action == Action::\"gt0\", resource)\nwhen { context.input.amount * 1099511627776 > 0 };"
                 .to_owned(),
         );
+        // Policies scoped to one tenant, agent or user, which the gate files under that entity:
+        // the oracle checks that filing them away from other principals changes no decision.
+        policies.extend(
+            [
+                "@id(\"gen.scoped.tenant\")\nforbid (principal in Tenant::\"t1\", action == Action::\"gt0\", resource)\nwhen { context.input.amount > 700 };",
+                "@id(\"gen.scoped.agent\")\npermit (principal == Agent::\"agent@t0\", action in Action::\"call_tool\", resource)\nwhen { resource.risk == \"critical\" };",
+                "@id(\"gen.scoped.user\")\nforbid (principal == User::\"user@t0\", action == Action::\"endorse\", resource);",
+                "@id(\"gen.scoped.is_in\")\n@approval(\"approver\")\nforbid (principal is Agent in Tenant::\"t0\", action == Action::\"gt0\", resource)\nwhen { context.input.amount > 900 };",
+            ]
+            .map(str::to_owned),
+        );
         let policy_text = policies.join("\n\n");
 
         let packs: Vec<&str> = pack.into_iter().collect();

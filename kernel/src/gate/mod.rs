@@ -2,16 +2,17 @@
 //! answer into a [`Decision`] the kernel can record and act on.
 
 mod decision;
+mod index;
 mod load;
 
 pub use decision::{Basis, Decision, DeterminingPolicy, Mode, Obligations, Verdict};
 pub(crate) use load::{PolicyMeta, load_policies, load_schema, validate_policies};
 
+use std::borrow::Cow;
 use std::collections::HashMap;
 
 use cedar_policy::{
-    ActionConstraint, Authorizer, Context, Entities, EntityUid, PolicyId, PolicySet, Request,
-    Schema,
+    Authorizer, Context, Entities, EntityUid, PolicyId, PolicySet, Request, Response, Schema,
 };
 
 use crate::deployment::BundleHashes;
@@ -37,8 +38,8 @@ pub(crate) struct Gate {
     pub meta: HashMap<PolicyId, PolicyMeta>,
     pub hashes: BundleHashes,
     authorizer: Authorizer,
-    /// For each action in the schema, only the policies whose action scope can match it.
-    by_action: HashMap<EntityUid, PolicySet>,
+    /// Which policies can apply to a request.
+    index: index::PolicyIndex,
 }
 
 /// One request, built by the session from its state.
@@ -62,7 +63,7 @@ impl Gate {
         meta: HashMap<PolicyId, PolicyMeta>,
         hashes: BundleHashes,
     ) -> Self {
-        let by_action = index_by_action(&schema, &policies);
+        let index = index::PolicyIndex::new(&schema, &policies);
         Self {
             schema,
             policies,
@@ -70,14 +71,8 @@ impl Gate {
             meta,
             hashes,
             authorizer: Authorizer::new(),
-            by_action,
+            index,
         }
-    }
-
-    /// The policies a request for `action` is decided against (the whole set for an action the
-    /// schema does not know, which request validation refuses anyway).
-    pub fn candidates(&self, action: &EntityUid) -> &PolicySet {
-        self.by_action.get(action).unwrap_or(&self.policies)
     }
 
     /// Decides `ask` with every policy except `lifted` (the ids an approval lifted); with `trace`,
@@ -112,35 +107,45 @@ impl Gate {
                 return decision;
             }
         };
-        let candidates = self.candidates(ask.action);
-        let response = if lifted.is_empty() {
-            self.authorizer
-                .is_authorized(&request, candidates, &self.entities)
+        let sets = self
+            .index
+            .candidates(ask.action, ask.principal, &self.entities)
+            .unwrap_or_else(|| vec![&self.policies]);
+        let sets: Vec<Cow<'_, PolicySet>> = if lifted.is_empty() {
+            sets.into_iter().map(Cow::Borrowed).collect()
         } else {
-            let mut reduced = candidates.clone();
-            for id in lifted {
-                // A lifted id names a static policy of this set: approvals only lift ids the
-                // gate itself reported, so a failed removal means there is nothing to lift.
-                let _ = reduced.remove_static(PolicyId::new(id));
-            }
-            self.authorizer
-                .is_authorized(&request, &reduced, &self.entities)
+            sets.into_iter()
+                .map(|set| {
+                    let mut reduced = set.clone();
+                    for id in lifted {
+                        // A lifted id names a static policy of the bundle: approvals only lift
+                        // ids the gate itself reported, so a failed removal means it is in
+                        // another of the candidate sets.
+                        let _ = reduced.remove_static(PolicyId::new(id));
+                    }
+                    Cow::Owned(reduced)
+                })
+                .collect()
         };
-        let mut ids: Vec<&PolicyId> = response.diagnostics().reason().collect();
+        let responses: Vec<Response> = sets
+            .iter()
+            .map(|set| self.authorizer.is_authorized(&request, set, &self.entities))
+            .collect();
+        let (allowed, mut ids) = combine(&responses);
         ids.sort_unstable_by(|a, b| AsRef::<str>::as_ref(*a).cmp(AsRef::<str>::as_ref(*b)));
         decision.policies = ids
             .into_iter()
             .filter_map(|id| self.meta.get(id))
             .map(PolicyMeta::determining)
             .collect();
-        let mut errors: Vec<String> = response
-            .diagnostics()
-            .errors()
+        let mut errors: Vec<String> = responses
+            .iter()
+            .flat_map(|r| r.diagnostics().errors())
             .map(|e| e.to_string())
             .collect();
         errors.sort_unstable();
         decision.errors = errors;
-        decision.settle(response.decision() == cedar_policy::Decision::Allow);
+        decision.settle(allowed);
         if let Some(trace) = trace {
             trace.push(Traced {
                 request,
@@ -152,36 +157,24 @@ impl Gate {
     }
 }
 
-/// Splits the policy set by action. A policy whose action scope cannot match a request's action is
-/// never satisfied and, since Cedar checks the scope before the conditions, never errs either, so
-/// leaving it out changes neither the decision, nor the determining policies, nor the errors — only
-/// the time (Cedar evaluates every policy it is given). The fuzzer's oracle re-asks Cedar with the
-/// whole set for every decision, which checks this exactness on every fuzzed transition.
-fn index_by_action(schema: &Schema, policies: &PolicySet) -> HashMap<EntityUid, PolicySet> {
-    let groups = schema.action_entities().ok();
-    let within = |action: &EntityUid, group: &EntityUid| {
-        action == group
-            || groups
-                .as_ref()
-                .is_some_and(|g| g.is_ancestor_of(group, action))
-    };
-    let mut out = HashMap::new();
-    for action in schema.actions() {
-        let mut set = PolicySet::new();
-        for policy in policies.policies() {
-            let matches = match policy.action_constraint() {
-                ActionConstraint::Any => true,
-                ActionConstraint::Eq(a) => &a == action,
-                ActionConstraint::In(list) => list.iter().any(|g| within(action, g)),
-            };
-            // Adding a policy of a valid set to an empty one cannot clash on ids; if it somehow
-            // did, the action falls back to the whole set rather than to a partial one.
-            if matches && set.add(policy.clone()).is_err() {
-                set = policies.clone();
-                break;
-            }
-        }
-        out.insert(action.clone(), set);
+/// Cedar's answer over the union of disjoint policy sets, from its answers over each: denied with
+/// every satisfied forbid if any set had one, else allowed with every satisfied permit if any set
+/// had one, else denied with none. (A denied answer's reasons are its satisfied forbids; an
+/// allowed answer's are its satisfied permits.)
+fn combine(responses: &[Response]) -> (bool, Vec<&PolicyId>) {
+    let deny = cedar_policy::Decision::Deny;
+    let forbids: Vec<&PolicyId> = responses
+        .iter()
+        .filter(|r| r.decision() == deny)
+        .flat_map(|r| r.diagnostics().reason())
+        .collect();
+    if !forbids.is_empty() {
+        return (false, forbids);
     }
-    out
+    let permits: Vec<&PolicyId> = responses
+        .iter()
+        .filter(|r| r.decision() != deny)
+        .flat_map(|r| r.diagnostics().reason())
+        .collect();
+    (!permits.is_empty(), permits)
 }

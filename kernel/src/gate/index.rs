@@ -1,0 +1,102 @@
+//! Which policies can apply to a request, decided from policy scopes at load time.
+//!
+//! Cedar evaluates every policy it is given. A policy whose scope cannot match a request is never
+//! satisfied and, since Cedar checks the scope before the conditions, never errs either, so leaving
+//! it out changes neither the decision, nor the determining policies, nor the errors — only the
+//! time. Policies are split by action, then by the entity their principal scope names
+//! (`principal == E`, `principal in E`, `principal is T in E`): such a policy can only match a
+//! principal that is `E` or has `E` among its ancestors, so a request from one tenant's agent
+//! never evaluates another tenant's policies. The fuzzer's oracle re-asks Cedar with the whole set
+//! for every decision, which checks this exactness on every fuzzed transition.
+
+use std::collections::HashMap;
+
+use cedar_policy::{
+    ActionConstraint, Entities, EntityUid, Policy, PolicySet, PrincipalConstraint, Schema,
+};
+
+/// The policies of one action.
+#[derive(Default)]
+struct ForAction {
+    /// A policy could not be filed (never expected): decide this action against the whole set.
+    unindexed: bool,
+    /// Policies whose principal scope names no entity.
+    shared: PolicySet,
+    /// Policies whose principal scope names an entity, by that entity.
+    scoped: HashMap<EntityUid, PolicySet>,
+}
+
+/// The policy set split by action and principal scope.
+pub(crate) struct PolicyIndex {
+    actions: HashMap<EntityUid, ForAction>,
+}
+
+impl PolicyIndex {
+    pub fn new(schema: &Schema, policies: &PolicySet) -> Self {
+        let groups = schema.action_entities().ok();
+        let within = |action: &EntityUid, group: &EntityUid| {
+            action == group
+                || groups
+                    .as_ref()
+                    .is_some_and(|g| g.is_ancestor_of(group, action))
+        };
+        let mut actions: HashMap<EntityUid, ForAction> = schema
+            .actions()
+            .map(|a| (a.clone(), ForAction::default()))
+            .collect();
+        for policy in policies.policies() {
+            match policy.action_constraint() {
+                ActionConstraint::Eq(a) => {
+                    if let Some(slot) = actions.get_mut(&a) {
+                        slot.add(policy);
+                    }
+                }
+                ActionConstraint::In(list) => {
+                    for (action, slot) in actions.iter_mut() {
+                        if list.iter().any(|g| within(action, g)) {
+                            slot.add(policy);
+                        }
+                    }
+                }
+                ActionConstraint::Any => actions.values_mut().for_each(|slot| slot.add(policy)),
+            }
+        }
+        Self { actions }
+    }
+
+    /// The sets a request by `principal` for `action` must be decided against; `None` for an
+    /// action the schema does not know (decide against the whole set).
+    pub fn candidates<'a>(
+        &'a self,
+        action: &EntityUid,
+        principal: &EntityUid,
+        entities: &Entities,
+    ) -> Option<Vec<&'a PolicySet>> {
+        let slot = self.actions.get(action).filter(|s| !s.unindexed)?;
+        let mut sets = vec![&slot.shared];
+        let forget = crate::faults::active(crate::faults::Fault::ForgetScopedPolicies);
+        if !slot.scoped.is_empty() && !forget {
+            let ancestors = entities.ancestors(principal).into_iter().flatten();
+            for entity in std::iter::once(principal).chain(ancestors) {
+                sets.extend(slot.scoped.get(entity));
+            }
+        }
+        Some(sets)
+    }
+}
+
+impl ForAction {
+    fn add(&mut self, policy: &Policy) {
+        let set = match policy.principal_constraint() {
+            PrincipalConstraint::Eq(e)
+            | PrincipalConstraint::In(e)
+            | PrincipalConstraint::IsIn(_, e) => self.scoped.entry(e).or_default(),
+            PrincipalConstraint::Any | PrincipalConstraint::Is(_) => &mut self.shared,
+        };
+        // The ids of a valid set are unique, so adding to a subset cannot clash; if it somehow
+        // did, the action falls back to the whole set rather than to a partial one.
+        if set.add(policy.clone()).is_err() {
+            self.unindexed = true;
+        }
+    }
+}
