@@ -42,3 +42,171 @@ pub fn started(deployment: &Arc<Deployment>) -> Session {
     }
     s
 }
+
+/// Ten policies of tenant `t` over the demo tools, each scoped to the tenant (`principal in`), so
+/// the gate files them under it. Thresholds vary with `i` so no two tenants share a text.
+pub fn tenant_policies(t: &str, i: usize) -> String {
+    let n = 1000 + i % 9000;
+    [
+        format!("forbid (principal in Tenant::\"{t}\", action == Action::\"refund\", resource)\nwhen {{ context.input.amount > {n}00 }};"),
+        format!("@approval(\"approver\")\nforbid (principal in Tenant::\"{t}\", action == Action::\"refund\", resource)\nwhen {{ context.input.amount > {n}0 && context.session.labels.contains(\"untrusted\") }};"),
+        format!("forbid (principal in Tenant::\"{t}\", action == Action::\"send_email\", resource)\nwhen {{ context.input.to like \"*@rival{i}.example\" }};"),
+        format!("forbid (principal in Tenant::\"{t}\", action == Action::\"wire_transfer\", resource)\nwhen {{ context.input.amount.greaterThan(decimal(\"{n}.0\")) }};"),
+        format!("forbid (principal in Tenant::\"{t}\", action == Action::\"web_search\", resource)\nwhen {{ context.input.query like \"*secret-{i}*\" }};"),
+        format!("forbid (principal in Tenant::\"{t}\", action == Action::\"read_crm\", resource)\nwhen {{ context.input.customer_id == \"vip-{i}\" }};"),
+        format!("forbid (principal in Tenant::\"{t}\", action == Action::\"delete_records\", resource)\nwhen {{ context.input.customer_ids.contains(\"c-{i}\") }};"),
+        format!("forbid (principal in Tenant::\"{t}\", action == Action::\"call_model\", resource)\nwhen {{ context.estimated_tokens > {n}0 }};"),
+        format!("forbid (principal in Tenant::\"{t}\", action == Action::\"spend_budget\", resource)\nwhen {{ context.amount > {n}000 }};"),
+        format!("forbid (principal in Tenant::\"{t}\", action == Action::\"write_memory\", resource)\nwhen {{ context.key like \"private-{i}/*\" }};"),
+    ]
+    .iter()
+    .enumerate()
+    .map(|(k, p)| format!("@id(\"{t}.{k}\")\n{p}\n"))
+    .collect()
+}
+
+/// Entities of `tenants` generated tenants `t0..`: each with an agent, a user and a budget.
+pub fn tenant_entities(tenants: usize) -> String {
+    let mut out = Vec::with_capacity(tenants * 4);
+    for i in 0..tenants {
+        let t = format!("t{i}");
+        let parent = serde_json::json!([{"type": "Tenant", "id": t}]);
+        out.push(
+            serde_json::json!({"uid": {"type": "Tenant", "id": t}, "attrs": {}, "parents": []}),
+        );
+        out.push(serde_json::json!({"uid": {"type": "Agent", "id": format!("assistant@{t}")}, "attrs": {}, "parents": parent}));
+        out.push(serde_json::json!({"uid": {"type": "User", "id": format!("alice@{t}")}, "attrs": {"roles": []}, "parents": parent}));
+        out.push(serde_json::json!({"uid": {"type": "Budget", "id": t}, "attrs": {"limit": 2_000_000}, "parents": parent}));
+    }
+    serde_json::Value::Array(out).to_string()
+}
+
+/// Base + demo plus `tenants` generated tenants with ten policies each.
+pub fn tenants(tenants: usize) -> Arc<Deployment> {
+    let policies: String = (0..tenants)
+        .map(|i| tenant_policies(&format!("t{i}"), i))
+        .collect();
+    extended(policies, tenant_entities(tenants))
+}
+
+/// Base + demo plus `extra` policies on `refund`, none of which is satisfied by the benchmark's
+/// call: unscoped (`scoped == false`, a deployment that piles rules onto one action), or each
+/// for one other agent (`principal == Agent::"bot-i"`).
+pub fn on_one_action(extra: usize, scoped: bool) -> Arc<Deployment> {
+    let policies: String = (0..extra)
+        .map(|i| {
+            let principal = if scoped {
+                format!("principal == Agent::\"bot-{i}\"")
+            } else {
+                "principal".to_owned()
+            };
+            format!(
+                "@id(\"refund.rule.{i}\")\nforbid ({principal}, action == Action::\"refund\", resource)\nwhen {{ context.input.order_id == \"blocked-{i}\" }};\n"
+            )
+        })
+        .collect();
+    extended(policies, "[]".into())
+}
+
+fn extended(policies: String, entities: String) -> Arc<Deployment> {
+    let builder = match kernel::pack::builder_for(&policies_root(), &["demo"]) {
+        Ok(b) => b,
+        Err(e) => panic!("shipped packs must read: {e}"),
+    };
+    let built = builder
+        .policies(kernel::Source::new("<generated policies>", policies))
+        .entities(kernel::Source::new("<generated entities>", entities))
+        .build();
+    match built {
+        Ok(d) => Arc::new(d),
+        Err(e) => panic!("generated deployment: {e}"),
+    }
+}
+
+/// A started session of tenant `t` (see [`tenant_entities`]).
+pub fn started_in(deployment: &Arc<Deployment>, t: &str) -> Session {
+    let config = SessionConfig {
+        id: "bench".into(),
+        tenant: t.into(),
+        user: format!("alice@{t}"),
+        agent: format!("assistant@{t}"),
+        budget: t.into(),
+        mode: Mode::Enforce,
+    };
+    let mut s = match Session::new(Arc::clone(deployment), config) {
+        Ok(s) => s,
+        Err(e) => panic!("bench session: {e}"),
+    };
+    if let Err(e) = s.step(
+        Intent::Start {
+            request: "bench".into(),
+        },
+        0,
+    ) {
+        panic!("start: {}", e.error);
+    }
+    s
+}
+
+/// The benchmark's tool call: a $25 refund, allowed everywhere.
+pub fn refund() -> Intent {
+    Intent::CallTool {
+        tool: "refund".into(),
+        input: serde_json::json!({"order_id": "ord-1", "amount": 2500}),
+        estimated_cost: 0,
+    }
+}
+
+/// Counts live heap bytes, for memory figures. Install in a bench binary with
+/// `#[global_allocator] static A: benches::Counting = benches::Counting;`.
+pub struct Counting;
+
+static LIVE: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+
+impl Counting {
+    /// Heap bytes allocated and not yet freed.
+    pub fn live() -> usize {
+        LIVE.load(std::sync::atomic::Ordering::Relaxed)
+    }
+}
+
+// SAFETY: forwards every call to the system allocator unchanged; only counts sizes.
+unsafe impl std::alloc::GlobalAlloc for Counting {
+    unsafe fn alloc(&self, layout: std::alloc::Layout) -> *mut u8 {
+        LIVE.fetch_add(layout.size(), std::sync::atomic::Ordering::Relaxed);
+        // SAFETY: same layout contract as the caller's.
+        unsafe { std::alloc::System.alloc(layout) }
+    }
+
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: std::alloc::Layout) {
+        LIVE.fetch_sub(layout.size(), std::sync::atomic::Ordering::Relaxed);
+        // SAFETY: `ptr` came from `alloc` with this layout.
+        unsafe { std::alloc::System.dealloc(ptr, layout) }
+    }
+
+    unsafe fn realloc(&self, ptr: *mut u8, layout: std::alloc::Layout, new_size: usize) -> *mut u8 {
+        LIVE.fetch_add(new_size, std::sync::atomic::Ordering::Relaxed);
+        LIVE.fetch_sub(layout.size(), std::sync::atomic::Ordering::Relaxed);
+        // SAFETY: forwarded unchanged.
+        unsafe { std::alloc::System.realloc(ptr, layout, new_size) }
+    }
+}
+
+/// How many of the deployment's policies can apply to `action` by their action scope (the
+/// action itself, a group holding it, or any action).
+pub fn policies_on(deployment: &Deployment, action: &str, groups: &[&str]) -> usize {
+    use cedar_policy::ActionConstraint;
+    let named = |uid: &cedar_policy::EntityUid| {
+        let id: &str = uid.id().unescaped();
+        id == action || groups.contains(&id)
+    };
+    deployment
+        .cedar_policies()
+        .policies()
+        .filter(|p| match p.action_constraint() {
+            ActionConstraint::Any => true,
+            ActionConstraint::Eq(a) => named(&a),
+            ActionConstraint::In(list) => list.iter().any(named),
+        })
+        .count()
+}

@@ -447,8 +447,11 @@ fn collect_entities(
                 continue;
             }
         };
+        let offsets = element_offsets(source);
         for (i, item) in items.into_iter().enumerate() {
-            let at = element_location(source, i);
+            let at = offsets
+                .get(i)
+                .map_or_else(|| source.whole(), |&offset| source.locate(offset, 1));
             let uid = item.get("uid");
             let ty = uid
                 .and_then(|u| u.get("type"))
@@ -518,9 +521,16 @@ fn locate_entity(sources: &[Source], item: &Value) -> Option<Located> {
 
 /// The position of the `index`-th element of the top-level JSON array in `source`.
 fn element_location(source: &Source, index: usize) -> Located {
-    let bytes = source.text.as_bytes();
-    let (mut depth, mut in_string, mut escaped, mut count) = (0usize, false, false, 0usize);
-    for (offset, &b) in bytes.iter().enumerate() {
+    element_offsets(source)
+        .get(index)
+        .map_or_else(|| source.whole(), |&offset| source.locate(offset, 1))
+}
+
+/// The byte offset of every element of the top-level JSON array in `source`, in one pass.
+fn element_offsets(source: &Source) -> Vec<usize> {
+    let mut offsets = Vec::new();
+    let (mut depth, mut in_string, mut escaped) = (0usize, false, false);
+    for (offset, &b) in source.text.as_bytes().iter().enumerate() {
         if in_string {
             match b {
                 _ if escaped => escaped = false,
@@ -534,10 +544,7 @@ fn element_location(source: &Source, index: usize) -> Located {
             b'"' => in_string = true,
             b'[' | b'{' => {
                 if depth == 1 {
-                    if count == index {
-                        return source.locate(offset, 1);
-                    }
-                    count += 1;
+                    offsets.push(offset);
                 }
                 depth += 1;
             }
@@ -545,5 +552,5 @@ fn element_location(source: &Source, index: usize) -> Located {
             _ => {}
         }
     }
-    source.whole()
+    offsets
 }

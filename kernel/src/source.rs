@@ -1,40 +1,80 @@
 //! Named source texts and the locations errors point at.
 
 use std::fmt;
+use std::sync::{Arc, OnceLock};
 
 use miette::{NamedSource, SourceSpan};
 
 /// A text the deployment is built from, with the name errors should cite (usually its path).
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+///
+/// The text is shared: every location in it holds the same allocation, so a file of 100,000
+/// policies is held once, not once per policy.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct Source {
     /// The file name or other label shown in errors.
     pub name: String,
     /// The full text.
-    pub text: String,
+    pub text: Arc<str>,
+    /// Byte offset of each line's start, and whether the line is ASCII; computed on first use.
+    #[serde(skip)]
+    lines: OnceLock<Vec<(usize, bool)>>,
 }
+
+impl PartialEq for Source {
+    fn eq(&self, other: &Self) -> bool {
+        self.name == other.name && self.text == other.text
+    }
+}
+
+impl Eq for Source {}
 
 impl Source {
     /// A source named `name` holding `text`.
     pub fn new(name: impl Into<String>, text: impl Into<String>) -> Self {
         Self {
             name: name.into(),
-            text: text.into(),
+            text: Arc::from(text.into()),
+            lines: OnceLock::new(),
         }
     }
 
     /// The location of byte `offset` (clamped to the text), carrying the text for rendering.
     pub fn locate(&self, offset: usize, len: usize) -> Located {
-        let offset = offset.min(self.text.len());
-        let (line, column) = line_column(&self.text, offset);
+        let offset = floor_char_boundary(&self.text, offset.min(self.text.len()));
+        let (line, column) = self.line_column(offset);
         Located {
             file: self.name.clone(),
             line,
             column,
             snippet: Some(Box::new((
-                NamedSource::new(self.name.clone(), self.text.clone()),
+                NamedSource::new(self.name.clone(), Arc::clone(&self.text)),
                 SourceSpan::new(offset.into(), len.min(self.text.len() - offset)),
             ))),
         }
+    }
+
+    /// 1-based line and column (in characters) of byte `offset`, by binary search over the
+    /// line starts (a column costs nothing on an ASCII line, however long).
+    fn line_column(&self, offset: usize) -> (usize, usize) {
+        let lines = self.lines.get_or_init(|| {
+            let mut lines = Vec::new();
+            let mut start = 0;
+            for line in self.text.split_inclusive('\n') {
+                lines.push((start, line.is_ascii()));
+                start += line.len();
+            }
+            lines
+        });
+        let line = lines.partition_point(|&(s, _)| s <= offset).max(1);
+        let (start, ascii) = lines.get(line - 1).copied().unwrap_or((0, true));
+        let column = if ascii {
+            offset - start.min(offset)
+        } else {
+            self.text
+                .get(start..offset)
+                .map_or(0, |t| t.chars().count())
+        };
+        (line, column + 1)
     }
 
     /// A location naming a 1-based line and column, as reported by serde_json or toml.
@@ -61,7 +101,7 @@ pub struct Located {
     pub line: usize,
     /// 1-based column; 0 when unknown.
     pub column: usize,
-    pub(crate) snippet: Option<Box<(NamedSource<String>, SourceSpan)>>,
+    pub(crate) snippet: Option<Box<(NamedSource<Arc<str>>, SourceSpan)>>,
 }
 
 impl Located {
@@ -100,13 +140,6 @@ impl fmt::Display for Located {
             (l, c) => write!(f, "{}:{l}:{c}", self.file),
         }
     }
-}
-
-fn line_column(text: &str, offset: usize) -> (usize, usize) {
-    let before = &text[..floor_char_boundary(text, offset)];
-    let line = before.matches('\n').count() + 1;
-    let column = before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
-    (line, column)
 }
 
 fn offset_of(text: &str, line: usize, column: usize) -> usize {
