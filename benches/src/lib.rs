@@ -210,3 +210,94 @@ pub fn policies_on(deployment: &Deployment, action: &str, groups: &[&str]) -> us
         })
         .count()
 }
+
+/// The loop the driver benchmarks run: `tool_calls` model turns each asking for one `read_crm`
+/// call, then a final answer. Stateless (it reads the transcript), so one instance serves any
+/// number of sessions.
+pub struct LoopModel {
+    /// Tool calls before the answer.
+    pub tool_calls: usize,
+}
+
+impl kernel::driver::Model for LoopModel {
+    fn next_estimate(&self, _: &[kernel::driver::Message]) -> Option<kernel::driver::Estimate> {
+        Some(kernel::driver::Estimate {
+            tokens: 20,
+            cost: 10,
+        })
+    }
+
+    fn skip(&self) {}
+
+    fn call(&self, call: kernel::driver::ModelCall) -> kernel::driver::ModelFuture<'_> {
+        let done = call
+            .transcript
+            .iter()
+            .filter(|m| matches!(m, kernel::driver::Message::Tool { .. }))
+            .count();
+        let reply = kernel::driver::ModelReply {
+            input_tokens: 15,
+            output_tokens: 5,
+            cost: 10,
+            output: serde_json::json!({"turn": done}),
+            calls: if done < self.tool_calls {
+                vec![read_crm(done)]
+            } else {
+                vec![]
+            },
+            answer: (done >= self.tool_calls).then(|| "done".to_owned()),
+        };
+        Box::pin(async move { Ok(reply) })
+    }
+}
+
+/// A `read_crm` call for customer `i`.
+pub fn read_crm(i: usize) -> Intent {
+    Intent::CallTool {
+        tool: "read_crm".into(),
+        input: serde_json::json!({"customer_id": format!("c-{i}")}),
+        estimated_cost: 0,
+    }
+}
+
+/// A `read_crm` stand-in that answers at once, or (with a gate) once the gate opens, counting the
+/// calls that are waiting.
+pub struct CrmTool {
+    /// Opens the gate when it holds `true`.
+    pub gate: Option<tokio::sync::watch::Receiver<bool>>,
+    /// Calls started so far.
+    pub started: Arc<std::sync::atomic::AtomicUsize>,
+}
+
+impl kernel::driver::Tool for CrmTool {
+    fn call(&self, _: kernel::driver::ToolCall) -> kernel::driver::ToolFuture<'_> {
+        self.started
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let gate = self.gate.clone();
+        Box::pin(async move {
+            if let Some(mut gate) = gate {
+                let _ = gate.wait_for(|open| *open).await;
+            }
+            Ok(kernel::driver::ToolOutput {
+                value: serde_json::json!({"name": "Ada", "tier": "gold"}),
+                cost: 0,
+            })
+        })
+    }
+}
+
+/// Session `i` of the acme tenant (ids must differ for the hub and the chain).
+pub fn acme_session(deployment: &Arc<Deployment>, i: usize) -> Session {
+    let config = SessionConfig {
+        id: format!("s{i}"),
+        tenant: "acme".into(),
+        user: "alice@acme".into(),
+        agent: "assistant@acme".into(),
+        budget: "acme".into(),
+        mode: Mode::Enforce,
+    };
+    match Session::new(Arc::clone(deployment), config) {
+        Ok(s) => s,
+        Err(e) => panic!("bench session: {e}"),
+    }
+}

@@ -674,7 +674,8 @@ impl<'a> Run<'a> {
                 not_before_ms,
                 obligations,
             } => {
-                let start = self.at(not_before_ms.max(now));
+                // Only a retry's backoff waits: a timer, even one already due, costs a timer tick.
+                let start = (not_before_ms > now).then(|| self.at(not_before_ms));
                 let call = ToolCall {
                     call_id: call_id.clone(),
                     attempt,
@@ -684,7 +685,9 @@ impl<'a> Run<'a> {
                 };
                 let implementation = rt.tools.get(&tool).cloned();
                 self.in_flight = Some(Box::pin(async move {
-                    sleep_until(start).await;
+                    if let Some(start) = start {
+                        sleep_until(start).await;
+                    }
                     let Some(implementation) = implementation else {
                         let error = format!("no implementation registered for tool `{tool}`");
                         return Answer {
@@ -742,7 +745,8 @@ impl<'a> Run<'a> {
                 not_before_ms,
                 obligations,
             } => {
-                let start = self.at(not_before_ms.max(now));
+                // Only a retry's backoff waits: a timer, even one already due, costs a timer tick.
+                let start = (not_before_ms > now).then(|| self.at(not_before_ms));
                 let call = ModelCall {
                     call_id: call_id.clone(),
                     attempt,
@@ -751,7 +755,9 @@ impl<'a> Run<'a> {
                     transcript: self.transcript.clone(),
                 };
                 self.in_flight = Some(Box::pin(async move {
-                    sleep_until(start).await;
+                    if let Some(start) = start {
+                        sleep_until(start).await;
+                    }
                     let result = match obligations.timeout_ms {
                         Some(ms) => timeout(Duration::from_millis(ms), rt.model.call(call))
                             .await

@@ -1,0 +1,186 @@
+//! Sessions: heap per idle and per 100-event kernel session; 100,000 concurrent scripted sessions
+//! in the driver (heap per waiting session, every event accounted for); and the driver's cost per
+//! agent step for a scripted loop (the figure `benches/peers/langgraph_loop.py` compares with).
+//!
+//! `cargo bench -p benches --bench sessions`
+
+use std::hint::black_box;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use criterion::{Criterion, criterion_group, criterion_main};
+use kernel::driver::{EventHub, Runtime};
+use kernel::{Effect, Intent, Session, Status};
+
+#[global_allocator]
+static ALLOC: benches::Counting = benches::Counting;
+
+const KIB: f64 = 1024.0;
+
+/// Heap per started, idle kernel session, and per session after at least 100 events.
+fn kernel_sessions(deployment: &Arc<kernel::Deployment>) {
+    let n = 10_000;
+    let before = benches::Counting::live();
+    let idle: Vec<Session> = (0..n).map(|i| started(deployment, i)).collect();
+    let per_idle = (benches::Counting::live() - before) as f64 / n as f64;
+    drop(idle);
+    let n = 1_000;
+    let before = benches::Counting::live();
+    let mut events = 0;
+    let busy: Vec<Session> = (0..n)
+        .map(|i| {
+            let (s, e) = hundred_events(deployment, i);
+            events += e;
+            s
+        })
+        .collect();
+    let per_busy = (benches::Counting::live() - before) as f64 / n as f64;
+    println!(
+        "kernel session: {:.1} KiB idle, {:.1} KiB after {} events",
+        per_idle / KIB,
+        per_busy / KIB,
+        events / n
+    );
+    drop(busy);
+}
+
+fn started(deployment: &Arc<kernel::Deployment>, i: usize) -> Session {
+    let mut s = benches::acme_session(deployment, i);
+    let start = Intent::Start {
+        request: "look up our gold customers".into(),
+    };
+    if let Err(e) = s.step(start, 0) {
+        panic!("start: {}", e.error);
+    }
+    s
+}
+
+/// Tool calls and their results until the session has recorded at least 100 events.
+fn hundred_events(deployment: &Arc<kernel::Deployment>, i: usize) -> (Session, usize) {
+    let mut s = started(deployment, i);
+    let (mut events, mut t) = (1, 0);
+    while events < 100 && s.status() == Status::Running {
+        t += 10;
+        let Ok(tr) = s.step(benches::read_crm(events), t) else {
+            break;
+        };
+        events += tr.events.len();
+        let call_id = tr.effects.iter().find_map(|e| match e {
+            Effect::CallTool { call_id, .. } => Some(call_id.clone()),
+            _ => None,
+        });
+        let Some(call_id) = call_id else { break };
+        let output = serde_json::json!({"name": format!("customer {events}"), "tier": "gold"});
+        let result = Intent::ToolReturned {
+            call_id,
+            output,
+            cost: 0,
+        };
+        match s.step(result, t + 5) {
+            Ok(tr) => events += tr.events.len(),
+            Err(_) => break,
+        }
+    }
+    assert!(events >= 100, "session {i} stopped at {events} events");
+    (s, events)
+}
+
+/// `n` driver sessions, each held inside its first tool call until all have started; reports heap
+/// per waiting session, then releases them and checks every event arrived and every chain holds.
+fn concurrent(rt: &tokio::runtime::Runtime, deployment: &Arc<kernel::Deployment>, n: usize) {
+    let (open, gate) = tokio::sync::watch::channel(false);
+    let started = Arc::new(AtomicUsize::new(0));
+    let runtime = Arc::new(
+        Runtime::new(Arc::new(benches::LoopModel { tool_calls: 1 }), "small").tool(
+            "read_crm",
+            Arc::new(benches::CrmTool {
+                gate: Some(gate),
+                started: Arc::clone(&started),
+            }),
+        ),
+    );
+    let before = benches::Counting::live();
+    let clock = Instant::now();
+    let handles: Vec<_> = rt.block_on(async {
+        let handles: Vec<_> = (0..n)
+            .map(|i| {
+                let session = benches::acme_session(deployment, i);
+                runtime.spawn(session, format!("request {i}"), EventHub::new(4), None)
+            })
+            .collect();
+        while started.load(Ordering::Relaxed) < n {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        handles
+    });
+    let waiting = benches::Counting::live() - before;
+    let ramp = clock.elapsed();
+    let _ = open.send(true);
+    let (mut events, mut completed) = (0usize, 0usize);
+    rt.block_on(async {
+        for h in handles {
+            let outcome = match h.join().await {
+                Ok(o) => o,
+                Err(e) => panic!("session task: {e}"),
+            };
+            let jsonl = kernel::event::encode_jsonl(&outcome.events);
+            if let Err(e) = kernel::event::verify_jsonl(&jsonl) {
+                panic!("chain: {e}");
+            }
+            completed += usize::from(outcome.status == Status::Completed);
+            events += outcome.events.len();
+        }
+    });
+    assert_eq!(completed, n, "every session completes");
+    println!(
+        "driver: {n} concurrent sessions started in {:.2} s, {:.1} KiB heap each while waiting on a tool; all completed in {:.2} s with {} events each, every chain verified",
+        ramp.as_secs_f64(),
+        waiting as f64 / n as f64 / KIB,
+        clock.elapsed().as_secs_f64(),
+        events / n
+    );
+}
+
+fn bench(c: &mut Criterion) {
+    let deployment = benches::demo();
+    kernel_sessions(&deployment);
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_time()
+        .build()
+        .unwrap_or_else(|e| panic!("tokio: {e}"));
+    concurrent(&rt, &deployment, 100_000);
+
+    // One scripted agent loop of 10 tool calls (21 agent steps: 11 model calls, 10 tool calls),
+    // each authorized, reserved, settled and recorded; reported per agent step.
+    let runtime = Arc::new(
+        Runtime::new(Arc::new(benches::LoopModel { tool_calls: 10 }), "small").tool(
+            "read_crm",
+            Arc::new(benches::CrmTool {
+                gate: None,
+                started: Arc::new(AtomicUsize::new(0)),
+            }),
+        ),
+    );
+    let local = tokio::runtime::Builder::new_current_thread()
+        .enable_time()
+        .build()
+        .unwrap_or_else(|e| panic!("tokio: {e}"));
+    let mut group = c.benchmark_group("driver");
+    group.throughput(criterion::Throughput::Elements(21));
+    group.bench_function("scripted_loop_10_tool_calls", |b| {
+        let mut i = 0;
+        b.iter(|| {
+            i += 1;
+            let session = benches::acme_session(&deployment, i);
+            let outcome = local.block_on(runtime.run(session, "loop".into(), Vec::new(), None));
+            assert_eq!(outcome.status, Status::Completed);
+            black_box(outcome.events.len())
+        })
+    });
+    group.finish();
+}
+
+criterion_group!(benches, bench);
+criterion_main!(benches);
