@@ -301,3 +301,99 @@ pub fn acme_session(deployment: &Arc<Deployment>, i: usize) -> Session {
         Err(e) => panic!("bench session: {e}"),
     }
 }
+
+/// Base + demo + a `pay` tool whose policies read a count over the last minute, a sum over the
+/// last hour and an all-time sum, with the step and time limits lifted so a session can run for
+/// millions of events. Built in a copy of `policies/` under `dir`.
+pub fn history_deployment(dir: &std::path::Path) -> Arc<Deployment> {
+    let fail = |what: &str, e: &dyn std::fmt::Display| -> ! { panic!("{what}: {e}") };
+    copy_tree(&policies_root(), dir).unwrap_or_else(|e| fail("copy policies", &e));
+    let limits = dir.join("base/limits.cedar");
+    let text = std::fs::read_to_string(&limits).unwrap_or_else(|e| fail("read limits", &e));
+    let lifted = text
+        .replace(
+            "context.session.steps >= 50",
+            "context.session.steps >= 100000000",
+        )
+        .replace(
+            "context.session.elapsed_ms > 600000",
+            "context.session.elapsed_ms > 100000000000",
+        );
+    let pack = dir.join("history");
+    let files = [
+        (limits, lifted),
+        (
+            pack.join("counters.toml"),
+            "[[counter]]\nname = \"pays_recent\"\naction = \"pay\"\nwindow_ms = 60000\n\n\
+             [[counter]]\nname = \"paid_hour\"\naction = \"pay\"\nsum = \"amount\"\nwindow_ms = 3600000\n\n\
+             [[counter]]\nname = \"paid_total\"\naction = \"pay\"\nsum = \"amount\"\n"
+                .into(),
+        ),
+        (
+            pack.join("history.cedar"),
+            "@id(\"history.rate\")\nforbid (principal, action == Action::\"pay\", resource)\nwhen { context.history.pays_recent >= 100000 };\n\n\
+             @id(\"history.hourly\")\nforbid (principal, action == Action::\"pay\", resource)\nwhen { context.history.paid_hour + context.input.amount > 1000000000000 };\n\n\
+             @id(\"history.lifetime\")\nforbid (principal, action == Action::\"pay\", resource)\nwhen { context.history.paid_total + context.input.amount > 1000000000000000 };\n\n\
+             @id(\"history.permit\")\npermit (principal, action == Action::\"pay\", resource);\n"
+                .into(),
+        ),
+        (
+            pack.join("tools/pay.json"),
+            r#"{"name": "pay", "description": "Pay an amount in cents.", "risk": "low",
+                "input_schema": {"type": "object", "properties": {"amount": {"type": "integer", "minimum": 1}},
+                                 "required": ["amount"], "additionalProperties": false}}"#
+                .into(),
+        ),
+    ];
+    std::fs::create_dir_all(pack.join("tools")).unwrap_or_else(|e| fail("mkdir", &e));
+    for (path, text) in files {
+        std::fs::write(&path, text).unwrap_or_else(|e| fail("write", &e));
+    }
+    match load_packs(dir, &["demo", "history"]) {
+        Ok(d) => Arc::new(d),
+        Err(e) => fail("history deployment", &e),
+    }
+}
+
+fn copy_tree(from: &std::path::Path, to: &std::path::Path) -> std::io::Result<()> {
+    std::fs::create_dir_all(to)?;
+    for entry in std::fs::read_dir(from)? {
+        let entry = entry?;
+        let target = to.join(entry.file_name());
+        if entry.file_type()?.is_dir() {
+            copy_tree(&entry.path(), &target)?;
+        } else {
+            std::fs::copy(entry.path(), target)?;
+        }
+    }
+    Ok(())
+}
+
+/// One `pay` call and its result at `t` ms; the events it appended.
+pub fn pay_round(s: &mut Session, t: u64) -> usize {
+    let call = Intent::CallTool {
+        tool: "pay".into(),
+        input: serde_json::json!({"amount": 125}),
+        estimated_cost: 0,
+    };
+    let tr = match s.step(call, t) {
+        Ok(tr) => tr,
+        Err(e) => panic!("pay: {}", e.error),
+    };
+    let call_id = tr.effects.iter().find_map(|e| match e {
+        kernel::Effect::CallTool { call_id, .. } => Some(call_id.clone()),
+        _ => None,
+    });
+    let Some(call_id) = call_id else {
+        panic!("pay was not allowed at {t} ms: {:?}", tr.decision)
+    };
+    let result = Intent::ToolReturned {
+        call_id,
+        output: serde_json::json!("ok"),
+        cost: 0,
+    };
+    match s.step(result, t + 1) {
+        Ok(back) => tr.events.len() + back.events.len(),
+        Err(e) => panic!("pay result: {}", e.error),
+    }
+}
