@@ -73,39 +73,42 @@ fn bench(c: &mut Criterion) {
             )
         },
     );
-    // Group commit: 32 sessions appending concurrently, each the same 1,000-event log under its
-    // own id; every append still waits for its commit.
-    let sessions = 32;
-    group.throughput(Throughput::Elements((events_total * sessions) as u64));
-    group.bench_function("sqlite group commit: 32 sessions × 1,000 events", |b| {
-        b.iter_batched(
-            || {
-                round += 1;
-                let store = SqliteStore::open(&dir.join(format!("g{round}.db"))).expect("open");
-                let store = std::sync::Arc::new(kernel::store::GroupCommit::new(store));
-                for i in 0..sessions {
-                    let mut c = config.clone();
-                    c.id = format!("s{i}");
-                    store.begin(&deployment, &c, 0).expect("begin");
-                }
-                store
-            },
-            |store| {
-                std::thread::scope(|scope| {
+    // Group commit: 32, then 128 sessions appending concurrently, each the same 1,000-event log
+    // under its own id; every append still waits for its commit. More writers make larger groups
+    // for each fsync.
+    for sessions in [32usize, 128] {
+        group.throughput(Throughput::Elements((events_total * sessions) as u64));
+        let name = format!("sqlite group commit: {sessions} sessions × 1,000 events");
+        group.bench_function(name, |b| {
+            b.iter_batched(
+                || {
+                    round += 1;
+                    let store = SqliteStore::open(&dir.join(format!("g{round}.db"))).expect("open");
+                    let store = std::sync::Arc::new(kernel::store::GroupCommit::new(store));
                     for i in 0..sessions {
-                        let (store, log) = (&store, &log);
-                        scope.spawn(move || {
-                            let id = format!("s{i}");
-                            for (step, events) in log {
-                                black_box(store.append("acme", &id, step, events).is_ok());
-                            }
-                        });
+                        let mut c = config.clone();
+                        c.id = format!("s{i}");
+                        store.begin(&deployment, &c, 0).expect("begin");
                     }
-                });
-            },
-            BatchSize::PerIteration,
-        )
-    });
+                    store
+                },
+                |store| {
+                    std::thread::scope(|scope| {
+                        for i in 0..sessions {
+                            let (store, log) = (&store, &log);
+                            scope.spawn(move || {
+                                let id = format!("s{i}");
+                                for (step, events) in log {
+                                    black_box(store.append("acme", &id, step, events).is_ok());
+                                }
+                            });
+                        }
+                    });
+                },
+                BatchSize::PerIteration,
+            )
+        });
+    }
     group.throughput(Throughput::Elements(events_total as u64));
     let events: Vec<Event> = log.into_iter().flat_map(|(_, e)| e).collect();
     let text = encode_jsonl(&events);

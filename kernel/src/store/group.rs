@@ -17,10 +17,7 @@ use crate::event::Event;
 const MAX_GROUP: usize = 512;
 
 struct Job {
-    tenant: String,
-    session: String,
-    step: Step,
-    events: Vec<Event>,
+    row: Row,
     reply: mpsc::SyncSender<Result<(), StoreError>>,
 }
 
@@ -53,20 +50,8 @@ impl GroupCommit {
 }
 
 fn write(store: &SqliteStore, group: Vec<Job>) {
-    let mut rows = Vec::with_capacity(group.len());
-    let mut waiting = Vec::with_capacity(group.len());
-    for job in &group {
-        match Row::new(&job.tenant, &job.session, &job.step, &job.events) {
-            Ok(row) => {
-                rows.push(row);
-                waiting.push(&job.reply);
-            }
-            Err(e) => {
-                let _ = job.reply.send(Err(e));
-            }
-        }
-    }
-    for (result, reply) in store.append_group(&rows).into_iter().zip(waiting) {
+    let (rows, replies): (Vec<Row>, Vec<_>) = group.into_iter().map(|j| (j.row, j.reply)).unzip();
+    for (result, reply) in store.append_group(&rows).into_iter().zip(replies) {
         let _ = reply.send(result);
     }
 }
@@ -91,14 +76,10 @@ impl SessionStore for GroupCommit {
         step: &Step,
         events: &[Event],
     ) -> Result<(), StoreError> {
+        // Serializing happens here, on the appending thread, so the writer only writes.
+        let row = Row::new(tenant, session, step, events)?;
         let (reply, done) = mpsc::sync_channel(1);
-        let job = Job {
-            tenant: tenant.to_owned(),
-            session: session.to_owned(),
-            step: step.clone(),
-            events: events.to_vec(),
-            reply,
-        };
+        let job = Job { row, reply };
         self.jobs
             .send(job)
             .map_err(|_| StoreError::Backend("the group-commit writer stopped".into()))?;
