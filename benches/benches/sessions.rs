@@ -133,6 +133,44 @@ fn concurrent(rt: &tokio::runtime::Runtime, deployment: &Arc<kernel::Deployment>
         }
     });
     assert_eq!(completed, n, "every session completes");
+    let sample = rt.block_on(async {
+        let runtime = Arc::new(
+            Runtime::new(Arc::new(benches::LoopModel { tool_calls: 1 }), "small").tool(
+                "read_crm",
+                Arc::new(benches::CrmTool {
+                    gate: None,
+                    started: Arc::new(AtomicUsize::new(0)),
+                }),
+            ),
+        );
+        runtime
+            .run(
+                benches::acme_session(deployment, n),
+                "request".into(),
+                Vec::new(),
+                None,
+            )
+            .await
+            .events
+    });
+    {
+        let runtime = Runtime::new(Arc::new(benches::LoopModel { tool_calls: 1 }), "small");
+        let fut = runtime.run(
+            benches::acme_session(deployment, n + 1),
+            "r".into(),
+            Vec::new(),
+            None,
+        );
+        println!("run future: {} bytes", std::mem::size_of_val(&fut));
+    }
+    let before = benches::Counting::live();
+    let copy = sample.clone();
+    println!(
+        "driver: an event the run keeps for its outcome costs {:.2} KiB on average ({} bytes inline)",
+        (benches::Counting::live() - before) as f64 / copy.len() as f64 / KIB,
+        std::mem::size_of::<kernel::Event>()
+    );
+    drop(copy);
     println!(
         "driver: {n} concurrent sessions started in {:.2} s, {:.1} KiB heap each while waiting on a tool; all completed in {:.2} s with {} events each, every chain verified",
         ramp.as_secs_f64(),

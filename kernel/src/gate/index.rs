@@ -6,8 +6,13 @@
 //! time. Policies are split by action, then by the entity their principal scope names
 //! (`principal == E`, `principal in E`, `principal is T in E`): such a policy can only match a
 //! principal that is `E` or has `E` among its ancestors, so a request from one tenant's agent
-//! never evaluates another tenant's policies. The fuzzer's oracle re-asks Cedar with the whole set
-//! for every decision, which checks this exactness on every fuzzed transition.
+//! never evaluates another tenant's policies.
+//!
+//! Within a set, the scope the filing has already decided is dropped from the policy (its action
+//! constraint everywhere; `principal in E` under `E`), so Cedar does not rebuild and re-check it —
+//! `action in [...]` builds a set on every evaluation — and evaluates only what is left. The
+//! fuzzer's oracle re-asks Cedar with the whole, unmodified set for every decision, which checks
+//! all of this on every fuzzed transition.
 
 use std::collections::HashMap;
 
@@ -87,16 +92,33 @@ impl PolicyIndex {
 
 impl ForAction {
     fn add(&mut self, policy: &Policy) {
-        let set = match policy.principal_constraint() {
-            PrincipalConstraint::Eq(e)
-            | PrincipalConstraint::In(e)
-            | PrincipalConstraint::IsIn(_, e) => self.scoped.entry(e).or_default(),
-            PrincipalConstraint::Any | PrincipalConstraint::Is(_) => &mut self.shared,
+        let (set, principal_decided) = match policy.principal_constraint() {
+            PrincipalConstraint::In(e) => (self.scoped.entry(e).or_default(), true),
+            PrincipalConstraint::Eq(e) | PrincipalConstraint::IsIn(_, e) => {
+                (self.scoped.entry(e).or_default(), false)
+            }
+            PrincipalConstraint::Any | PrincipalConstraint::Is(_) => (&mut self.shared, false),
         };
+        let policy = narrowed(policy, principal_decided);
         // The ids of a valid set are unique, so adding to a subset cannot clash; if it somehow
         // did, the action falls back to the whole set rather than to a partial one.
-        if set.add(policy.clone()).is_err() {
+        if set.add(policy).is_err() {
             self.unindexed = true;
         }
     }
+}
+
+/// `policy` without the scope its set already guarantees: its action constraint, and its
+/// principal constraint when `principal_decided`. The original when it cannot be rewritten.
+fn narrowed(policy: &Policy, principal_decided: bool) -> Policy {
+    let rewrite = || {
+        let mut json = policy.to_json().ok()?;
+        let all = serde_json::json!({"op": "All"});
+        json.get_mut("action").map(|a| *a = all.clone())?;
+        if principal_decided {
+            json.get_mut("principal").map(|p| *p = all)?;
+        }
+        Policy::from_json(Some(policy.id().clone()), json).ok()
+    };
+    rewrite().unwrap_or_else(|| policy.clone())
 }
