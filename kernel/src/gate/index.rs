@@ -8,10 +8,8 @@
 //! principal that is `E` or has `E` among its ancestors, so a request from one tenant's agent
 //! never evaluates another tenant's policies.
 //!
-//! Within a set, the scope the filing has already decided is dropped from the policy (its action
-//! constraint everywhere; `principal in E` under `E`), so Cedar does not rebuild and re-check it —
-//! `action in [...]` builds a set on every evaluation — and evaluates only what is left. The
-//! fuzzer's oracle re-asks Cedar with the whole, unmodified set for every decision, which checks
+//! Within the shared sets, a policy's action constraint, which the filing already decided, is
+//! dropped, so Cedar does not rebuild and re-check it on every evaluation. The fuzzer's oracle re-asks Cedar with the whole, unmodified set for every decision, which checks
 //! all of this on every fuzzed transition.
 
 use std::collections::HashMap;
@@ -92,14 +90,16 @@ impl PolicyIndex {
 
 impl ForAction {
     fn add(&mut self, policy: &Policy) {
-        let (set, principal_decided) = match policy.principal_constraint() {
-            PrincipalConstraint::In(e) => (self.scoped.entry(e).or_default(), true),
-            PrincipalConstraint::Eq(e) | PrincipalConstraint::IsIn(_, e) => {
-                (self.scoped.entry(e).or_default(), false)
+        let (set, policy) = match policy.principal_constraint() {
+            PrincipalConstraint::Eq(e)
+            | PrincipalConstraint::In(e)
+            | PrincipalConstraint::IsIn(_, e) => {
+                (self.scoped.entry(e).or_default(), policy.clone())
             }
-            PrincipalConstraint::Any | PrincipalConstraint::Is(_) => (&mut self.shared, false),
+            PrincipalConstraint::Any | PrincipalConstraint::Is(_) => {
+                (&mut self.shared, narrowed(policy))
+            }
         };
-        let policy = narrowed(policy, principal_decided);
         // The ids of a valid set are unique, so adding to a subset cannot clash; if it somehow
         // did, the action falls back to the whole set rather than to a partial one.
         if set.add(policy).is_err() {
@@ -108,16 +108,17 @@ impl ForAction {
     }
 }
 
-/// `policy` without the scope its set already guarantees: its action constraint, and its
-/// principal constraint when `principal_decided`. The original when it cannot be rewritten.
-fn narrowed(policy: &Policy, principal_decided: bool) -> Policy {
+/// `policy` without its action constraint, which its set already guarantees (Cedar would rebuild
+/// it, a set for `action in [...]`, on every evaluation); the original when it cannot be rewritten.
+/// Only shared policies are rewritten: they are few and every request evaluates them, while
+/// rewriting each of 100,000 tenant policies would cost load time and memory for one comparison.
+fn narrowed(policy: &Policy) -> Policy {
+    if matches!(policy.action_constraint(), ActionConstraint::Any) {
+        return policy.clone();
+    }
     let rewrite = || {
         let mut json = policy.to_json().ok()?;
-        let all = serde_json::json!({"op": "All"});
-        json.get_mut("action").map(|a| *a = all.clone())?;
-        if principal_decided {
-            json.get_mut("principal").map(|p| *p = all)?;
-        }
+        *json.get_mut("action")? = serde_json::json!({"op": "All"});
         Policy::from_json(Some(policy.id().clone()), json).ok()
     };
     rewrite().unwrap_or_else(|| policy.clone())
