@@ -397,3 +397,107 @@ pub fn pay_round(s: &mut Session, t: u64) -> usize {
         Err(e) => panic!("pay result: {}", e.error),
     }
 }
+
+/// A store that keeps nothing but each session's chain head: every append is checked against the
+/// session's last event (seq, prev, recomputed hash) and counted. The runtime writes each step
+/// here before performing its effects, so a run through it proves no event went missing without
+/// holding any event in memory.
+#[derive(Default)]
+pub struct ChainCheck {
+    heads: std::sync::Mutex<std::collections::HashMap<String, (u64, String)>>,
+    /// Events appended.
+    pub events: std::sync::atomic::AtomicUsize,
+    /// Events whose seq, prev or hash did not follow.
+    pub broken: std::sync::atomic::AtomicUsize,
+}
+
+impl ChainCheck {
+    /// Sessions begun.
+    pub fn sessions(&self) -> usize {
+        self.heads.lock().map_or(0, |h| h.len())
+    }
+}
+
+impl kernel::store::SessionStore for ChainCheck {
+    fn put_bundle(&self, _: &kernel::BundleSources) -> Result<String, kernel::store::StoreError> {
+        Ok(String::new())
+    }
+
+    fn bundle(&self, hash: &str) -> Result<kernel::BundleSources, kernel::store::StoreError> {
+        Err(kernel::store::StoreError::NotFound(hash.into()))
+    }
+
+    fn create(&self, _: &kernel::store::SessionRecord) -> Result<(), kernel::store::StoreError> {
+        Ok(())
+    }
+
+    fn begin(
+        &self,
+        _: &Deployment,
+        config: &SessionConfig,
+        _: u64,
+    ) -> Result<(), kernel::store::StoreError> {
+        if let Ok(mut heads) = self.heads.lock() {
+            heads.insert(config.id.clone(), (0, kernel::event::GENESIS.to_owned()));
+        }
+        Ok(())
+    }
+
+    fn append(
+        &self,
+        _: &str,
+        session: &str,
+        _: &kernel::store::Step,
+        events: &[kernel::Event],
+    ) -> Result<(), kernel::store::StoreError> {
+        use std::sync::atomic::Ordering::Relaxed;
+        let mut heads = self
+            .heads
+            .lock()
+            .map_err(|_| kernel::store::StoreError::Backend("poisoned".into()))?;
+        let head = heads
+            .get_mut(session)
+            .ok_or_else(|| kernel::store::StoreError::NotFound(session.into()))?;
+        for e in events {
+            let value = serde_json::to_value(e).unwrap_or_default();
+            if e.seq != head.0 || e.prev != head.1 || kernel::event::event_hash(&value) != e.hash {
+                self.broken.fetch_add(1, Relaxed);
+            }
+            *head = (e.seq + 1, e.hash.clone());
+        }
+        self.events.fetch_add(events.len(), Relaxed);
+        Ok(())
+    }
+
+    fn load(
+        &self,
+        _: &str,
+        session: &str,
+    ) -> Result<kernel::store::StoredSession, kernel::store::StoreError> {
+        Err(kernel::store::StoreError::NotFound(session.into()))
+    }
+
+    fn sessions(&self) -> Result<Vec<(String, String)>, kernel::store::StoreError> {
+        Ok(Vec::new())
+    }
+
+    fn memory_get(
+        &self,
+        _: &str,
+        _: &str,
+        _: &str,
+    ) -> Result<Option<(serde_json::Value, Vec<String>)>, kernel::store::StoreError> {
+        Ok(None)
+    }
+
+    fn memory_put(
+        &self,
+        _: &str,
+        _: &str,
+        _: &str,
+        _: &serde_json::Value,
+        _: &[String],
+    ) -> Result<(), kernel::store::StoreError> {
+        Ok(())
+    }
+}

@@ -299,3 +299,43 @@ async fn retry_jitter_is_seeded_and_recorded() {
     assert_ne!(a, plain, "jitter moves the recorded retry times");
     assert_ne!(a, c, "another seed, other times");
 }
+
+/// A runtime that does not keep events still publishes every one: the hub's stream is the same
+/// chain a keeping runtime returns, and the outcome holds none.
+#[tokio::test(start_paused = true)]
+async fn a_runtime_that_keeps_no_events_still_publishes_them_all() {
+    let deployment = demo();
+    let run = |keep: bool, hub: Option<EventHub>| {
+        let deployment = Arc::clone(&deployment);
+        async move {
+            let runtime = Runtime::new(Arc::new(OneSearch::new()), "small")
+                .tool("web_search", Arc::new(Slow(Duration::from_millis(5))))
+                .keep_events(keep);
+            let cfg = SessionConfig {
+                id: "quiet".into(),
+                tenant: "acme".into(),
+                user: "alice@acme".into(),
+                agent: "assistant@acme".into(),
+                budget: "acme".into(),
+                mode: Mode::Enforce,
+            };
+            let session = Session::new(deployment, cfg).expect("session");
+            runtime
+                .run(session, "find it".into(), Vec::new(), hub.as_ref())
+                .await
+        }
+    };
+    let kept = run(true, None).await;
+    let hub = EventHub::new(64);
+    let mut sub = hub.subscribe();
+    let quiet = run(false, Some(hub.clone())).await;
+    drop(hub);
+    assert_eq!(quiet.status, Status::Completed);
+    assert!(quiet.events.is_empty());
+    let mut streamed = Vec::new();
+    while let Delivery::Event(e) = sub.next().await {
+        streamed.push(*e);
+    }
+    assert_eq!(streamed, kept.events);
+    verify_jsonl(&encode_jsonl(&streamed)).expect("chain verifies");
+}

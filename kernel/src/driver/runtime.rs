@@ -102,6 +102,7 @@ pub struct Runtime {
     memory: Arc<Mutex<MemoryStore>>,
     jitter: Option<Mutex<u64>>,
     store: Option<Arc<dyn SessionStore>>,
+    keep_events: bool,
 }
 
 /// Retry jitter is drawn below this many milliseconds.
@@ -127,7 +128,16 @@ impl Runtime {
             memory: Arc::default(),
             jitter: None,
             store: None,
+            keep_events: true,
         }
+    }
+
+    /// Whether runs keep every event for their [`Outcome`] (the default). A deployment whose
+    /// sessions publish to a hub or a store can turn this off: a session then holds no event in
+    /// memory, however long it runs, and `Outcome::events` is empty.
+    pub fn keep_events(mut self, keep: bool) -> Self {
+        self.keep_events = keep;
+        self
     }
 
     /// Makes runs durable: each session is created in `store` with its bundle, and every step is
@@ -214,6 +224,9 @@ impl Runtime {
         let (sender, receiver) = mpsc::unbounded_channel();
         let rt = Arc::clone(self);
         let task_hub = hub.clone();
+        // Boxed, the session is held once on the heap, not inline in both this task's future and
+        // the run's (about 1.2 KiB per live session).
+        let session = Box::new(session);
         let task = tokio::spawn(async move {
             rt.run_with(
                 session,
@@ -241,13 +254,20 @@ impl Runtime {
         schedule: Vec<(u64, Control)>,
         hub: Option<&EventHub>,
     ) -> Outcome {
-        self.run_with(session, Begin::Fresh(request), schedule, hub, None, None)
-            .await
+        self.run_with(
+            Box::new(session),
+            Begin::Fresh(request),
+            schedule,
+            hub,
+            None,
+            None,
+        )
+        .await
     }
 
     async fn run_with(
         &self,
-        mut session: Session,
+        mut session: Box<Session>,
         begin: Begin,
         schedule: Vec<(u64, Control)>,
         hub: Option<&EventHub>,
@@ -506,6 +526,7 @@ impl<'a> Run<'a> {
     /// was in flight in doubt. A log the session does not reproduce stops the run.
     fn restore(&mut self, session: &mut Session, stored: StoredSession) {
         let mut recorded = stored.events.into_iter();
+        let mut last_read = None;
         for step in stored.steps {
             match &step.intent {
                 Intent::Start { request } => self.transcript.push(Message::User {
@@ -545,14 +566,10 @@ impl<'a> Run<'a> {
                 return;
             }
             self.answer_current(session, &produced);
-            self.events.extend(produced);
-            self.steps += 1;
-        }
-        if let Some(call_id) = session.call_in_flight().map(str::to_owned) {
-            self.apply(session, Intent::InDoubt { call_id });
-        } else if session.status() == Status::WaitingMemory
-            && let Some((read_id, scope, key)) =
-                self.events.iter().rev().find_map(|e| match &e.body {
+            last_read = produced
+                .iter()
+                .rev()
+                .find_map(|e| match &e.body {
                     EventBody::MemoryRead {
                         read_id,
                         scope,
@@ -560,6 +577,16 @@ impl<'a> Run<'a> {
                     } => Some((read_id.clone(), scope.clone(), key.clone())),
                     _ => None,
                 })
+                .or(last_read);
+            if self.rt.keep_events {
+                self.events.extend(produced);
+            }
+            self.steps += 1;
+        }
+        if let Some(call_id) = session.call_in_flight().map(str::to_owned) {
+            self.apply(session, Intent::InDoubt { call_id });
+        } else if session.status() == Status::WaitingMemory
+            && let Some((read_id, scope, key)) = last_read
         {
             let now = self.now();
             self.perform(
@@ -660,7 +687,9 @@ impl<'a> Run<'a> {
         if let Some(hub) = self.hub {
             hub.publish(&event);
         }
-        self.events.push(event);
+        if self.rt.keep_events {
+            self.events.push(event);
+        }
     }
 
     fn perform(&mut self, effect: Effect, now: u64) {
