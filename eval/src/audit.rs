@@ -121,7 +121,7 @@ fn recheck_one(
                 .map_err(|e| format!("the recorded bundle no longer builds: {e}"))?;
             // The stored text must be the one the decisions were made under.
             if let Some(recorded) = stored.events.iter().find_map(|e| e.decision.as_ref())
-                && &recorded.bundle != d.hashes()
+                && recorded.bundle.as_ref() != d.hashes()
             {
                 return Err(format!(
                     "the stored bundle does not match the hashes its decisions recorded \

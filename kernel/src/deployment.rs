@@ -172,8 +172,13 @@ impl Deployment {
             Err(error) => {
                 let unknown =
                     uid("Action", "unknown").unwrap_or_else(|_| self.actions.call_model.clone());
-                let mut d =
-                    Decision::new(&unknown, &unknown, &unknown, Mode::Enforce, self.hashes());
+                let mut d = Decision::new(
+                    &unknown,
+                    &unknown,
+                    &unknown,
+                    Mode::Enforce,
+                    &self.gate.hashes,
+                );
                 d.errors.push(format!("invalid request: {error}"));
                 d.settle(false);
                 return d;

@@ -283,7 +283,7 @@ fn decisions_carry_the_hashes_of_the_bundle_in_force() {
         )
         .expect("call");
     let recorded = t.decision.expect("decision").bundle;
-    assert_eq!(&recorded, d.hashes());
+    assert_eq!(recorded.as_ref(), d.hashes());
 
     let edited = base_builder()
         .policies(Source::new("extra.cedar", "@id(\"extra\") forbid (principal, action == Action::\"cancel\", resource) when { false };"))

@@ -1,6 +1,7 @@
 //! The decision record: what was asked, what Cedar answered, why, and under which bundle.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use cedar_policy::EntityUid;
 use serde::{Deserialize, Serialize};
@@ -92,7 +93,7 @@ pub struct Decision {
     /// The enforcement mode in force.
     pub mode: Mode,
     /// The policy set, schema and entities in force.
-    pub bundle: BundleHashes,
+    pub bundle: Arc<BundleHashes>,
 }
 
 impl Decision {
@@ -101,7 +102,7 @@ impl Decision {
         action: &EntityUid,
         resource: &EntityUid,
         mode: Mode,
-        bundle: &BundleHashes,
+        bundle: &Arc<BundleHashes>,
     ) -> Self {
         Self {
             principal: principal.to_string(),
@@ -113,7 +114,7 @@ impl Decision {
             errors: Vec::new(),
             lifted: Vec::new(),
             mode,
-            bundle: bundle.clone(),
+            bundle: Arc::clone(bundle),
         }
     }
 

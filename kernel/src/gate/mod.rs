@@ -10,6 +10,7 @@ pub(crate) use load::{PolicyMeta, load_policies, load_schema, validate_policies}
 
 use std::borrow::Cow;
 use std::collections::HashMap;
+use std::sync::Arc;
 
 use cedar_policy::{
     Authorizer, Context, Entities, EntityUid, PolicyId, PolicySet, Request, Response, Schema,
@@ -36,7 +37,8 @@ pub(crate) struct Gate {
     pub policies: PolicySet,
     pub entities: Entities,
     pub meta: HashMap<PolicyId, PolicyMeta>,
-    pub hashes: BundleHashes,
+    /// Shared by every decision, which records them.
+    pub hashes: Arc<BundleHashes>,
     authorizer: Authorizer,
     /// Which policies can apply to a request.
     index: index::PolicyIndex,
@@ -69,7 +71,7 @@ impl Gate {
             policies,
             entities,
             meta,
-            hashes,
+            hashes: Arc::new(hashes),
             authorizer: Authorizer::new(),
             index,
         }

@@ -226,7 +226,13 @@ impl Session {
     /// A denial for a request that could not even be formed (an unusable entity id).
     fn refuse(&self, deployment: &Deployment, error: String) -> Decision {
         let agent = &self.uids.agent;
-        let mut d = Decision::new(agent, agent, agent, self.config.mode, deployment.hashes());
+        let mut d = Decision::new(
+            agent,
+            agent,
+            agent,
+            self.config.mode,
+            &deployment.gate.hashes,
+        );
         d.errors.push(format!("invalid request: {error}"));
         d.settle(false);
         d
