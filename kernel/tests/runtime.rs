@@ -339,3 +339,111 @@ async fn a_runtime_that_keeps_no_events_still_publishes_them_all() {
     assert_eq!(streamed, kept.events);
     verify_jsonl(&encode_jsonl(&streamed)).expect("chain verifies");
 }
+
+/// A store whose appends wait (up to a few seconds) until `want` of them are inside at once,
+/// recording the most it saw: a driver that blocked its worker threads on the store could never
+/// have more appends waiting than it has workers, and group commit would gather nothing.
+struct Rendezvous {
+    want: usize,
+    inside: Mutex<(usize, usize)>, // (now, most)
+    arrived: std::sync::Condvar,
+}
+
+impl kernel::store::SessionStore for Rendezvous {
+    fn put_bundle(&self, _: &kernel::BundleSources) -> Result<String, kernel::store::StoreError> {
+        Ok(String::new())
+    }
+    fn bundle(&self, h: &str) -> Result<kernel::BundleSources, kernel::store::StoreError> {
+        Err(kernel::store::StoreError::NotFound(h.into()))
+    }
+    fn create(&self, _: &kernel::store::SessionRecord) -> Result<(), kernel::store::StoreError> {
+        Ok(())
+    }
+    fn append(
+        &self,
+        _: &str,
+        _: &str,
+        _: &kernel::store::Step,
+        _: &[kernel::Event],
+    ) -> Result<(), kernel::store::StoreError> {
+        let mut inside = self.inside.lock().expect("lock");
+        inside.0 += 1;
+        inside.1 = inside.1.max(inside.0);
+        self.arrived.notify_all();
+        let deadline = std::time::Instant::now() + Duration::from_secs(5);
+        while inside.1 < self.want && std::time::Instant::now() < deadline {
+            inside = self
+                .arrived
+                .wait_timeout(inside, Duration::from_millis(50))
+                .expect("wait")
+                .0;
+        }
+        inside.0 -= 1;
+        Ok(())
+    }
+    fn load(
+        &self,
+        _: &str,
+        s: &str,
+    ) -> Result<kernel::store::StoredSession, kernel::store::StoreError> {
+        Err(kernel::store::StoreError::NotFound(s.into()))
+    }
+    fn sessions(&self) -> Result<Vec<(String, String)>, kernel::store::StoreError> {
+        Ok(Vec::new())
+    }
+    fn memory_get(
+        &self,
+        _: &str,
+        _: &str,
+        _: &str,
+    ) -> Result<Option<(serde_json::Value, Vec<String>)>, kernel::store::StoreError> {
+        Ok(None)
+    }
+    fn memory_put(
+        &self,
+        _: &str,
+        _: &str,
+        _: &str,
+        _: &serde_json::Value,
+        _: &[String],
+    ) -> Result<(), kernel::store::StoreError> {
+        Ok(())
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn appends_wait_off_the_executor_so_more_sessions_than_workers_can_share_a_commit() {
+    let deployment = demo();
+    let store = Arc::new(Rendezvous {
+        want: 6,
+        inside: Mutex::new((0, 0)),
+        arrived: std::sync::Condvar::new(),
+    });
+    let mut handles = Vec::new();
+    for i in 0..8 {
+        let runtime = Arc::new(
+            Runtime::new(Arc::new(OneSearch::new()), "small")
+                .tool("web_search", Arc::new(Slow(Duration::from_millis(1))))
+                .store(Arc::clone(&store) as Arc<dyn kernel::store::SessionStore>),
+        );
+        let cfg = SessionConfig {
+            id: format!("w{i}"),
+            tenant: "acme".into(),
+            user: "alice@acme".into(),
+            agent: "assistant@acme".into(),
+            budget: "acme".into(),
+            mode: Mode::Enforce,
+        };
+        let session = Session::new(Arc::clone(&deployment), cfg).expect("session");
+        handles.push(runtime.spawn(session, "find it".into(), EventHub::new(8), None));
+    }
+    for h in handles {
+        let outcome = h.join().await.expect("task");
+        assert_eq!(outcome.status, Status::Completed);
+    }
+    let most = store.inside.lock().expect("lock").1;
+    assert!(
+        most >= 6,
+        "at most {most} appends were waiting at once on 2 workers"
+    );
+}

@@ -644,7 +644,7 @@ impl<'a> Run<'a> {
                 Err(r) => std::slice::from_ref(r.event.as_ref()),
             };
             let c = session.config();
-            if let Err(e) = store.append(&c.tenant, &c.id, &step, events) {
+            if let Err(e) = append_off_executor(store.as_ref(), &c.tenant, &c.id, &step, events) {
                 self.store_error = Some(e);
                 self.in_flight = None;
                 return;
@@ -910,6 +910,26 @@ fn outcome(events: &[Event]) -> String {
         return text;
     }
     "not run".into()
+}
+
+/// Writes a step ahead without stalling the executor. On a multi-threaded runtime the worker hands
+/// its other tasks to another thread while this one waits for the store, so every session waiting
+/// on a commit at the same moment can share it (see [`crate::store::GroupCommit`]); on a
+/// current-thread runtime, where that is impossible, it waits in place.
+fn append_off_executor(
+    store: &dyn SessionStore,
+    tenant: &str,
+    session: &str,
+    step: &Step,
+    events: &[Event],
+) -> Result<(), StoreError> {
+    let multi_threaded = tokio::runtime::Handle::try_current()
+        .is_ok_and(|h| h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread);
+    if multi_threaded {
+        tokio::task::block_in_place(|| store.append(tenant, session, step, events))
+    } else {
+        store.append(tenant, session, step, events)
+    }
 }
 
 /// Milliseconds since the Unix epoch (the driver may read clocks; the kernel never does).
