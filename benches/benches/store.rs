@@ -1,5 +1,6 @@
 //! The durable path: appending steps with their events to SQLite (one `BEGIN IMMEDIATE`
-//! transaction per step, `synchronous=FULL`, WAL), and `audit verify` per 1,000 events.
+//! transaction per step, `synchronous=FULL`, WAL), with group commit from threads and from the
+//! driver, and `audit verify` per 1,000 events.
 //!
 //! `cargo bench -p benches --bench store`
 
@@ -109,6 +110,61 @@ fn bench(c: &mut Criterion) {
             )
         });
     }
+    // The driver end to end: 256 scripted sessions (10 tool calls each) on a 2-worker runtime, every
+    // step written ahead to SQLite through group commit before its effects run.
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_time()
+        .build()
+        .expect("tokio");
+    let driven = 256;
+    let per_session = {
+        let probe = std::sync::Arc::new(benches::ChainCheck::default());
+        let runtime =
+            driver_runtime(std::sync::Arc::clone(&probe) as std::sync::Arc<dyn SessionStore>);
+        rt.block_on(runtime.run(
+            benches::acme_session(&deployment, 0),
+            "loop".into(),
+            Vec::new(),
+            None,
+        ));
+        probe.events.load(std::sync::atomic::Ordering::Relaxed)
+    };
+    group.throughput(Throughput::Elements((per_session * driven) as u64));
+    group.bench_function(
+        format!("driver: {driven} sessions × {per_session} events, group commit"),
+        |b| {
+            b.iter_batched(
+                || {
+                    round += 1;
+                    let store = SqliteStore::open(&dir.join(format!("d{round}.db"))).expect("open");
+                    let store: std::sync::Arc<dyn SessionStore> =
+                        std::sync::Arc::new(kernel::store::GroupCommit::new(store));
+                    std::sync::Arc::new(driver_runtime(store))
+                },
+                |runtime| {
+                    rt.block_on(async {
+                        let handles: Vec<_> = (0..driven)
+                            .map(|i| {
+                                let session = benches::acme_session(&deployment, i);
+                                runtime.spawn(
+                                    session,
+                                    "loop".into(),
+                                    kernel::driver::EventHub::new(1),
+                                    None,
+                                )
+                            })
+                            .collect();
+                        for h in handles {
+                            let outcome = h.join().await.expect("task");
+                            assert!(outcome.store_error.is_none(), "{:?}", outcome.store_error);
+                        }
+                    })
+                },
+                BatchSize::PerIteration,
+            )
+        },
+    );
     group.throughput(Throughput::Elements(events_total as u64));
     let events: Vec<Event> = log.into_iter().flat_map(|(_, e)| e).collect();
     let text = encode_jsonl(&events);
@@ -118,6 +174,23 @@ fn bench(c: &mut Criterion) {
     });
     group.finish();
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// The scripted 10-tool-call loop, keeping no events, writing ahead to `store`.
+fn driver_runtime(store: std::sync::Arc<dyn SessionStore>) -> kernel::driver::Runtime {
+    kernel::driver::Runtime::new(
+        std::sync::Arc::new(benches::LoopModel { tool_calls: 10 }),
+        "small",
+    )
+    .tool(
+        "read_crm",
+        std::sync::Arc::new(benches::CrmTool {
+            gate: None,
+            started: std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0)),
+        }),
+    )
+    .keep_events(false)
+    .store(store)
 }
 
 criterion_group!(benches, bench);
