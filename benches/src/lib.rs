@@ -20,27 +20,23 @@ pub fn demo() -> Arc<Deployment> {
 
 /// A started acme session in enforce mode.
 pub fn started(deployment: &Arc<Deployment>) -> Session {
+    started_in(deployment, "acme")
+}
+
+/// Session `id` of tenant `t`, its user `alice@t` and agent `assistant@t`, in enforce mode.
+fn session_in(deployment: &Arc<Deployment>, t: &str, id: String) -> Session {
     let config = SessionConfig {
-        id: "bench".into(),
-        tenant: "acme".into(),
-        user: "alice@acme".into(),
-        agent: "assistant@acme".into(),
-        budget: "acme".into(),
+        id,
+        tenant: t.into(),
+        user: format!("alice@{t}"),
+        agent: format!("assistant@{t}"),
+        budget: t.into(),
         mode: Mode::Enforce,
     };
-    let mut s = match Session::new(Arc::clone(deployment), config) {
+    match Session::new(Arc::clone(deployment), config) {
         Ok(s) => s,
         Err(e) => panic!("bench session: {e}"),
-    };
-    if let Err(e) = s.step(
-        Intent::Start {
-            request: "bench".into(),
-        },
-        0,
-    ) {
-        panic!("start: {}", e.error);
     }
-    s
 }
 
 /// Ten policies of tenant `t` over the demo tools, each scoped to the tenant (`principal in`), so
@@ -125,24 +121,11 @@ fn extended(policies: String, entities: String) -> Arc<Deployment> {
 
 /// A started session of tenant `t` (see [`tenant_entities`]).
 pub fn started_in(deployment: &Arc<Deployment>, t: &str) -> Session {
-    let config = SessionConfig {
-        id: "bench".into(),
-        tenant: t.into(),
-        user: format!("alice@{t}"),
-        agent: format!("assistant@{t}"),
-        budget: t.into(),
-        mode: Mode::Enforce,
+    let mut s = session_in(deployment, t, "bench".into());
+    let start = Intent::Start {
+        request: "bench".into(),
     };
-    let mut s = match Session::new(Arc::clone(deployment), config) {
-        Ok(s) => s,
-        Err(e) => panic!("bench session: {e}"),
-    };
-    if let Err(e) = s.step(
-        Intent::Start {
-            request: "bench".into(),
-        },
-        0,
-    ) {
+    if let Err(e) = s.step(start, 0) {
         panic!("start: {}", e.error);
     }
     s
@@ -288,18 +271,7 @@ impl kernel::driver::Tool for CrmTool {
 
 /// Session `i` of the acme tenant (ids must differ for the hub and the chain).
 pub fn acme_session(deployment: &Arc<Deployment>, i: usize) -> Session {
-    let config = SessionConfig {
-        id: format!("s{i}"),
-        tenant: "acme".into(),
-        user: "alice@acme".into(),
-        agent: "assistant@acme".into(),
-        budget: "acme".into(),
-        mode: Mode::Enforce,
-    };
-    match Session::new(Arc::clone(deployment), config) {
-        Ok(s) => s,
-        Err(e) => panic!("bench session: {e}"),
-    }
+    session_in(deployment, "acme", format!("s{i}"))
 }
 
 /// Base + demo + a `pay` tool whose policies read a count over the last minute, a sum over the
