@@ -179,4 +179,28 @@ mod tests {
         assert_eq!(back.snippet.map(|b| b.1.offset()), Some(14));
         assert_eq!(src.whole().to_string(), "a.cedar");
     }
+
+    #[test]
+    fn every_location_shares_the_text_and_finds_its_line_on_any_line() {
+        let src = Source::new("e.json", "[\n  {\"a\": 1},\n  {\"é\": 2}, {\"b\": 3}\n]");
+        let starts = [
+            (0, (1, 1)),
+            (1, (1, 2)),
+            (2, (2, 1)),
+            (4, (2, 3)),
+            (16, (3, 3)),
+            (27, (3, 13)),
+        ];
+        for (offset, want) in starts {
+            let at = src.locate(offset, 1);
+            assert_eq!((at.line, at.column), want, "offset {offset}");
+            let shared = at.snippet.as_ref().map(|b| b.0.inner());
+            assert!(
+                shared.is_some_and(|t| Arc::ptr_eq(t, &src.text)),
+                "offset {offset}"
+            );
+        }
+        // Past the end clamps to the last position.
+        assert_eq!(src.locate(10_000, 1).line, 4);
+    }
 }
