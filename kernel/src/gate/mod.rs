@@ -8,7 +8,6 @@ mod load;
 pub use decision::{Basis, Decision, DeterminingPolicy, Mode, Obligations, Verdict};
 pub(crate) use load::{PolicyMeta, load_policies, load_schema, validate_policies};
 
-use std::borrow::Cow;
 use std::collections::HashMap;
 use std::sync::Arc;
 
@@ -113,25 +112,21 @@ impl Gate {
             .index
             .candidates(ask.action, ask.principal, &self.entities)
             .unwrap_or_else(|| vec![&self.policies]);
-        let sets: Vec<Cow<'_, PolicySet>> = if lifted.is_empty() {
-            sets.into_iter().map(Cow::Borrowed).collect()
-        } else {
-            sets.into_iter()
-                .map(|set| {
-                    let mut reduced = set.clone();
-                    for id in lifted {
-                        // A lifted id names a static policy of the bundle: approvals only lift
-                        // ids the gate itself reported, so a failed removal means it is in
-                        // another of the candidate sets.
-                        let _ = reduced.remove_static(PolicyId::new(id));
-                    }
-                    Cow::Owned(reduced)
-                })
-                .collect()
-        };
         let responses: Vec<Response> = sets
-            .iter()
-            .map(|set| self.authorizer.is_authorized(&request, set, &self.entities))
+            .into_iter()
+            .map(|set| {
+                if lifted.is_empty() {
+                    return self.authorizer.is_authorized(&request, set, &self.entities);
+                }
+                let mut reduced = set.clone();
+                for id in lifted {
+                    // A lifted id names a static policy of the bundle: approvals only lift ids the
+                    // gate itself reported, so a failed removal means it is in another candidate set.
+                    let _ = reduced.remove_static(PolicyId::new(id));
+                }
+                self.authorizer
+                    .is_authorized(&request, &reduced, &self.entities)
+            })
             .collect();
         let (allowed, mut ids) = combine(&responses);
         ids.sort_unstable_by(|a, b| AsRef::<str>::as_ref(*a).cmp(AsRef::<str>::as_ref(*b)));
