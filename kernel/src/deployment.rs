@@ -192,6 +192,7 @@ impl Deployment {
             action: &a,
             resource: &r,
             context,
+            full: None,
             validate: true,
         };
         self.gate.authorize(ask, &[], Mode::Enforce, None)

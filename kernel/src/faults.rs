@@ -27,6 +27,8 @@ pub enum Fault {
     IllTypedContext,
     /// The policy index forgets the policies filed under a principal's entities.
     ForgetScopedPolicies,
+    /// A context built for an action's policies leaves out `session.labels` even when one reads it.
+    OverPrunedContext,
 }
 
 #[cfg(feature = "faults")]

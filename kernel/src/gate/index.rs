@@ -14,6 +14,7 @@
 
 use std::collections::HashMap;
 
+use super::demand::Demand;
 use cedar_policy::{
     ActionConstraint, Entities, EntityUid, Policy, PolicySet, PrincipalConstraint, Schema,
 };
@@ -27,6 +28,8 @@ struct ForAction {
     shared: PolicySet,
     /// Policies whose principal scope names an entity, by that entity.
     scoped: HashMap<EntityUid, PolicySet>,
+    /// The context attributes any of them reads.
+    demand: Demand,
 }
 
 /// The policy set split by action and principal scope.
@@ -86,10 +89,18 @@ impl PolicyIndex {
         }
         Some(sets)
     }
+
+    /// The context attributes a request for `action` needs; `None` for all of them (an action
+    /// the schema does not know, decided against the whole set).
+    pub fn demand(&self, action: &EntityUid) -> Option<&Demand> {
+        let slot = self.actions.get(action).filter(|s| !s.unindexed)?;
+        Some(&slot.demand)
+    }
 }
 
 impl ForAction {
     fn add(&mut self, policy: &Policy) {
+        self.demand.add(policy);
         let (set, policy) = match policy.principal_constraint() {
             PrincipalConstraint::Eq(e)
             | PrincipalConstraint::In(e)

@@ -2,10 +2,12 @@
 //! answer into a [`Decision`] the kernel can record and act on.
 
 mod decision;
+mod demand;
 mod index;
 mod load;
 
 pub use decision::{Basis, Decision, DeterminingPolicy, Mode, Obligations, Verdict};
+pub(crate) use demand::Demand;
 pub(crate) use load::{PolicyMeta, load_policies, load_schema, validate_policies};
 
 use std::collections::HashMap;
@@ -49,6 +51,9 @@ pub(crate) struct Ask<'a> {
     pub action: &'a EntityUid,
     pub resource: &'a EntityUid,
     pub context: Result<Context, String>,
+    /// The full context, when `context` leaves attributes out and the request is traced: the
+    /// trace must show the request a reader of the schema would expect.
+    pub full: Option<Context>,
     /// Check the request against the schema. Requests the kernel builds from session state are
     /// well-typed by construction (see [`crate::Deployment`]'s request contract check, made once at
     /// load time, and the fuzzer's oracle, which validates every request), so only requests built
@@ -74,6 +79,11 @@ impl Gate {
             authorizer: Authorizer::new(),
             index,
         }
+    }
+
+    /// The context attributes the policies of `action` read; `None` for all (see [`Demand`]).
+    pub fn demand(&self, action: &EntityUid) -> Option<&Demand> {
+        self.index.demand(action)
     }
 
     /// Decides `ask` with every policy except `lifted` (the ids an approval lifted); with `trace`,
@@ -144,8 +154,12 @@ impl Gate {
         decision.errors = errors;
         decision.settle(allowed);
         if let Some(trace) = trace {
+            let full = ask.full.and_then(|context| {
+                let (p, a, r) = (ask.principal, ask.action, ask.resource);
+                Request::new(p.clone(), a.clone(), r.clone(), context, None).ok()
+            });
             trace.push(Traced {
-                request,
+                request: full.unwrap_or(request),
                 lifted: lifted.to_vec(),
                 decision: decision.clone(),
             });

@@ -3,6 +3,7 @@
 use cedar_policy::{Context, RestrictedExpression as Rx};
 
 use super::Session;
+use crate::gate::Demand;
 
 pub(crate) fn long(n: u64) -> Rx {
     Rx::new_long(i64::try_from(n).unwrap_or(i64::MAX))
@@ -20,63 +21,93 @@ fn attempt_value(attempt: u32) -> Rx {
 }
 
 impl Session {
-    /// `{ session, history, ..extra }` at logical time `now`, for a call on its `attempt`.
+    /// `{ session, history, ..extra }` at logical time `now`, for a call on its `attempt`, with
+    /// only the attributes `demand` names (all of them for `None`). `input` is always kept: building
+    /// it can fail, and that failure must deny (see [`crate::gate::Demand`]).
     pub(crate) fn context(
         &mut self,
         now: u64,
         attempt: u32,
         extra: Vec<(&str, Rx)>,
+        demand: Option<&Demand>,
     ) -> Result<Context, String> {
+        let wants = |top: &str| demand.is_none_or(|d| d.wants(top));
+        let over_pruned =
+            demand.is_some() && crate::faults::active(crate::faults::Fault::OverPrunedContext);
+        let wants_in = |top: &str, sub: &str| {
+            demand.is_none_or(|d| d.wants_in(top, sub)) && !(over_pruned && sub == "labels")
+        };
+        let mut pairs: Vec<(String, Rx)> = Vec::with_capacity(2 + extra.len());
+        if wants("session") {
+            pairs.push((
+                "session".to_owned(),
+                self.session_record(now, attempt, |sub| wants_in("session", sub))?,
+            ));
+        }
+        // Windowed counters expire on every read, wanted or not, so a counter no policy of this
+        // action reads still forgets old entries.
+        let deployment = std::sync::Arc::clone(&self.deployment);
+        let counters = self.history.values(&deployment.counters, now);
+        if wants("history") {
+            let mut history: Vec<(String, Rx)> = counters
+                .filter(|(name, _)| wants_in("history", name))
+                .map(|(name, v)| (name.to_owned(), Rx::new_long(v)))
+                .collect();
+            if wants_in("history", "tools_called") {
+                history.push((
+                    "tools_called".to_owned(),
+                    strings(self.history.tools_called.iter().map(String::as_str)),
+                ));
+            }
+            pairs.push((
+                "history".to_owned(),
+                Rx::new_record(history).map_err(|e| e.to_string())?,
+            ));
+        } else {
+            counters.for_each(drop);
+        }
+        pairs.extend(
+            extra
+                .into_iter()
+                .filter(|(k, _)| *k == "input" || wants(k))
+                .map(|(k, v)| (k.to_owned(), v)),
+        );
+        Context::from_pairs(pairs).map_err(|e| e.to_string())
+    }
+
+    /// `context.session`, with the attributes `wanted` accepts.
+    fn session_record(
+        &self,
+        now: u64,
+        attempt: u32,
+        wanted: impl Fn(&str) -> bool,
+    ) -> Result<Rx, String> {
         let elapsed = self.started_at.map_or(0, |s| now.saturating_sub(s));
         let c = &self.counts;
-        let session = Rx::new_record([
-            ("id".to_owned(), Rx::new_string(self.config.id.clone())),
-            (
-                "tenant".to_owned(),
-                Rx::new_entity_uid(self.uids.tenant.clone()),
-            ),
-            (
-                "user".to_owned(),
-                Rx::new_entity_uid(self.uids.user.clone()),
-            ),
-            (
-                "agent".to_owned(),
-                Rx::new_entity_uid(self.uids.agent.clone()),
-            ),
-            ("steps".to_owned(), long(c.steps)),
-            ("elapsed_ms".to_owned(), long(elapsed)),
-            ("tokens".to_owned(), long(c.tokens)),
-            ("cost_spent".to_owned(), long(c.cost_spent)),
-            ("cost_reserved".to_owned(), long(c.cost_reserved)),
-            ("budget_limit".to_owned(), Rx::new_long(self.budget_limit)),
-            ("tool_calls".to_owned(), long(c.tool_calls)),
-            ("model_calls".to_owned(), long(c.model_calls)),
-            ("attempt".to_owned(), attempt_value(attempt)),
-            ("in_doubt".to_owned(), Rx::new_bool(self.in_doubt)),
-            (
-                "labels".to_owned(),
-                strings(self.labels.iter().map(String::as_str)),
-            ),
-        ])
-        .map_err(|e| e.to_string())?;
-        let deployment = std::sync::Arc::clone(&self.deployment);
-        let mut history: Vec<(String, Rx)> = self
-            .history
-            .values(&deployment.counters, now)
-            .map(|(name, v)| (name.to_owned(), Rx::new_long(v)))
-            .collect();
-        history.push((
-            "tools_called".to_owned(),
-            strings(self.history.tools_called.iter().map(String::as_str)),
-        ));
-        let history = Rx::new_record(history).map_err(|e| e.to_string())?;
-        let pairs = [
-            ("session".to_owned(), session),
-            ("history".to_owned(), history),
-        ]
-        .into_iter()
-        .chain(extra.into_iter().map(|(k, v)| (k.to_owned(), v)));
-        Context::from_pairs(pairs).map_err(|e| e.to_string())
+        let mut attrs: Vec<(String, Rx)> = Vec::with_capacity(15);
+        let mut add = |name: &str, value: &dyn Fn() -> Rx| {
+            if wanted(name) {
+                attrs.push((name.to_owned(), value()));
+            }
+        };
+        add("id", &|| Rx::new_string(self.config.id.clone()));
+        add("tenant", &|| Rx::new_entity_uid(self.uids.tenant.clone()));
+        add("user", &|| Rx::new_entity_uid(self.uids.user.clone()));
+        add("agent", &|| Rx::new_entity_uid(self.uids.agent.clone()));
+        add("steps", &|| long(c.steps));
+        add("elapsed_ms", &|| long(elapsed));
+        add("tokens", &|| long(c.tokens));
+        add("cost_spent", &|| long(c.cost_spent));
+        add("cost_reserved", &|| long(c.cost_reserved));
+        add("budget_limit", &|| Rx::new_long(self.budget_limit));
+        add("tool_calls", &|| long(c.tool_calls));
+        add("model_calls", &|| long(c.model_calls));
+        add("attempt", &|| attempt_value(attempt));
+        add("in_doubt", &|| Rx::new_bool(self.in_doubt));
+        add("labels", &|| {
+            strings(self.labels.iter().map(String::as_str))
+        });
+        Rx::new_record(attrs).map_err(|e| e.to_string())
     }
 }
 

@@ -114,6 +114,10 @@ impl Session {
         lifted: &[String],
     ) -> Decision {
         let deployment = std::sync::Arc::clone(&self.deployment);
+        let (action, resource) = match proposal.action_resource(&deployment) {
+            Ok(p) => p,
+            Err(e) => return self.refuse(&deployment, e),
+        };
         let extra = match proposal {
             Proposal::Model {
                 estimated_tokens,
@@ -125,11 +129,19 @@ impl Session {
             ]),
             Proposal::Tool { tool, input, .. } => {
                 // The arguments passed the tool's JSON Schema when the call was first proposed.
+                // Provenance is only worked out when a policy can read it (or a trace needs it).
+                let wanted = self.trace.is_some()
+                    || self.strict
+                    || deployment
+                        .gate
+                        .demand(&action)
+                        .is_none_or(|d| d.wants("provenance"));
                 let entry = deployment.tool_entry(tool);
                 match entry.map(|t| (t, t.to_cedar(input))) {
-                    Some((t, Ok(rx))) => t
+                    Some((t, Ok(rx))) if wanted => t
                         .provenance(input, &self.content)
                         .map(|p| vec![("input", rx), ("provenance", p)]),
+                    Some((_, Ok(rx))) => Ok(vec![("input", rx)]),
                     Some((_, Err(error))) => Err(error.to_string()),
                     None => Err(format!("no tool named `{tool}`")),
                 }
@@ -143,22 +155,9 @@ impl Session {
                 ])
             }
         };
-        let parts = proposal.action_resource(&deployment);
-        let (action, resource) = match parts {
-            Ok(p) => p,
-            Err(e) => return self.refuse(&deployment, e),
-        };
-        let context = extra.and_then(|extra| self.context(now, attempt, extra));
-        let ask = Ask {
-            principal: &self.uids.agent,
-            action: &action,
-            resource: &resource,
-            context,
-            validate: self.strict,
-        };
-        deployment
-            .gate
-            .authorize(ask, lifted, self.config.mode, self.trace.as_mut())
+        let agent = self.uids.agent.clone();
+        let request = (&agent, &action, &resource);
+        self.decide(now, attempt, request, extra, lifted)
     }
 
     /// Authorizes reserving `amount` of the session's budget.
@@ -168,17 +167,9 @@ impl Session {
             ("amount", long(amount)),
             ("purpose", Rx::new_string(purpose)),
         ];
-        let context = self.context(now, 1, extra);
-        let ask = Ask {
-            principal: &self.uids.agent,
-            action: &deployment.actions.spend_budget,
-            resource: &self.uids.budget,
-            context,
-            validate: self.strict,
-        };
-        deployment
-            .gate
-            .authorize(ask, &[], self.config.mode, self.trace.as_mut())
+        let (agent, budget) = (self.uids.agent.clone(), self.uids.budget.clone());
+        let request = (&agent, &deployment.actions.spend_budget, &budget);
+        self.decide(now, 1, request, Ok(extra), &[])
     }
 
     /// Authorizes a user's action (`approve` or `cancel`) on this session's agent.
@@ -194,33 +185,52 @@ impl Session {
             Ok(p) => p,
             Err(e) => return self.refuse(&deployment, e),
         };
-        let context = self.context(now, 1, extra);
-        let ask = Ask {
-            principal: &principal,
-            action,
-            resource: &self.uids.agent,
-            context,
-            validate: self.strict,
-        };
-        deployment
-            .gate
-            .authorize(ask, &[], self.config.mode, self.trace.as_mut())
+        let agent = self.uids.agent.clone();
+        self.decide(now, 1, (&principal, action, &agent), Ok(extra), &[])
     }
 
     /// Authorizes the passage of time.
     pub(crate) fn ask_continue(&mut self, now: u64) -> Decision {
         let deployment = std::sync::Arc::clone(&self.deployment);
-        let context = self.context(now, 1, Vec::new());
+        let agent = self.uids.agent.clone();
+        let request = (&agent, &deployment.actions.continue_session, &agent);
+        self.decide(now, 1, request, Ok(Vec::new()), &[])
+    }
+
+    /// Asks the gate about `(principal, action, resource)` with the session's context plus `extra`,
+    /// built with only the attributes the action's policies read. A request checked against the
+    /// schema gets the full context; so does the copy kept for a trace, which lets the fuzzer's
+    /// oracle check the omission against the whole policy set.
+    fn decide(
+        &mut self,
+        now: u64,
+        attempt: u32,
+        (principal, action, resource): (&EntityUid, &EntityUid, &EntityUid),
+        extra: Result<Vec<(&str, Rx)>, String>,
+        lifted: &[String],
+    ) -> Decision {
+        let deployment = std::sync::Arc::clone(&self.deployment);
+        let demand = if self.strict {
+            None
+        } else {
+            deployment.gate.demand(action)
+        };
+        let full = match (&self.trace, demand, &extra) {
+            (Some(_), Some(_), Ok(extra)) => self.context(now, attempt, extra.clone(), None).ok(),
+            _ => None,
+        };
+        let context = extra.and_then(|extra| self.context(now, attempt, extra, demand));
         let ask = Ask {
-            principal: &self.uids.agent,
-            action: &deployment.actions.continue_session,
-            resource: &self.uids.agent,
+            principal,
+            action,
+            resource,
             context,
+            full,
             validate: self.strict,
         };
         deployment
             .gate
-            .authorize(ask, &[], self.config.mode, self.trace.as_mut())
+            .authorize(ask, lifted, self.config.mode, self.trace.as_mut())
     }
 
     /// A denial for a request that could not even be formed (an unusable entity id).
