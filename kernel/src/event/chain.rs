@@ -85,12 +85,22 @@ impl Write for Hashing {
     }
 }
 
+/// [`event_hash`] of `serde_json::to_value(event)`, without building that value.
+pub(crate) fn hash_of<T: serde::Serialize>(event: &T) -> Result<String, super::canonical::Error> {
+    let mut canonical = Vec::with_capacity(1024);
+    super::canonical::write(event, Some("hash"), &mut canonical)?;
+    Ok(hex(&Sha256::digest(&canonical)))
+}
+
 /// The hash of an event given as JSON: SHA-256 (lower-case hex) of the canonical JSON of every
 /// field except `hash`. `prev` is one of those fields, which is what chains the events.
 pub fn event_hash(event: &Value) -> String {
     let mut hasher = Hashing(Sha256::new());
     write_canonical(event, Some("hash"), &mut hasher);
-    let digest = hasher.0.finalize();
+    hex(&hasher.0.finalize())
+}
+
+fn hex(digest: &[u8]) -> String {
     let mut hex = String::with_capacity(64);
     for byte in digest {
         let _ = write!(hex, "{byte:02x}");
@@ -109,6 +119,61 @@ mod tests {
         assert_eq!(
             canonical_json(&v),
             r#"{"a":{"A":1.5,"z":[true,null],"é":"x\"y"},"b":1}"#
+        );
+    }
+
+    #[test]
+    fn hashing_a_value_directly_matches_hashing_its_json() {
+        #[derive(serde::Serialize)]
+        enum Shape {
+            Unit,
+            Newtype(i8),
+            Tuple(u8, String),
+            Struct { z: f32, a: Option<bool> },
+        }
+        #[derive(serde::Serialize)]
+        struct Inner {
+            zeta: Vec<Shape>,
+            alpha: std::collections::HashMap<u32, char>,
+        }
+        #[derive(serde::Serialize)]
+        struct Outer {
+            seq: u64,
+            hash: &'static str,
+            #[serde(flatten)]
+            inner: Inner,
+            free: Value,
+            none: Option<()>,
+            bytes: &'static [u8],
+            big: i128,
+        }
+        let value = Outer {
+            seq: u64::MAX,
+            hash: "left out",
+            inner: Inner {
+                zeta: vec![
+                    Shape::Unit,
+                    Shape::Newtype(-3),
+                    Shape::Tuple(7, "t\u{1}\"".into()),
+                    Shape::Struct {
+                        z: 0.1,
+                        a: Some(true),
+                    },
+                ],
+                alpha: [(10, 'x'), (2, '\n')].into(),
+            },
+            free: json!({"b": [1.5, 1e300, -0.0, null], "a": {"é": "x", "Z": "\u{1F600}", "": {}}}),
+            none: None,
+            bytes: b"ab",
+            big: -5,
+        };
+        let json = serde_json::to_value(&value).expect("json");
+        assert_eq!(hash_of(&value).expect("canonical"), event_hash(&json));
+        let mut direct = Vec::new();
+        crate::event::canonical::write(&value, None, &mut direct).expect("canonical");
+        assert_eq!(
+            String::from_utf8(direct).expect("utf-8"),
+            canonical_json(&json)
         );
     }
 

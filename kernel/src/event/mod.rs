@@ -1,10 +1,12 @@
 //! The append-only event stream: one type per kind, a SHA-256 hash chain over canonical JSON,
 //! a JSONL codec and a verifier.
 
+mod canonical;
 mod chain;
 mod jsonl;
 mod kinds;
 
+pub(crate) use chain::hash_of;
 pub use chain::{GENESIS, canonical_json, event_hash};
 pub use jsonl::{ChainError, ChainProblem, ChainSummary, decode_jsonl, encode_jsonl, verify_jsonl};
 pub use kinds::{Event, EventBody};

@@ -21,7 +21,7 @@ use cedar_policy::{EntityUid, EvalResult};
 
 use crate::deployment::Deployment;
 use crate::error::StepError;
-use crate::event::{Event, EventBody, GENESIS, event_hash};
+use crate::event::{Event, EventBody, GENESIS};
 use crate::gate::{Decision, Obligations};
 use crate::history::History;
 use crate::intent::Intent;
@@ -458,10 +458,9 @@ impl Session {
         if crate::faults::active(crate::faults::Fault::BrokenChain) && event.seq == 3 {
             event.prev = crate::event::GENESIS.to_owned();
         }
-        // Serializing an `Event` to a JSON value cannot fail: it holds only strings, integers,
-        // booleans and JSON values.
-        let value = serde_json::to_value(&event).unwrap_or_default();
-        event.hash = event_hash(&value);
+        // Serializing an `Event` cannot fail: it holds only strings, integers, booleans and JSON
+        // values, and its maps have string keys.
+        event.hash = crate::event::hash_of(&event).unwrap_or_default();
         self.head.clone_from(&event.hash);
         self.seq += 1;
         event

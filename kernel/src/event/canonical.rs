@@ -1,0 +1,557 @@
+//! Canonical JSON written straight from a `Serialize` value, without building a `serde_json::Value`
+//! first: the same bytes as [`super::canonical_json`] of `serde_json::to_value(x)`, at a fraction
+//! of the cost (building the value tree was most of the cost of hashing an event).
+//!
+//! Each object's entries are written as they come, then put in key order when the object closes;
+//! scalars are written by serde_json itself, so strings and numbers are exactly what
+//! `to_value` followed by [`super::canonical_json`] prints.
+
+use std::fmt::Display;
+use std::ops::Range;
+
+use serde::ser::{self, Serialize};
+
+/// Why a value has no canonical JSON: a map key that is not a string, or a `Serialize` impl that
+/// failed. (`serde_json::to_value` fails on the same values.)
+#[derive(Debug)]
+pub struct Error(String);
+
+impl Display for Error {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for Error {}
+
+impl ser::Error for Error {
+    fn custom<T: Display>(msg: T) -> Self {
+        Self(msg.to_string())
+    }
+}
+
+/// Appends the canonical JSON of `value` to `out`, leaving out the top-level key `skip`.
+pub fn write<T: Serialize + ?Sized>(
+    value: &T,
+    skip: Option<&'static str>,
+    out: &mut Vec<u8>,
+) -> Result<(), Error> {
+    value.serialize(Canon { out, skip })
+}
+
+struct Canon<'a> {
+    out: &'a mut Vec<u8>,
+    /// A key to leave out of the object this serializer writes (not of nested ones).
+    skip: Option<&'static str>,
+}
+
+impl<'a> Canon<'a> {
+    fn scalar<T: Serialize + ?Sized>(self, value: &T) -> Result<(), Error> {
+        serde_json::to_writer(&mut *self.out, value).map_err(|e| Error(e.to_string()))
+    }
+
+    fn object(self) -> Object<'a> {
+        let start = self.out.len();
+        Object {
+            out: self.out,
+            skip: self.skip,
+            start,
+            entries: Vec::new(),
+            key: None,
+        }
+    }
+
+    fn array(self) -> Array<'a> {
+        self.out.push(b'[');
+        Array {
+            out: self.out,
+            first: true,
+        }
+    }
+
+    /// `{"variant": value}`, as serde_json writes an enum variant with data.
+    fn tagged<T: Serialize + ?Sized>(self, variant: &'static str, value: &T) -> Result<(), Error> {
+        self.out.push(b'{');
+        write_str(variant, self.out)?;
+        self.out.push(b':');
+        value.serialize(Canon {
+            out: self.out,
+            skip: None,
+        })?;
+        self.out.push(b'}');
+        Ok(())
+    }
+}
+
+fn write_str(s: &str, out: &mut Vec<u8>) -> Result<(), Error> {
+    serde_json::to_writer(out, s).map_err(|e| Error(e.to_string()))
+}
+
+/// An object being written: its entries so far, each as its key and its byte range in `out`.
+struct Object<'a> {
+    out: &'a mut Vec<u8>,
+    skip: Option<&'static str>,
+    start: usize,
+    entries: Vec<(Key, Range<usize>)>,
+    /// The key of a map entry whose value comes next.
+    key: Option<Key>,
+}
+
+/// A key as given: struct fields are static, map keys are built.
+enum Key {
+    Static(&'static str),
+    Owned(String),
+}
+
+impl Key {
+    fn as_str(&self) -> &str {
+        match self {
+            Self::Static(s) => s,
+            Self::Owned(s) => s,
+        }
+    }
+}
+
+impl<'a> Object<'a> {
+    fn entry<T: Serialize + ?Sized>(&mut self, key: Key, value: &T) -> Result<(), Error> {
+        if self.skip == Some(key.as_str()) {
+            return Ok(());
+        }
+        let begin = self.out.len();
+        write_str(key.as_str(), self.out)?;
+        self.out.push(b':');
+        value.serialize(Canon {
+            out: self.out,
+            skip: None,
+        })?;
+        self.entries.push((key, begin..self.out.len()));
+        Ok(())
+    }
+
+    /// Rewrites the entries written since `start` as one object in key order (by UTF-8 bytes,
+    /// which is `str`'s order).
+    fn close(mut self) -> &'a mut Vec<u8> {
+        self.entries
+            .sort_unstable_by(|a, b| a.0.as_str().cmp(b.0.as_str()));
+        let written = self.out.split_off(self.start);
+        self.out.push(b'{');
+        for (i, (_, range)) in self.entries.iter().enumerate() {
+            if i > 0 {
+                self.out.push(b',');
+            }
+            let range = range.start - self.start..range.end - self.start;
+            self.out.extend_from_slice(&written[range]);
+        }
+        self.out.push(b'}');
+        self.out
+    }
+}
+
+struct Array<'a> {
+    out: &'a mut Vec<u8>,
+    first: bool,
+}
+
+impl Array<'_> {
+    fn item<T: Serialize + ?Sized>(&mut self, value: &T) -> Result<(), Error> {
+        if !std::mem::take(&mut self.first) {
+            self.out.push(b',');
+        }
+        value.serialize(Canon {
+            out: self.out,
+            skip: None,
+        })
+    }
+
+    fn close(self) -> Result<(), Error> {
+        self.out.push(b']');
+        Ok(())
+    }
+}
+
+/// A variant with data, `{"variant": ...}`, whose content is an array or an object.
+struct Variant<T> {
+    inner: T,
+}
+
+impl<'a> ser::Serializer for Canon<'a> {
+    type Ok = ();
+    type Error = Error;
+    type SerializeSeq = Array<'a>;
+    type SerializeTuple = Array<'a>;
+    type SerializeTupleStruct = Array<'a>;
+    type SerializeTupleVariant = Variant<Array<'a>>;
+    type SerializeMap = Object<'a>;
+    type SerializeStruct = Object<'a>;
+    type SerializeStructVariant = Variant<Object<'a>>;
+
+    fn serialize_bool(self, v: bool) -> Result<(), Error> {
+        self.scalar(&v)
+    }
+    fn serialize_i8(self, v: i8) -> Result<(), Error> {
+        self.scalar(&v)
+    }
+    fn serialize_i16(self, v: i16) -> Result<(), Error> {
+        self.scalar(&v)
+    }
+    fn serialize_i32(self, v: i32) -> Result<(), Error> {
+        self.scalar(&v)
+    }
+    fn serialize_i64(self, v: i64) -> Result<(), Error> {
+        self.scalar(&v)
+    }
+    fn serialize_i128(self, v: i128) -> Result<(), Error> {
+        self.scalar(&v)
+    }
+    fn serialize_u8(self, v: u8) -> Result<(), Error> {
+        self.scalar(&v)
+    }
+    fn serialize_u16(self, v: u16) -> Result<(), Error> {
+        self.scalar(&v)
+    }
+    fn serialize_u32(self, v: u32) -> Result<(), Error> {
+        self.scalar(&v)
+    }
+    fn serialize_u64(self, v: u64) -> Result<(), Error> {
+        self.scalar(&v)
+    }
+    fn serialize_u128(self, v: u128) -> Result<(), Error> {
+        self.scalar(&v)
+    }
+    fn serialize_f32(self, v: f32) -> Result<(), Error> {
+        // `to_value` keeps an f32 as the f64 it converts to.
+        self.scalar(&f64::from(v))
+    }
+    fn serialize_f64(self, v: f64) -> Result<(), Error> {
+        self.scalar(&v)
+    }
+    fn serialize_char(self, v: char) -> Result<(), Error> {
+        self.scalar(&v)
+    }
+    fn serialize_str(self, v: &str) -> Result<(), Error> {
+        write_str(v, self.out)
+    }
+    fn serialize_bytes(self, v: &[u8]) -> Result<(), Error> {
+        self.scalar(v)
+    }
+    fn serialize_none(self) -> Result<(), Error> {
+        self.scalar(&())
+    }
+    fn serialize_some<T: Serialize + ?Sized>(self, value: &T) -> Result<(), Error> {
+        value.serialize(self)
+    }
+    fn serialize_unit(self) -> Result<(), Error> {
+        self.scalar(&())
+    }
+    fn serialize_unit_struct(self, _: &'static str) -> Result<(), Error> {
+        self.scalar(&())
+    }
+    fn serialize_unit_variant(
+        self,
+        _: &'static str,
+        _: u32,
+        variant: &'static str,
+    ) -> Result<(), Error> {
+        write_str(variant, self.out)
+    }
+    fn serialize_newtype_struct<T: Serialize + ?Sized>(
+        self,
+        _: &'static str,
+        value: &T,
+    ) -> Result<(), Error> {
+        value.serialize(self)
+    }
+    fn serialize_newtype_variant<T: Serialize + ?Sized>(
+        self,
+        _: &'static str,
+        _: u32,
+        variant: &'static str,
+        value: &T,
+    ) -> Result<(), Error> {
+        self.tagged(variant, value)
+    }
+    fn serialize_seq(self, _: Option<usize>) -> Result<Array<'a>, Error> {
+        Ok(self.array())
+    }
+    fn serialize_tuple(self, _: usize) -> Result<Array<'a>, Error> {
+        Ok(self.array())
+    }
+    fn serialize_tuple_struct(self, _: &'static str, _: usize) -> Result<Array<'a>, Error> {
+        Ok(self.array())
+    }
+    fn serialize_tuple_variant(
+        self,
+        _: &'static str,
+        _: u32,
+        variant: &'static str,
+        _: usize,
+    ) -> Result<Variant<Array<'a>>, Error> {
+        self.out.push(b'{');
+        write_str(variant, self.out)?;
+        self.out.push(b':');
+        Ok(Variant {
+            inner: Canon {
+                out: self.out,
+                skip: None,
+            }
+            .array(),
+        })
+    }
+    fn serialize_map(self, _: Option<usize>) -> Result<Object<'a>, Error> {
+        Ok(self.object())
+    }
+    fn serialize_struct(self, _: &'static str, _: usize) -> Result<Object<'a>, Error> {
+        Ok(self.object())
+    }
+    fn serialize_struct_variant(
+        self,
+        _: &'static str,
+        _: u32,
+        variant: &'static str,
+        _: usize,
+    ) -> Result<Variant<Object<'a>>, Error> {
+        self.out.push(b'{');
+        write_str(variant, self.out)?;
+        self.out.push(b':');
+        Ok(Variant {
+            inner: Canon {
+                out: self.out,
+                skip: None,
+            }
+            .object(),
+        })
+    }
+}
+
+impl ser::SerializeSeq for Array<'_> {
+    type Ok = ();
+    type Error = Error;
+    fn serialize_element<T: Serialize + ?Sized>(&mut self, value: &T) -> Result<(), Error> {
+        self.item(value)
+    }
+    fn end(self) -> Result<(), Error> {
+        self.close()
+    }
+}
+
+impl ser::SerializeTuple for Array<'_> {
+    type Ok = ();
+    type Error = Error;
+    fn serialize_element<T: Serialize + ?Sized>(&mut self, value: &T) -> Result<(), Error> {
+        self.item(value)
+    }
+    fn end(self) -> Result<(), Error> {
+        self.close()
+    }
+}
+
+impl ser::SerializeTupleStruct for Array<'_> {
+    type Ok = ();
+    type Error = Error;
+    fn serialize_field<T: Serialize + ?Sized>(&mut self, value: &T) -> Result<(), Error> {
+        self.item(value)
+    }
+    fn end(self) -> Result<(), Error> {
+        self.close()
+    }
+}
+
+impl ser::SerializeTupleVariant for Variant<Array<'_>> {
+    type Ok = ();
+    type Error = Error;
+    fn serialize_field<T: Serialize + ?Sized>(&mut self, value: &T) -> Result<(), Error> {
+        self.inner.item(value)
+    }
+    fn end(self) -> Result<(), Error> {
+        let out = self.inner.out;
+        out.extend_from_slice(b"]}");
+        Ok(())
+    }
+}
+
+impl ser::SerializeMap for Object<'_> {
+    type Ok = ();
+    type Error = Error;
+    fn serialize_key<T: Serialize + ?Sized>(&mut self, key: &T) -> Result<(), Error> {
+        self.key = Some(Key::Owned(key.serialize(KeyName)?));
+        Ok(())
+    }
+    fn serialize_value<T: Serialize + ?Sized>(&mut self, value: &T) -> Result<(), Error> {
+        let key = self
+            .key
+            .take()
+            .ok_or_else(|| Error("a map value without a key".into()))?;
+        self.entry(key, value)
+    }
+    fn end(self) -> Result<(), Error> {
+        self.close();
+        Ok(())
+    }
+}
+
+impl ser::SerializeStruct for Object<'_> {
+    type Ok = ();
+    type Error = Error;
+    fn serialize_field<T: Serialize + ?Sized>(
+        &mut self,
+        key: &'static str,
+        value: &T,
+    ) -> Result<(), Error> {
+        self.entry(Key::Static(key), value)
+    }
+    fn end(self) -> Result<(), Error> {
+        self.close();
+        Ok(())
+    }
+}
+
+impl ser::SerializeStructVariant for Variant<Object<'_>> {
+    type Ok = ();
+    type Error = Error;
+    fn serialize_field<T: Serialize + ?Sized>(
+        &mut self,
+        key: &'static str,
+        value: &T,
+    ) -> Result<(), Error> {
+        self.inner.entry(Key::Static(key), value)
+    }
+    fn end(self) -> Result<(), Error> {
+        self.inner.close().push(b'}');
+        Ok(())
+    }
+}
+
+/// A map key as the string serde_json would make of it.
+struct KeyName;
+
+impl ser::Serializer for KeyName {
+    type Ok = String;
+    type Error = Error;
+    type SerializeSeq = ser::Impossible<String, Error>;
+    type SerializeTuple = ser::Impossible<String, Error>;
+    type SerializeTupleStruct = ser::Impossible<String, Error>;
+    type SerializeTupleVariant = ser::Impossible<String, Error>;
+    type SerializeMap = ser::Impossible<String, Error>;
+    type SerializeStruct = ser::Impossible<String, Error>;
+    type SerializeStructVariant = ser::Impossible<String, Error>;
+
+    fn serialize_str(self, v: &str) -> Result<String, Error> {
+        Ok(v.to_owned())
+    }
+    fn serialize_char(self, v: char) -> Result<String, Error> {
+        Ok(v.to_string())
+    }
+    fn serialize_bool(self, v: bool) -> Result<String, Error> {
+        Ok(v.to_string())
+    }
+    fn serialize_i8(self, v: i8) -> Result<String, Error> {
+        Ok(v.to_string())
+    }
+    fn serialize_i16(self, v: i16) -> Result<String, Error> {
+        Ok(v.to_string())
+    }
+    fn serialize_i32(self, v: i32) -> Result<String, Error> {
+        Ok(v.to_string())
+    }
+    fn serialize_i64(self, v: i64) -> Result<String, Error> {
+        Ok(v.to_string())
+    }
+    fn serialize_u8(self, v: u8) -> Result<String, Error> {
+        Ok(v.to_string())
+    }
+    fn serialize_u16(self, v: u16) -> Result<String, Error> {
+        Ok(v.to_string())
+    }
+    fn serialize_u32(self, v: u32) -> Result<String, Error> {
+        Ok(v.to_string())
+    }
+    fn serialize_u64(self, v: u64) -> Result<String, Error> {
+        Ok(v.to_string())
+    }
+    fn serialize_unit_variant(
+        self,
+        _: &'static str,
+        _: u32,
+        variant: &'static str,
+    ) -> Result<String, Error> {
+        Ok(variant.to_owned())
+    }
+    fn serialize_newtype_struct<T: Serialize + ?Sized>(
+        self,
+        _: &'static str,
+        value: &T,
+    ) -> Result<String, Error> {
+        value.serialize(self)
+    }
+    fn serialize_f32(self, _: f32) -> Result<String, Error> {
+        Err(not_a_key())
+    }
+    fn serialize_f64(self, _: f64) -> Result<String, Error> {
+        Err(not_a_key())
+    }
+    fn serialize_bytes(self, _: &[u8]) -> Result<String, Error> {
+        Err(not_a_key())
+    }
+    fn serialize_none(self) -> Result<String, Error> {
+        Err(not_a_key())
+    }
+    fn serialize_some<T: Serialize + ?Sized>(self, _: &T) -> Result<String, Error> {
+        Err(not_a_key())
+    }
+    fn serialize_unit(self) -> Result<String, Error> {
+        Err(not_a_key())
+    }
+    fn serialize_unit_struct(self, _: &'static str) -> Result<String, Error> {
+        Err(not_a_key())
+    }
+    fn serialize_newtype_variant<T: Serialize + ?Sized>(
+        self,
+        _: &'static str,
+        _: u32,
+        _: &'static str,
+        _: &T,
+    ) -> Result<String, Error> {
+        Err(not_a_key())
+    }
+    fn serialize_seq(self, _: Option<usize>) -> Result<Self::SerializeSeq, Error> {
+        Err(not_a_key())
+    }
+    fn serialize_tuple(self, _: usize) -> Result<Self::SerializeTuple, Error> {
+        Err(not_a_key())
+    }
+    fn serialize_tuple_struct(
+        self,
+        _: &'static str,
+        _: usize,
+    ) -> Result<Self::SerializeTupleStruct, Error> {
+        Err(not_a_key())
+    }
+    fn serialize_tuple_variant(
+        self,
+        _: &'static str,
+        _: u32,
+        _: &'static str,
+        _: usize,
+    ) -> Result<Self::SerializeTupleVariant, Error> {
+        Err(not_a_key())
+    }
+    fn serialize_map(self, _: Option<usize>) -> Result<Self::SerializeMap, Error> {
+        Err(not_a_key())
+    }
+    fn serialize_struct(self, _: &'static str, _: usize) -> Result<Self::SerializeStruct, Error> {
+        Err(not_a_key())
+    }
+    fn serialize_struct_variant(
+        self,
+        _: &'static str,
+        _: u32,
+        _: &'static str,
+        _: usize,
+    ) -> Result<Self::SerializeStructVariant, Error> {
+        Err(not_a_key())
+    }
+}
+
+fn not_a_key() -> Error {
+    Error("a map key must be a string".into())
+}
