@@ -73,6 +73,7 @@ fn each_invariant_catches_its_fault() {
         (Fault::IllTypedContext, names::INVALID_REQUEST),
         (Fault::ForgetScopedPolicies, names::ORACLE),
         (Fault::OverPrunedContext, names::ORACLE),
+        (Fault::ForgetAlwaysPolicies, names::ORACLE),
     ];
     for (fault, invariant) in expectations {
         let fired = fired_with(fault, 600);

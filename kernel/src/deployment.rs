@@ -6,10 +6,9 @@ use std::sync::Arc;
 use cedar_policy::{Entities, EntityUid};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
-use sha2::{Digest, Sha256};
 
 use crate::error::{LoadError, LoadErrors};
-use crate::event::canonical_json;
+use crate::event::{canonical_json, sha256_hex};
 use crate::gate::{Ask, Decision, Gate, Mode, load_policies, load_schema, validate_policies};
 use crate::history::Counters;
 use crate::source::{Located, Source};
@@ -59,7 +58,7 @@ impl BundleSources {
     /// SHA-256 over the canonical JSON of every source: the bundle's identity in a store.
     pub fn hash(&self) -> String {
         let value = serde_json::to_value(self).unwrap_or_default();
-        sha256(&canonical_json(&value))
+        sha256_hex(canonical_json(&value).as_bytes())
     }
 
     /// Rebuilds the deployment.
@@ -325,9 +324,9 @@ impl DeploymentBuilder {
             .map(|(id, text)| format!("{id}\n{text}\n"))
             .collect();
         let hashes = BundleHashes {
-            policies: sha256(&policy_text),
-            schema: sha256(&schema_text),
-            entities: sha256(&canonical_json(&Value::Array(entity_json))),
+            policies: sha256_hex(policy_text.as_bytes()),
+            schema: sha256_hex(schema_text.as_bytes()),
+            entities: sha256_hex(canonical_json(&Value::Array(entity_json)).as_bytes()),
         };
         let gate = Gate::new(schema, policies, entities, meta, hashes);
         let actions = Actions::new().map_err(|message| {
@@ -394,13 +393,6 @@ impl Actions {
             continue_session: a("continue_session")?,
         })
     }
-}
-
-fn sha256(text: &str) -> String {
-    Sha256::digest(text.as_bytes())
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
 }
 
 /// An error with its causes and help, for errors (like Cedar's entity errors) whose top line is vague.

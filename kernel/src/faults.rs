@@ -29,6 +29,8 @@ pub enum Fault {
     ForgetScopedPolicies,
     /// A context built for an action's policies leaves out `session.labels` even when one reads it.
     OverPrunedContext,
+    /// The policy index forgets the unconditional policies it answers without Cedar.
+    ForgetAlwaysPolicies,
 }
 
 #[cfg(feature = "faults")]

@@ -36,50 +36,67 @@ pub fn write<T: Serialize + ?Sized>(
     skip: Option<&'static str>,
     out: &mut Vec<u8>,
 ) -> Result<(), Error> {
-    value.serialize(Canon { out, skip })
+    let mut buf = Buf {
+        out: std::mem::take(out),
+        entries: Vec::new(),
+        scratch: Vec::new(),
+    };
+    let result = value.serialize(Canon {
+        buf: &mut buf,
+        skip,
+    });
+    *out = buf.out;
+    result
+}
+
+/// What every level of one serialization shares, so that objects allocate nothing of their own.
+struct Buf {
+    out: Vec<u8>,
+    /// The entries of the objects still open, innermost last: each key with its bytes in `out`.
+    entries: Vec<(Key, Range<usize>)>,
+    /// Where an object's entries wait while they are written back in order.
+    scratch: Vec<u8>,
 }
 
 struct Canon<'a> {
-    out: &'a mut Vec<u8>,
+    buf: &'a mut Buf,
     /// A key to leave out of the object this serializer writes (not of nested ones).
     skip: Option<&'static str>,
 }
 
 impl<'a> Canon<'a> {
     fn scalar<T: Serialize + ?Sized>(self, value: &T) -> Result<(), Error> {
-        serde_json::to_writer(&mut *self.out, value).map_err(|e| Error(e.to_string()))
+        serde_json::to_writer(&mut self.buf.out, value).map_err(|e| Error(e.to_string()))
     }
 
     fn object(self) -> Object<'a> {
-        let start = self.out.len();
+        self.buf.out.push(b'{');
         Object {
-            out: self.out,
+            start: self.buf.out.len(),
+            first: self.buf.entries.len(),
+            buf: self.buf,
             skip: self.skip,
-            start,
-            entries: Vec::new(),
             key: None,
         }
     }
 
     fn array(self) -> Array<'a> {
-        self.out.push(b'[');
+        self.buf.out.push(b'[');
         Array {
-            out: self.out,
+            buf: self.buf,
             first: true,
         }
     }
 
-    /// `{"variant": value}`, as serde_json writes an enum variant with data.
-    fn tagged<T: Serialize + ?Sized>(self, variant: &'static str, value: &T) -> Result<(), Error> {
-        self.out.push(b'{');
-        write_str(variant, self.out)?;
-        self.out.push(b':');
-        value.serialize(Canon {
-            out: self.out,
+    /// Opens `{"variant":`, as serde_json writes an enum variant with data.
+    fn open_variant(self, variant: &'static str) -> Result<Canon<'a>, Error> {
+        self.buf.out.push(b'{');
+        write_str(variant, &mut self.buf.out)?;
+        self.buf.out.push(b':');
+        Ok(Canon {
+            buf: self.buf,
             skip: None,
-        })?;
-        self.out.push(b'}');
-        Ok(())
+        })
     }
 }
 
@@ -87,12 +104,14 @@ fn write_str(s: &str, out: &mut Vec<u8>) -> Result<(), Error> {
     serde_json::to_writer(out, s).map_err(|e| Error(e.to_string()))
 }
 
-/// An object being written: its entries so far, each as its key and its byte range in `out`.
+/// An object being written: `{` and its entries, comma-separated, as they come.
 struct Object<'a> {
-    out: &'a mut Vec<u8>,
+    buf: &'a mut Buf,
     skip: Option<&'static str>,
+    /// Where its first entry begins in `out`, just after the `{`.
     start: usize,
-    entries: Vec<(Key, Range<usize>)>,
+    /// Its first entry in `buf.entries`.
+    first: usize,
     /// The key of a map entry whose value comes next.
     key: Option<Key>,
 }
@@ -117,55 +136,68 @@ impl<'a> Object<'a> {
         if self.skip == Some(key.as_str()) {
             return Ok(());
         }
-        let begin = self.out.len();
-        write_str(key.as_str(), self.out)?;
-        self.out.push(b':');
+        if self.buf.entries.len() > self.first {
+            self.buf.out.push(b',');
+        }
+        let begin = self.buf.out.len();
+        write_str(key.as_str(), &mut self.buf.out)?;
+        self.buf.out.push(b':');
         value.serialize(Canon {
-            out: self.out,
+            buf: &mut *self.buf,
             skip: None,
         })?;
-        self.entries.push((key, begin..self.out.len()));
+        let end = self.buf.out.len();
+        self.buf.entries.push((key, begin..end));
         Ok(())
     }
 
-    /// Rewrites the entries written since `start` as one object in key order (by UTF-8 bytes,
-    /// which is `str`'s order).
-    fn close(mut self) -> &'a mut Vec<u8> {
-        self.entries
-            .sort_unstable_by(|a, b| a.0.as_str().cmp(b.0.as_str()));
-        let written = self.out.split_off(self.start);
-        self.out.push(b'{');
-        for (i, (_, range)) in self.entries.iter().enumerate() {
-            if i > 0 {
-                self.out.push(b',');
+    /// Closes the object, first rewriting its entries in key order (by UTF-8 bytes, which is
+    /// `str`'s order) unless they came in that order.
+    fn close(self) -> &'a mut Buf {
+        let Buf {
+            out,
+            entries,
+            scratch,
+        } = &mut *self.buf;
+        let mine = &mut entries[self.first..];
+        if !mine.is_sorted_by(|a, b| a.0.as_str() <= b.0.as_str()) {
+            mine.sort_unstable_by(|a, b| a.0.as_str().cmp(b.0.as_str()));
+            scratch.clear();
+            scratch.extend_from_slice(&out[self.start..]);
+            out.truncate(self.start);
+            for (i, (_, range)) in mine.iter().enumerate() {
+                if i > 0 {
+                    out.push(b',');
+                }
+                let range = range.start - self.start..range.end - self.start;
+                out.extend_from_slice(&scratch[range]);
             }
-            let range = range.start - self.start..range.end - self.start;
-            self.out.extend_from_slice(&written[range]);
         }
-        self.out.push(b'}');
-        self.out
+        entries.truncate(self.first);
+        out.push(b'}');
+        self.buf
     }
 }
 
 struct Array<'a> {
-    out: &'a mut Vec<u8>,
+    buf: &'a mut Buf,
     first: bool,
 }
 
-impl Array<'_> {
+impl<'a> Array<'a> {
     fn item<T: Serialize + ?Sized>(&mut self, value: &T) -> Result<(), Error> {
         if !std::mem::take(&mut self.first) {
-            self.out.push(b',');
+            self.buf.out.push(b',');
         }
         value.serialize(Canon {
-            out: self.out,
+            buf: &mut *self.buf,
             skip: None,
         })
     }
 
-    fn close(self) -> Result<(), Error> {
-        self.out.push(b']');
-        Ok(())
+    fn close(self) -> &'a mut Buf {
+        self.buf.out.push(b']');
+        self.buf
     }
 }
 
@@ -229,7 +261,7 @@ impl<'a> ser::Serializer for Canon<'a> {
         self.scalar(&v)
     }
     fn serialize_str(self, v: &str) -> Result<(), Error> {
-        write_str(v, self.out)
+        write_str(v, &mut self.buf.out)
     }
     fn serialize_bytes(self, v: &[u8]) -> Result<(), Error> {
         self.scalar(v)
@@ -252,7 +284,7 @@ impl<'a> ser::Serializer for Canon<'a> {
         _: u32,
         variant: &'static str,
     ) -> Result<(), Error> {
-        write_str(variant, self.out)
+        write_str(variant, &mut self.buf.out)
     }
     fn serialize_newtype_struct<T: Serialize + ?Sized>(
         self,
@@ -268,7 +300,11 @@ impl<'a> ser::Serializer for Canon<'a> {
         variant: &'static str,
         value: &T,
     ) -> Result<(), Error> {
-        self.tagged(variant, value)
+        let inner = self.open_variant(variant)?;
+        let buf = &mut *inner.buf;
+        value.serialize(Canon { buf, skip: None })?;
+        inner.buf.out.push(b'}');
+        Ok(())
     }
     fn serialize_seq(self, _: Option<usize>) -> Result<Array<'a>, Error> {
         Ok(self.array())
@@ -286,15 +322,8 @@ impl<'a> ser::Serializer for Canon<'a> {
         variant: &'static str,
         _: usize,
     ) -> Result<Variant<Array<'a>>, Error> {
-        self.out.push(b'{');
-        write_str(variant, self.out)?;
-        self.out.push(b':');
         Ok(Variant {
-            inner: Canon {
-                out: self.out,
-                skip: None,
-            }
-            .array(),
+            inner: self.open_variant(variant)?.array(),
         })
     }
     fn serialize_map(self, _: Option<usize>) -> Result<Object<'a>, Error> {
@@ -310,15 +339,8 @@ impl<'a> ser::Serializer for Canon<'a> {
         variant: &'static str,
         _: usize,
     ) -> Result<Variant<Object<'a>>, Error> {
-        self.out.push(b'{');
-        write_str(variant, self.out)?;
-        self.out.push(b':');
         Ok(Variant {
-            inner: Canon {
-                out: self.out,
-                skip: None,
-            }
-            .object(),
+            inner: self.open_variant(variant)?.object(),
         })
     }
 }
@@ -330,7 +352,8 @@ impl ser::SerializeSeq for Array<'_> {
         self.item(value)
     }
     fn end(self) -> Result<(), Error> {
-        self.close()
+        self.close();
+        Ok(())
     }
 }
 
@@ -341,7 +364,8 @@ impl ser::SerializeTuple for Array<'_> {
         self.item(value)
     }
     fn end(self) -> Result<(), Error> {
-        self.close()
+        self.close();
+        Ok(())
     }
 }
 
@@ -352,7 +376,8 @@ impl ser::SerializeTupleStruct for Array<'_> {
         self.item(value)
     }
     fn end(self) -> Result<(), Error> {
-        self.close()
+        self.close();
+        Ok(())
     }
 }
 
@@ -363,8 +388,7 @@ impl ser::SerializeTupleVariant for Variant<Array<'_>> {
         self.inner.item(value)
     }
     fn end(self) -> Result<(), Error> {
-        let out = self.inner.out;
-        out.extend_from_slice(b"]}");
+        self.inner.close().out.push(b'}');
         Ok(())
     }
 }
@@ -416,7 +440,7 @@ impl ser::SerializeStructVariant for Variant<Object<'_>> {
         self.inner.entry(Key::Static(key), value)
     }
     fn end(self) -> Result<(), Error> {
-        self.inner.close().push(b'}');
+        self.inner.close().out.push(b'}');
         Ok(())
     }
 }

@@ -5,7 +5,6 @@
 //! of a parsed line, not the line's bytes, lets a verifier accept any key order a tool may write
 //! while still catching every change of content.
 
-use std::fmt::Write as _;
 use std::io::Write;
 
 use serde_json::Value;
@@ -89,7 +88,7 @@ impl Write for Hashing {
 pub(crate) fn hash_of<T: serde::Serialize>(event: &T) -> Result<String, super::canonical::Error> {
     let mut canonical = Vec::with_capacity(1024);
     super::canonical::write(event, Some("hash"), &mut canonical)?;
-    Ok(hex(&Sha256::digest(&canonical)))
+    Ok(sha256_hex(&canonical))
 }
 
 /// The hash of an event given as JSON: SHA-256 (lower-case hex) of the canonical JSON of every
@@ -97,15 +96,12 @@ pub(crate) fn hash_of<T: serde::Serialize>(event: &T) -> Result<String, super::c
 pub fn event_hash(event: &Value) -> String {
     let mut hasher = Hashing(Sha256::new());
     write_canonical(event, Some("hash"), &mut hasher);
-    hex(&hasher.0.finalize())
+    hex::encode(hasher.0.finalize())
 }
 
-fn hex(digest: &[u8]) -> String {
-    let mut hex = String::with_capacity(64);
-    for byte in digest {
-        let _ = write!(hex, "{byte:02x}");
-    }
-    hex
+/// SHA-256 of `bytes`, lower-case hex: how every hash in a log is written.
+pub(crate) fn sha256_hex(bytes: &[u8]) -> String {
+    hex::encode(Sha256::digest(bytes))
 }
 
 #[cfg(test)]

@@ -104,10 +104,21 @@ impl Decision {
         mode: Mode,
         bundle: &Arc<BundleHashes>,
     ) -> Self {
+        let names = [principal, action, resource].map(ToString::to_string);
+        Self::named(names, mode, bundle)
+    }
+
+    /// A denial pending Cedar's answer, for a request whose principal, action and resource are
+    /// given as written (`Type::"id"`).
+    pub(crate) fn named(
+        [principal, action, resource]: [String; 3],
+        mode: Mode,
+        bundle: &Arc<BundleHashes>,
+    ) -> Self {
         Self {
-            principal: principal.to_string(),
-            action: action.to_string(),
-            resource: resource.to_string(),
+            principal,
+            action,
+            resource,
             effect: Verdict::Deny,
             basis: Basis::NotPermitted,
             policies: Vec::new(),

@@ -9,22 +9,37 @@
 //! never evaluates another tenant's policies.
 //!
 //! Within the shared sets, a policy's action constraint, which the filing already decided, is
-//! dropped, so Cedar does not rebuild and re-check it on every evaluation. The fuzzer's oracle re-asks Cedar with the whole, unmodified set for every decision, which checks
-//! all of this on every fuzzed transition.
+//! dropped, so Cedar does not rebuild and re-check it on every evaluation; a shared policy left
+//! with nothing to check (`permit (principal, action == A, resource);`) is not given to Cedar at
+//! all, only counted among the satisfied ones. The fuzzer's oracle re-asks Cedar with the whole,
+//! unmodified set for every decision, which checks all of this on every fuzzed transition.
 
 use std::collections::HashMap;
 
 use super::demand::Demand;
 use cedar_policy::{
-    ActionConstraint, Entities, EntityUid, Policy, PolicySet, PrincipalConstraint, Schema,
+    ActionConstraint, Effect, Entities, EntityUid, Policy, PolicyId, PolicySet,
+    PrincipalConstraint, Schema,
 };
+
+/// What a request must be decided against.
+pub(crate) struct Candidates<'a> {
+    /// Disjoint policy sets, each to be asked of Cedar.
+    pub sets: Vec<&'a PolicySet>,
+    /// Policies satisfied by every request for the action, with their effects.
+    pub always: &'a [(PolicyId, Effect)],
+}
 
 /// The policies of one action.
 #[derive(Default)]
 struct ForAction {
     /// A policy could not be filed (never expected): decide this action against the whole set.
     unindexed: bool,
-    /// Policies whose principal scope names no entity.
+    /// Policies satisfied by every request for the action: no condition, no principal or
+    /// resource scope (`permit (principal, action == A, resource);`). Cedar is not asked about
+    /// them; they never err, so they are simply among the satisfied policies.
+    always: Vec<(PolicyId, Effect)>,
+    /// Other policies whose principal scope names no entity.
     shared: PolicySet,
     /// Policies whose principal scope names an entity, by that entity.
     scoped: HashMap<EntityUid, PolicySet>,
@@ -70,14 +85,14 @@ impl PolicyIndex {
         Self { actions }
     }
 
-    /// The sets a request by `principal` for `action` must be decided against; `None` for an
-    /// action the schema does not know (decide against the whole set).
+    /// What a request by `principal` for `action` must be decided against; `None` for an action
+    /// the schema does not know (decide against the whole set).
     pub fn candidates<'a>(
         &'a self,
         action: &EntityUid,
         principal: &EntityUid,
         entities: &Entities,
-    ) -> Option<Vec<&'a PolicySet>> {
+    ) -> Option<Candidates<'a>> {
         let slot = self.actions.get(action).filter(|s| !s.unindexed)?;
         let mut sets = vec![&slot.shared];
         let forget = crate::faults::active(crate::faults::Fault::ForgetScopedPolicies);
@@ -87,7 +102,12 @@ impl PolicyIndex {
                 sets.extend(slot.scoped.get(entity));
             }
         }
-        Some(sets)
+        let always = if crate::faults::active(crate::faults::Fault::ForgetAlwaysPolicies) {
+            &[]
+        } else {
+            slot.always.as_slice()
+        };
+        Some(Candidates { sets, always })
     }
 
     /// The context attributes a request for `action` needs; `None` for all of them (an action
@@ -107,9 +127,13 @@ impl ForAction {
             | PrincipalConstraint::IsIn(_, e) => {
                 (self.scoped.entry(e).or_default(), policy.clone())
             }
-            PrincipalConstraint::Any | PrincipalConstraint::Is(_) => {
-                (&mut self.shared, narrowed(policy))
-            }
+            PrincipalConstraint::Any | PrincipalConstraint::Is(_) => match narrowed(policy) {
+                Some(p) => (&mut self.shared, p),
+                None => {
+                    self.always.push((policy.id().clone(), policy.effect()));
+                    return;
+                }
+            },
         };
         // The ids of a valid set are unique, so adding to a subset cannot clash; if it somehow
         // did, the action falls back to the whole set rather than to a partial one.
@@ -120,17 +144,28 @@ impl ForAction {
 }
 
 /// `policy` without its action constraint, which its set already guarantees (Cedar would rebuild
-/// it, a set for `action in [...]`, on every evaluation); the original when it cannot be rewritten.
+/// it, a set for `action in [...]`, on every evaluation); the original when it cannot be rewritten;
+/// `None` when no scope or condition is left to check.
 /// Only shared policies are rewritten: they are few and every request evaluates them, while
 /// rewriting each of 100,000 tenant policies would cost load time and memory for one comparison.
-fn narrowed(policy: &Policy) -> Policy {
+fn narrowed(policy: &Policy) -> Option<Policy> {
+    let Ok(mut json) = policy.to_json() else {
+        return Some(policy.clone());
+    };
+    let all = serde_json::json!({"op": "All"});
+    let unconditional = json
+        .get("conditions")
+        .and_then(|c| c.as_array())
+        .is_some_and(Vec::is_empty);
+    if unconditional && json.get("principal") == Some(&all) && json.get("resource") == Some(&all) {
+        return None;
+    }
     if matches!(policy.action_constraint(), ActionConstraint::Any) {
-        return policy.clone();
+        return Some(policy.clone());
     }
     let rewrite = || {
-        let mut json = policy.to_json().ok()?;
-        *json.get_mut("action")? = serde_json::json!({"op": "All"});
+        *json.get_mut("action")? = all;
         Policy::from_json(Some(policy.id().clone()), json).ok()
     };
-    rewrite().unwrap_or_else(|| policy.clone())
+    Some(rewrite().unwrap_or_else(|| policy.clone()))
 }

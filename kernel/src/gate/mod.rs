@@ -14,7 +14,8 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use cedar_policy::{
-    Authorizer, Context, Entities, EntityUid, PolicyId, PolicySet, Request, Response, Schema,
+    Authorizer, Context, Effect, Entities, EntityUid, PolicyId, PolicySet, Request, Response,
+    Schema,
 };
 
 use crate::deployment::BundleHashes;
@@ -43,6 +44,9 @@ pub(crate) struct Gate {
     authorizer: Authorizer,
     /// Which policies can apply to a request.
     index: index::PolicyIndex,
+    /// Every entity and action uid as written (`Type::"id"`), which decisions record: formatting a
+    /// uid, escaping included, cost more than looking it up.
+    names: HashMap<EntityUid, String>,
 }
 
 /// One request, built by the session from its state.
@@ -70,6 +74,16 @@ impl Gate {
         hashes: BundleHashes,
     ) -> Self {
         let index = index::PolicyIndex::new(&schema, &policies);
+        let actions = schema.actions().cloned();
+        let names = entities
+            .iter()
+            .map(|e| e.uid())
+            .chain(actions)
+            .map(|uid| {
+                let name = uid.to_string();
+                (uid, name)
+            })
+            .collect();
         Self {
             schema,
             policies,
@@ -78,7 +92,16 @@ impl Gate {
             hashes: Arc::new(hashes),
             authorizer: Authorizer::new(),
             index,
+            names,
         }
+    }
+
+    /// `uid` as written in decisions.
+    fn name(&self, uid: &EntityUid) -> String {
+        self.names
+            .get(uid)
+            .cloned()
+            .unwrap_or_else(|| uid.to_string())
     }
 
     /// The context attributes the policies of `action` read; `None` for all (see [`Demand`]).
@@ -97,8 +120,8 @@ impl Gate {
         mode: Mode,
         trace: Option<&mut Vec<Traced>>,
     ) -> Decision {
-        let mut decision =
-            Decision::new(ask.principal, ask.action, ask.resource, mode, &self.hashes);
+        let names = [ask.principal, ask.action, ask.resource].map(|uid| self.name(uid));
+        let mut decision = Decision::named(names, mode, &self.hashes);
         decision.lifted = lifted.to_vec();
         let request = ask.context.and_then(|context| {
             Request::new(
@@ -118,17 +141,21 @@ impl Gate {
                 return decision;
             }
         };
-        let sets = self
+        let candidates = self
             .index
             .candidates(ask.action, ask.principal, &self.entities)
-            .unwrap_or_else(|| vec![&self.policies]);
+            .unwrap_or_else(|| index::Candidates {
+                sets: vec![&self.policies],
+                always: &[],
+            });
+        let (sets, always) = (candidates.sets, candidates.always);
         let responses: Vec<Response> = sets
-            .into_iter()
+            .iter()
             .map(|set| {
                 if lifted.is_empty() {
                     return self.authorizer.is_authorized(&request, set, &self.entities);
                 }
-                let mut reduced = set.clone();
+                let mut reduced = (*set).clone();
                 for id in lifted {
                     // A lifted id names a static policy of the bundle: approvals only lift ids the
                     // gate itself reported, so a failed removal means it is in another candidate set.
@@ -138,7 +165,12 @@ impl Gate {
                     .is_authorized(&request, &reduced, &self.entities)
             })
             .collect();
-        let (allowed, mut ids) = combine(&responses);
+        let always = always.iter().filter(|(id, _)| {
+            !lifted
+                .iter()
+                .any(|l| AsRef::<str>::as_ref(id) == l.as_str())
+        });
+        let (allowed, mut ids) = combine(&responses, always);
         ids.sort_unstable_by(|a, b| AsRef::<str>::as_ref(*a).cmp(AsRef::<str>::as_ref(*b)));
         decision.policies = ids
             .into_iter()
@@ -168,16 +200,26 @@ impl Gate {
     }
 }
 
-/// Cedar's answer over the union of disjoint policy sets, from its answers over each: denied with
-/// every satisfied forbid if any set had one, else allowed with every satisfied permit if any set
-/// had one, else denied with none. (A denied answer's reasons are its satisfied forbids; an
-/// allowed answer's are its satisfied permits.)
-fn combine(responses: &[Response]) -> (bool, Vec<&PolicyId>) {
+/// Cedar's answer over the union of disjoint policy sets, from its answers over each and the
+/// policies satisfied without asking: denied with every satisfied forbid if there is one, else
+/// allowed with every satisfied permit if there is one, else denied with none. (A denied answer's
+/// reasons are its satisfied forbids; an allowed answer's are its satisfied permits.)
+fn combine<'a>(
+    responses: &'a [Response],
+    always: impl Iterator<Item = &'a (PolicyId, Effect)> + Clone,
+) -> (bool, Vec<&'a PolicyId>) {
     let deny = cedar_policy::Decision::Deny;
+    let with = |effect: Effect| {
+        always
+            .clone()
+            .filter(move |(_, e)| *e == effect)
+            .map(|(id, _)| id)
+    };
     let forbids: Vec<&PolicyId> = responses
         .iter()
         .filter(|r| r.decision() == deny)
         .flat_map(|r| r.diagnostics().reason())
+        .chain(with(Effect::Forbid))
         .collect();
     if !forbids.is_empty() {
         return (false, forbids);
@@ -186,6 +228,7 @@ fn combine(responses: &[Response]) -> (bool, Vec<&PolicyId>) {
         .iter()
         .filter(|r| r.decision() != deny)
         .flat_map(|r| r.diagnostics().reason())
+        .chain(with(Effect::Permit))
         .collect();
     (!permits.is_empty(), permits)
 }

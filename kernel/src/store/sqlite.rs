@@ -16,11 +16,10 @@ use std::time::Duration;
 
 use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
 use serde_json::{Map, Value};
-use sha2::{Digest, Sha256};
 
 use super::{SessionRecord, SessionStore, Step, StoreError, StoredSession};
 use crate::deployment::BundleSources;
-use crate::event::Event;
+use crate::event::{Event, sha256_hex};
 
 /// Payload fields whose JSON is longer than this go to `blobs`.
 pub const INLINE_LIMIT: usize = 256;
@@ -132,13 +131,6 @@ fn migrate(conn: &mut Connection, target: usize) -> Result<(), StoreError> {
     Ok(())
 }
 
-fn sha256(text: &str) -> String {
-    Sha256::digest(text.as_bytes())
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
-}
-
 fn to_json<T: serde::Serialize>(v: &T) -> Result<String, StoreError> {
     serde_json::to_string(v).map_err(|e| StoreError::Corrupt(e.to_string()))
 }
@@ -155,7 +147,7 @@ fn deflate(event: &Event) -> Result<(String, Blobs), StoreError> {
         for field in payload.values_mut() {
             let text = field.to_string();
             if text.len() > INLINE_LIMIT {
-                let hash = sha256(&text);
+                let hash = sha256_hex(text.as_bytes());
                 *field = Value::Object(Map::from_iter([(
                     "$blob".to_owned(),
                     Value::String(hash.clone()),
