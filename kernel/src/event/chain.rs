@@ -10,6 +10,8 @@ use std::io::Write;
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 
+use super::kinds::Event;
+
 /// The `prev` of a session's first event.
 pub const GENESIS: &str = "0000000000000000000000000000000000000000000000000000000000000000";
 
@@ -84,11 +86,29 @@ impl Write for Hashing {
     }
 }
 
-/// [`event_hash`] of `serde_json::to_value(event)`, without building that value.
-pub(crate) fn hash_of<T: serde::Serialize>(event: &T) -> Result<String, super::canonical::Error> {
-    let mut canonical = Vec::with_capacity(1024);
-    super::canonical::write(event, Some("hash"), &mut canonical)?;
-    Ok(sha256_hex(&canonical))
+/// [`event_hash`] of `serde_json::to_value(event)`, without building that value: the envelope's
+/// fields are written in key order by hand, the rest by [`super::canonical`].
+pub(crate) fn hash_of(event: &Event) -> Result<String, super::canonical::Error> {
+    let mut out = Vec::with_capacity(1024);
+    out.push(b'{');
+    if let Some(decision) = &event.decision {
+        out.extend_from_slice(b"\"decision\":");
+        super::canonical::write(decision, None, &mut out)?;
+        out.push(b',');
+    }
+    // `{"kind":...,"payload":...}` without its braces: both keys sort between `decision` and `prev`.
+    let body = out.len();
+    super::canonical::write(&event.body, None, &mut out)?;
+    out.remove(body);
+    out.pop();
+    out.extend_from_slice(b",\"prev\":");
+    write_string(&event.prev, &mut out);
+    let _ = write!(out, ",\"seq\":{},\"session\":", event.seq);
+    write_string(&event.session, &mut out);
+    let _ = write!(out, ",\"t_ms\":{},\"tenant\":", event.t_ms);
+    write_string(&event.tenant, &mut out);
+    out.push(b'}');
+    Ok(sha256_hex(&out))
 }
 
 /// The hash of an event given as JSON: SHA-256 (lower-case hex) of the canonical JSON of every
@@ -101,13 +121,17 @@ pub fn event_hash(event: &Value) -> String {
 
 /// SHA-256 of `bytes`, lower-case hex: how every hash in a log is written.
 pub(crate) fn sha256_hex(bytes: &[u8]) -> String {
-    hex::encode(Sha256::digest(bytes))
+    let mut hex = [0u8; 64];
+    // 32 bytes always fit in 64 hex digits, which are ASCII.
+    let _ = hex::encode_to_slice(Sha256::digest(bytes), &mut hex);
+    String::from_utf8_lossy(&hex).into_owned()
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use serde_json::json;
+    use std::str::FromStr;
 
     #[test]
     fn canonical_form_sorts_keys_at_every_depth() {
@@ -164,13 +188,53 @@ mod tests {
             big: -5,
         };
         let json = serde_json::to_value(&value).expect("json");
-        assert_eq!(hash_of(&value).expect("canonical"), event_hash(&json));
         let mut direct = Vec::new();
-        crate::event::canonical::write(&value, None, &mut direct).expect("canonical");
+        crate::event::canonical::write(&value, Some("hash"), &mut direct).expect("canonical");
+        let mut without_hash = json.clone();
+        without_hash.as_object_mut().expect("object").remove("hash");
         assert_eq!(
             String::from_utf8(direct).expect("utf-8"),
-            canonical_json(&json)
+            canonical_json(&without_hash)
         );
+    }
+
+    #[test]
+    fn an_event_hashes_the_same_written_directly_or_through_its_json() {
+        use crate::event::EventBody;
+        let mut event = Event {
+            seq: 7,
+            session: "s-\"1\"".into(),
+            tenant: "acme".into(),
+            t_ms: 12,
+            body: EventBody::ToolReturned {
+                call_id: "call-1".into(),
+                tool: "crm".into(),
+                output: json!({"z": 1, "a": [1.25, "é"]}),
+                labels_added: vec!["pii".into()],
+            },
+            decision: None,
+            prev: GENESIS.into(),
+            hash: "ignored".into(),
+        };
+        let direct = |e: &Event| hash_of(e).expect("canonical");
+        let through_json = |e: &Event| event_hash(&serde_json::to_value(e).expect("json"));
+        assert_eq!(direct(&event), through_json(&event));
+        let bundle = crate::deployment::BundleHashes {
+            policies: "p".into(),
+            schema: "s".into(),
+            entities: "e".into(),
+        };
+        let uid = |s: &str| cedar_policy::EntityUid::from_str(s).expect("uid");
+        let mut decision = crate::gate::Decision::new(
+            &uid(r#"Agent::"a""#),
+            &uid(r#"Action::"refund""#),
+            &uid(r#"Tool::"refund""#),
+            crate::gate::Mode::Enforce,
+            &std::sync::Arc::new(bundle),
+        );
+        decision.errors.push("boom".into());
+        event.decision = Some(decision);
+        assert_eq!(direct(&event), through_json(&event));
     }
 
     #[test]

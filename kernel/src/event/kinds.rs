@@ -9,7 +9,9 @@ use crate::gate::{Decision, Mode, Obligations};
 /// One entry of a session's log.
 ///
 /// `hash` is SHA-256 over the canonical JSON of every other field (see [`super::event_hash`]);
-/// `prev` is the previous event's hash, [`super::GENESIS`] for `seq` 0.
+/// `prev` is the previous event's hash, [`super::GENESIS`] for `seq` 0. The kernel writes the
+/// canonical form of these fields by hand (`chain::hash_of`): a new field goes there too, which the
+/// test comparing it with the generic form enforces.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Event {
     /// Position in the session's log, from 0, without gaps.
