@@ -18,6 +18,8 @@ use std::collections::{BTreeMap, BTreeSet};
 use cedar_policy::Policy;
 use serde_json::Value;
 
+use crate::session::SESSION_ATTRIBUTES;
+
 /// The attributes to build, two levels deep (`session.steps`); anything deeper is built whole.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub(crate) struct Demand {
@@ -26,6 +28,9 @@ pub(crate) struct Demand {
     /// Top-level attributes read, each with the attributes read under it, or `None` when the
     /// attribute's value is used whole.
     top: BTreeMap<String, Option<BTreeSet<String>>>,
+    /// The attributes of `context.session` read, as bits over [`SESSION_ATTRIBUTES`] (asked on
+    /// every request, so kept ready).
+    session: u32,
 }
 
 impl Demand {
@@ -38,6 +43,14 @@ impl Demand {
             Ok(json) => self.visit(&json),
             Err(_) => self.all = true,
         }
+    }
+
+    /// Which attributes of `context.session` are read, as bits over [`SESSION_ATTRIBUTES`].
+    pub fn session(&self) -> u32 {
+        if self.all {
+            return u32::MAX;
+        }
+        self.session
     }
 
     /// Whether the top-level attribute `name` is read at all.
@@ -89,6 +102,9 @@ impl Demand {
         match path {
             [] => self.all = true,
             [top] if whole => {
+                if *top == "session" {
+                    self.session = u32::MAX;
+                }
                 self.top.insert((*top).to_owned(), None);
             }
             [top] => {
@@ -97,6 +113,11 @@ impl Demand {
                     .or_insert_with(|| Some(BTreeSet::new()));
             }
             [top, sub, ..] => {
+                if *top == "session"
+                    && let Some(i) = SESSION_ATTRIBUTES.iter().position(|a| a == sub)
+                {
+                    self.session |= 1 << i;
+                }
                 if let Some(subs) = self
                     .top
                     .entry((*top).to_owned())
@@ -158,6 +179,13 @@ mod tests {
         assert!(d.wants("session") && d.wants_in("session", "steps"));
         assert!(d.wants_in("session", "tenant"));
         assert!(!d.wants_in("session", "labels"));
+        let bit = |name: &str| {
+            1u32 << SESSION_ATTRIBUTES
+                .iter()
+                .position(|a| *a == name)
+                .unwrap_or(31)
+        };
+        assert_eq!(d.session(), bit("steps") | bit("tenant"));
         assert!(d.wants("amount") && d.wants_in("input", "x") && !d.wants_in("input", "y"));
         assert!(!d.wants("history") && !d.wants("provenance"));
     }
@@ -168,6 +196,7 @@ mod tests {
             r#"permit (principal, action, resource) when { context.session == context.history };"#,
         );
         assert!(d.wants_in("session", "anything") && d.wants_in("history", "else"));
+        assert_eq!(d.session(), u32::MAX);
         assert!(!d.wants("input"));
         let d = demand(r#"permit (principal, action, resource) when { context == {} };"#);
         assert!(d.wants("input") && d.wants_in("session", "steps"));

@@ -32,17 +32,15 @@ impl Session {
         demand: Option<&Demand>,
     ) -> Result<Context, String> {
         let wants = |top: &str| demand.is_none_or(|d| d.wants(top));
-        let over_pruned =
-            demand.is_some() && crate::faults::active(crate::faults::Fault::OverPrunedContext);
-        let wants_in = |top: &str, sub: &str| {
-            demand.is_none_or(|d| d.wants_in(top, sub)) && !(over_pruned && sub == "labels")
-        };
+        let wants_in = |top: &str, sub: &str| demand.is_none_or(|d| d.wants_in(top, sub));
         let mut pairs: Vec<(String, Rx)> = Vec::with_capacity(2 + extra.len());
         if wants("session") {
-            pairs.push((
-                "session".to_owned(),
-                self.session_record(now, attempt, |sub| wants_in("session", sub))?,
-            ));
+            let mut wanted = demand.map_or(u32::MAX, Demand::session);
+            if demand.is_some() && crate::faults::active(crate::faults::Fault::OverPrunedContext) {
+                wanted &= !(1 << (SESSION_ATTRIBUTES.len() - 1));
+            }
+            let session = self.session_record(now, attempt, wanted)?;
+            pairs.push(("session".to_owned(), session));
         }
         // Windowed counters expire on every read, wanted or not, so a counter no policy of this
         // action reads still forgets old entries.
@@ -76,40 +74,54 @@ impl Session {
     }
 
     /// `context.session`, with the attributes `wanted` accepts.
-    fn session_record(
-        &self,
-        now: u64,
-        attempt: u32,
-        wanted: impl Fn(&str) -> bool,
-    ) -> Result<Rx, String> {
+    fn session_record(&self, now: u64, attempt: u32, wanted: u32) -> Result<Rx, String> {
         let elapsed = self.started_at.map_or(0, |s| now.saturating_sub(s));
         let c = &self.counts;
-        let mut attrs: Vec<(String, Rx)> = Vec::with_capacity(15);
-        let mut add = |name: &str, value: &dyn Fn() -> Rx| {
-            if wanted(name) {
-                attrs.push((name.to_owned(), value()));
-            }
+        let value = |name: &str| match name {
+            "id" => Rx::new_string(self.config.id.clone()),
+            "tenant" => Rx::new_entity_uid(self.uids.tenant.clone()),
+            "user" => Rx::new_entity_uid(self.uids.user.clone()),
+            "agent" => Rx::new_entity_uid(self.uids.agent.clone()),
+            "steps" => long(c.steps),
+            "elapsed_ms" => long(elapsed),
+            "tokens" => long(c.tokens),
+            "cost_spent" => long(c.cost_spent),
+            "cost_reserved" => long(c.cost_reserved),
+            "budget_limit" => Rx::new_long(self.budget_limit),
+            "tool_calls" => long(c.tool_calls),
+            "model_calls" => long(c.model_calls),
+            "attempt" => attempt_value(attempt),
+            "in_doubt" => Rx::new_bool(self.in_doubt),
+            _ => strings(self.labels.iter().map(String::as_str)),
         };
-        add("id", &|| Rx::new_string(self.config.id.clone()));
-        add("tenant", &|| Rx::new_entity_uid(self.uids.tenant.clone()));
-        add("user", &|| Rx::new_entity_uid(self.uids.user.clone()));
-        add("agent", &|| Rx::new_entity_uid(self.uids.agent.clone()));
-        add("steps", &|| long(c.steps));
-        add("elapsed_ms", &|| long(elapsed));
-        add("tokens", &|| long(c.tokens));
-        add("cost_spent", &|| long(c.cost_spent));
-        add("cost_reserved", &|| long(c.cost_reserved));
-        add("budget_limit", &|| Rx::new_long(self.budget_limit));
-        add("tool_calls", &|| long(c.tool_calls));
-        add("model_calls", &|| long(c.model_calls));
-        add("attempt", &|| attempt_value(attempt));
-        add("in_doubt", &|| Rx::new_bool(self.in_doubt));
-        add("labels", &|| {
-            strings(self.labels.iter().map(String::as_str))
-        });
+        let attrs = SESSION_ATTRIBUTES
+            .iter()
+            .enumerate()
+            .filter(|(i, _)| wanted & (1 << i) != 0)
+            .map(|(_, name)| ((*name).to_owned(), value(name)));
         Rx::new_record(attrs).map_err(|e| e.to_string())
     }
 }
+
+/// The attributes of `context.session`, in the order of the bits that select them (see
+/// [`Demand::session`]).
+pub(crate) const SESSION_ATTRIBUTES: [&str; 15] = [
+    "id",
+    "tenant",
+    "user",
+    "agent",
+    "steps",
+    "elapsed_ms",
+    "tokens",
+    "cost_spent",
+    "cost_reserved",
+    "budget_limit",
+    "tool_calls",
+    "model_calls",
+    "attempt",
+    "in_doubt",
+    "labels",
+];
 
 /// `context` attributes of an `approve` request beyond session and history.
 pub(crate) fn approve_extra(

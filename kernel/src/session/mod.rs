@@ -26,6 +26,7 @@ use crate::gate::{Decision, Obligations};
 use crate::history::History;
 use crate::intent::Intent;
 use crate::tools::uid;
+pub(crate) use context::SESSION_ATTRIBUTES;
 pub(crate) use contract::check_request_contract;
 use proposal::Proposal;
 

@@ -109,6 +109,9 @@ pub(crate) struct Tool {
 impl Tool {
     /// Validates `input` against the JSON Schema, then types it for Cedar.
     pub fn check(&self, input: &Value) -> Result<RestrictedExpression, Vec<ArgumentError>> {
+        if self.validator.is_valid(input) {
+            return self.to_cedar(input).map_err(|e| vec![e]);
+        }
         let errors: Vec<ArgumentError> = self
             .validator
             .iter_errors(input)
