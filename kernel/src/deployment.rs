@@ -131,7 +131,7 @@ impl Deployment {
 
     /// Policy ids, sorted.
     pub fn policy_ids(&self) -> Vec<String> {
-        let mut ids: Vec<String> = self.gate.meta.values().map(|m| m.id.clone()).collect();
+        let mut ids: Vec<String> = self.gate.meta.values().map(|m| m.id().to_owned()).collect();
         ids.sort();
         ids
     }

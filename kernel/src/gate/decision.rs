@@ -82,8 +82,8 @@ pub struct Decision {
     pub effect: Verdict,
     /// Forbidden, merely not permitted, permitted, or an error.
     pub basis: Basis,
-    /// The determining policies.
-    pub policies: Vec<DeterminingPolicy>,
+    /// The determining policies (shared with the bundle: decisions are cloned into events).
+    pub policies: Vec<Arc<DeterminingPolicy>>,
     /// Evaluation or request errors; any error denies.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub errors: Vec<String>,

@@ -3,6 +3,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::str::FromStr;
+use std::sync::Arc;
 
 use cedar_policy::{Effect, PolicyId, PolicySet, Schema, ValidationMode, Validator};
 use miette::Diagnostic;
@@ -20,19 +21,14 @@ const FORBID_ONLY: [&str; 3] = ["approval", "approval_timeout_ms", "limit"];
 
 /// What the kernel keeps about each policy besides Cedar's own copy.
 pub(crate) struct PolicyMeta {
-    pub id: String,
-    pub effect: &'static str,
-    pub annotations: BTreeMap<String, String>,
+    /// Id, effect and annotations, as every decision it determines records them (shared).
+    pub determining: Arc<DeterminingPolicy>,
     pub at: Located,
 }
 
 impl PolicyMeta {
-    pub fn determining(&self) -> DeterminingPolicy {
-        DeterminingPolicy {
-            id: self.id.clone(),
-            effect: self.effect.to_owned(),
-            annotations: self.annotations.clone(),
-        }
+    pub fn id(&self) -> &str {
+        &self.determining.id
     }
 }
 
@@ -150,9 +146,11 @@ pub(crate) fn load_policies(
             meta.insert(
                 key,
                 PolicyMeta {
-                    id,
-                    effect,
-                    annotations,
+                    determining: Arc::new(DeterminingPolicy {
+                        id,
+                        effect: effect.to_owned(),
+                        annotations,
+                    }),
                     at,
                 },
             );
@@ -221,7 +219,7 @@ pub(crate) fn validate_policies(
         };
         errors.push(LoadError::Validation {
             at,
-            policy: m.id.clone(),
+            policy: m.id().to_owned(),
             message: message(err),
         });
     }

@@ -175,7 +175,7 @@ impl Gate {
         decision.policies = ids
             .into_iter()
             .filter_map(|id| self.meta.get(id))
-            .map(PolicyMeta::determining)
+            .map(|m| Arc::clone(&m.determining))
             .collect();
         let mut errors: Vec<String> = responses
             .iter()
