@@ -31,6 +31,8 @@ pub enum Fault {
     OverPrunedContext,
     /// The policy index forgets the unconditional policies it answers without Cedar.
     ForgetAlwaysPolicies,
+    /// The policy index forgets the policies it files by the literal their condition compares.
+    ForgetKeyedPolicies,
 }
 
 #[cfg(feature = "faults")]

@@ -187,6 +187,10 @@ impl World {
                 "@id(\"gen.scoped.agent\")\npermit (principal == Agent::\"agent@t0\", action in Action::\"call_tool\", resource)\nwhen { resource.risk == \"critical\" };",
                 "@id(\"gen.scoped.user\")\nforbid (principal == User::\"user@t0\", action == Action::\"endorse\", resource);",
                 "@id(\"gen.scoped.is_in\")\n@approval(\"approver\")\nforbid (principal is Agent in Tenant::\"t0\", action == Action::\"gt0\", resource)\nwhen { context.input.amount > 900 };",
+                // Filed by the literal they compare first (the gate asks Cedar only about the
+                // request's own value).
+                "@id(\"gen.keyed.steps\")\nforbid (principal, action == Action::\"gt0\", resource)\nwhen { context.session.steps == 2 };",
+                "@id(\"gen.keyed.amount\")\n@approval(\"approver\")\nforbid (principal, action == Action::\"gt0\", resource)\nwhen { 0 == context.input.amount && context.session.steps > 0 };",
             ]
             .map(str::to_owned),
         );

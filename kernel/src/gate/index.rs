@@ -17,8 +17,9 @@
 use std::collections::HashMap;
 
 use super::demand::Demand;
+use super::keyed::{Keyed, Literal, key_of};
 use cedar_policy::{
-    ActionConstraint, Effect, Entities, EntityUid, Policy, PolicyId, PolicySet,
+    ActionConstraint, Context, Effect, Entities, EntityUid, Policy, PolicyId, PolicySet,
     PrincipalConstraint, Schema,
 };
 
@@ -39,8 +40,10 @@ struct ForAction {
     /// resource scope (`permit (principal, action == A, resource);`). Cedar is not asked about
     /// them; they never err, so they are simply among the satisfied policies.
     always: Vec<(PolicyId, Effect)>,
-    /// Other policies whose principal scope names no entity.
+    /// Other policies whose principal scope names no entity, but for those filed by the literal
+    /// their condition starts by comparing a context attribute with (one entry per path).
     shared: PolicySet,
+    keyed: Vec<Keyed>,
     /// Policies whose principal scope names an entity, by that entity.
     scoped: HashMap<EntityUid, PolicySet>,
     /// The context attributes any of them reads.
@@ -92,9 +95,15 @@ impl PolicyIndex {
         action: &EntityUid,
         principal: &EntityUid,
         entities: &Entities,
+        context: Option<&Context>,
     ) -> Option<Candidates<'a>> {
         let slot = self.actions.get(action).filter(|s| !s.unindexed)?;
         let mut sets = vec![&slot.shared];
+        if !crate::faults::active(crate::faults::Fault::ForgetKeyedPolicies) {
+            for keyed in &slot.keyed {
+                sets.extend(keyed.candidates(context));
+            }
+        }
         let forget = crate::faults::active(crate::faults::Fault::ForgetScopedPolicies);
         if !slot.scoped.is_empty() && !forget {
             let ancestors = entities.ancestors(principal).into_iter().flatten();
@@ -127,19 +136,38 @@ impl ForAction {
             | PrincipalConstraint::IsIn(_, e) => {
                 (self.scoped.entry(e).or_default(), policy.clone())
             }
-            PrincipalConstraint::Any | PrincipalConstraint::Is(_) => match narrowed(policy) {
-                Some(p) => (&mut self.shared, p),
-                None => {
+            PrincipalConstraint::Any | PrincipalConstraint::Is(_) => {
+                let json = policy.to_json().ok();
+                let key = json.as_ref().and_then(key_of);
+                let Some(narrowed) = narrowed(policy, json) else {
                     self.always.push((policy.id().clone(), policy.effect()));
                     return;
+                };
+                match key {
+                    Some((path, literal)) => (self.keyed_set(path, literal), narrowed),
+                    None => (&mut self.shared, narrowed),
                 }
-            },
+            }
         };
         // The ids of a valid set are unique, so adding to a subset cannot clash; if it somehow
         // did, the action falls back to the whole set rather than to a partial one.
         if set.add(policy).is_err() {
             self.unindexed = true;
         }
+    }
+
+    fn keyed_set(&mut self, path: Vec<String>, literal: Literal) -> &mut PolicySet {
+        let at = match self.keyed.iter().position(|k| k.path == path) {
+            Some(at) => at,
+            None => {
+                self.keyed.push(Keyed {
+                    path,
+                    by_literal: HashMap::new(),
+                });
+                self.keyed.len() - 1
+            }
+        };
+        self.keyed[at].by_literal.entry(literal).or_default()
     }
 }
 
@@ -148,8 +176,8 @@ impl ForAction {
 /// `None` when no scope or condition is left to check.
 /// Only shared policies are rewritten: they are few and every request evaluates them, while
 /// rewriting each of 100,000 tenant policies would cost load time and memory for one comparison.
-fn narrowed(policy: &Policy) -> Option<Policy> {
-    let Ok(mut json) = policy.to_json() else {
+fn narrowed(policy: &Policy, json: Option<serde_json::Value>) -> Option<Policy> {
+    let Some(mut json) = json else {
         return Some(policy.clone());
     };
     let all = serde_json::json!({"op": "All"});

@@ -4,6 +4,7 @@
 mod decision;
 mod demand;
 mod index;
+mod keyed;
 mod load;
 
 pub use decision::{Basis, Decision, DeterminingPolicy, Mode, Obligations, Verdict};
@@ -143,7 +144,7 @@ impl Gate {
         };
         let candidates = self
             .index
-            .candidates(ask.action, ask.principal, &self.entities)
+            .candidates(ask.action, ask.principal, &self.entities, request.context())
             .unwrap_or_else(|| index::Candidates {
                 sets: vec![&self.policies],
                 always: &[],
