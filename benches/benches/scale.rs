@@ -1,12 +1,14 @@
 //! Scale with tenants and policies: per-request cost with 1, 100 and 10,000 tenants of ten
-//! policies each (on top of base + demo), and with ~10 vs ~1,000 policies on one action (unscoped,
-//! or each for one agent); memory and load time of each deployment are printed once.
+//! policies each (on top of base + demo), and with ~10 vs ~1,000 policies on one action (unscoped
+//! and keyed by a literal, unscoped range tests, or each for one agent); memory and load time of
+//! each deployment are printed once.
 //!
 //! `cargo bench -p benches --bench scale`
 
 use std::hint::black_box;
 use std::time::{Duration, Instant};
 
+use benches::Pile;
 use criterion::{BatchSize, Criterion, criterion_group, criterion_main};
 
 #[global_allocator]
@@ -44,10 +46,16 @@ fn bench(c: &mut Criterion) {
             )
         });
     }
-    for (extra, scoped) in [(0usize, false), (1_000, false), (1_000, true)] {
-        let label = if scoped { "per_agent" } else { "unscoped" };
+    let piles = [
+        (0usize, Pile::Keyed),
+        (1_000, Pile::Keyed),
+        (1_000, Pile::Unkeyed),
+        (1_000, Pile::PerAgent),
+    ];
+    for (extra, pile) in piles {
+        let label = pile.label();
         let deployment = loaded(&format!("{extra} more {label} refund policies"), || {
-            benches::on_one_action(extra, scoped)
+            benches::on_one_action(extra, pile)
         });
         let on_refund = benches::policies_on(&deployment, "refund", &["call_tool"]);
         let name = format!("step_tool_call/refund_policies={on_refund}/{label}");

@@ -85,19 +85,49 @@ pub fn tenants(tenants: usize) -> Arc<Deployment> {
     extended(policies, tenant_entities(tenants))
 }
 
+/// How the extra policies of [`on_one_action`] are written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Pile {
+    /// Unscoped, each comparing the order id with its own literal first (the gate files these by
+    /// literal).
+    Keyed,
+    /// Unscoped, each with a range test Cedar must evaluate (`amount > n`).
+    Unkeyed,
+    /// Each for one other agent (`principal == Agent::"bot-i"`).
+    PerAgent,
+}
+
+impl Pile {
+    pub fn label(self) -> &'static str {
+        match self {
+            Self::Keyed => "unscoped",
+            Self::Unkeyed => "unscoped_range",
+            Self::PerAgent => "per_agent",
+        }
+    }
+}
+
 /// Base + demo plus `extra` policies on `refund`, none of which is satisfied by the benchmark's
-/// call: unscoped (`scoped == false`, a deployment that piles rules onto one action), or each
-/// for one other agent (`principal == Agent::"bot-i"`).
-pub fn on_one_action(extra: usize, scoped: bool) -> Arc<Deployment> {
+/// call, written as `pile` says (a deployment that piles rules onto one action).
+pub fn on_one_action(extra: usize, pile: Pile) -> Arc<Deployment> {
     let policies: String = (0..extra)
         .map(|i| {
-            let principal = if scoped {
-                format!("principal == Agent::\"bot-{i}\"")
-            } else {
-                "principal".to_owned()
+            let (principal, condition) = match pile {
+                Pile::Keyed => (
+                    "principal".to_owned(),
+                    format!("context.input.order_id == \"blocked-{i}\""),
+                ),
+                Pile::Unkeyed => (
+                    "principal".to_owned(),
+                    format!("context.input.amount > {}", 1_000_000 + i),
+                ),
+                Pile::PerAgent => (
+                    format!("principal == Agent::\"bot-{i}\""),
+                    format!("context.input.order_id == \"blocked-{i}\""),
+                ),
             };
             format!(
-                "@id(\"refund.rule.{i}\")\nforbid ({principal}, action == Action::\"refund\", resource)\nwhen {{ context.input.order_id == \"blocked-{i}\" }};\n"
+                "@id(\"refund.rule.{i}\")\nforbid ({principal}, action == Action::\"refund\", resource)\nwhen {{ {condition} }};\n"
             )
         })
         .collect();
