@@ -190,7 +190,7 @@ impl World {
                 // Filed by the literal they compare first (the gate asks Cedar only about the
                 // request's own value).
                 "@id(\"gen.keyed.steps\")\nforbid (principal, action == Action::\"gt0\", resource)\nwhen { context.session.steps == 2 };",
-                "@id(\"gen.keyed.amount\")\n@approval(\"approver\")\nforbid (principal, action == Action::\"gt0\", resource)\nwhen { 0 == context.input.amount && context.session.steps > 0 };",
+                "@id(\"gen.keyed.first\")\n@approval(\"approver\")\nforbid (principal, action == Action::\"gt0\", resource)\nwhen { 1 == context.session.steps && context.input.amount > 1000 };",
             ]
             .map(str::to_owned),
         );
