@@ -17,7 +17,7 @@
 use std::collections::HashMap;
 
 use super::demand::Demand;
-use super::keyed::{Keyed, Literal, key_of};
+use super::keyed::{Keyed, key_of};
 use cedar_policy::{
     ActionConstraint, Context, Effect, Entities, EntityUid, Policy, PolicyId, PolicySet,
     PrincipalConstraint, Schema,
@@ -144,7 +144,12 @@ impl ForAction {
                     return;
                 };
                 match key {
-                    Some((path, literal)) => (self.keyed_set(path, literal), narrowed),
+                    Some((path, key)) => {
+                        if !self.keyed_for(path).add(key, narrowed) {
+                            self.unindexed = true;
+                        }
+                        return;
+                    }
                     None => (&mut self.shared, narrowed),
                 }
             }
@@ -156,18 +161,18 @@ impl ForAction {
         }
     }
 
-    fn keyed_set(&mut self, path: Vec<String>, literal: Literal) -> &mut PolicySet {
+    fn keyed_for(&mut self, path: Vec<String>) -> &mut Keyed {
         let at = match self.keyed.iter().position(|k| k.path == path) {
             Some(at) => at,
             None => {
                 self.keyed.push(Keyed {
                     path,
-                    by_literal: HashMap::new(),
+                    ..Keyed::default()
                 });
                 self.keyed.len() - 1
             }
         };
-        self.keyed[at].by_literal.entry(literal).or_default()
+        &mut self.keyed[at]
     }
 }
 

@@ -1,16 +1,18 @@
 //! Policies filed by the literal their condition first compares a context attribute with.
 //!
 //! A deployment that piles rules onto one action often writes them as
-//! `when { context.input.order_id == "ord-7" && ... }`. Cedar evaluates a condition left to right
-//! and stops at the first false conjunct, and `==` never errs (values of different types are just
-//! unequal). So once the request's value at that path is known, every such policy with another
-//! literal is unsatisfied without error, exactly as if Cedar had evaluated it, and only the
-//! policies filed under the request's value need asking. When the path is missing from the
-//! request (its attribute access would err), all of them are asked, so their errors are kept.
+//! `when { context.input.order_id == "ord-7" && ... }` or `when { context.input.amount > 500 }`.
+//! Cedar evaluates a condition left to right and stops at the first false conjunct. `==` never
+//! errs (values of different types are just unequal), and `<`, `<=`, `>`, `>=` on two integers
+//! never err either. So once the request's value at that path is known, every such policy whose
+//! first comparison is false is unsatisfied without error, exactly as if Cedar had evaluated it,
+//! and only the others need asking. When the path is missing from the request (its attribute
+//! access would err), or an ordering meets a value that is not an integer (a type error), all of
+//! them are asked, so their errors are kept.
 
 use std::collections::HashMap;
 
-use cedar_policy::{Context, EvalResult, PolicySet};
+use cedar_policy::{Context, EvalResult, Policy, PolicySet};
 use serde_json::Value;
 
 /// A literal a condition compares with.
@@ -32,22 +34,109 @@ impl Literal {
     }
 }
 
-/// The policies of one action whose conditions start with `context.<path> == <literal>`.
+/// An integer comparison, written with the context attribute on the left.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Order {
+    Less,
+    LessEq,
+    Greater,
+    GreaterEq,
+}
+
+impl Order {
+    fn holds(self, value: i64, literal: i64) -> bool {
+        match self {
+            Self::Less => value < literal,
+            Self::LessEq => value <= literal,
+            Self::Greater => value > literal,
+            Self::GreaterEq => value >= literal,
+        }
+    }
+
+    /// `op` as written with the attribute on the left, or (`flipped`) on the right.
+    fn of(op: &str, flipped: bool) -> Option<Self> {
+        Some(match (op, flipped) {
+            ("<", false) | (">", true) => Self::Less,
+            ("<=", false) | (">=", true) => Self::LessEq,
+            (">", false) | ("<", true) => Self::Greater,
+            (">=", false) | ("<=", true) => Self::GreaterEq,
+            _ => return None,
+        })
+    }
+}
+
+/// What a policy's first comparison tests the attribute against.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Key {
+    Equals(Literal),
+    Ordered(Order, i64),
+}
+
+/// The policies of one action whose conditions start by comparing `context.<path>` with a
+/// literal.
+#[derive(Default)]
 pub(crate) struct Keyed {
     pub path: Vec<String>,
     pub by_literal: HashMap<Literal, PolicySet>,
+    pub ordered: Vec<(Order, i64, PolicySet)>,
+    /// Every ordered policy in one set: asked instead of many small sets when many hold (the
+    /// others in it are false without error, so asking them too changes nothing).
+    pub ordered_all: PolicySet,
 }
 
+/// More holding orderings than this are asked as one set: each Cedar call has a fixed cost.
+const SMALL_SETS: usize = 8;
+
 impl Keyed {
+    /// Files `policy`, whose first comparison is `key`; false when its id was already filed.
+    pub fn add(&mut self, key: Key, policy: Policy) -> bool {
+        match key {
+            Key::Equals(literal) => self
+                .by_literal
+                .entry(literal)
+                .or_default()
+                .add(policy)
+                .is_ok(),
+            Key::Ordered(order, n) => {
+                let mut set = PolicySet::new();
+                let added = self.ordered_all.add(policy.clone()).is_ok() && set.add(policy).is_ok();
+                self.ordered.push((order, n, set));
+                added
+            }
+        }
+    }
+
     /// The sets a request with `context` must be decided against.
     pub fn candidates<'a>(&'a self, context: Option<&Context>) -> Vec<&'a PolicySet> {
-        match context.map(|c| resolve(c, &self.path)) {
-            Some(Some(value)) => Literal::of(&value)
-                .and_then(|l| self.by_literal.get(&l))
-                .into_iter()
-                .collect(),
-            // The attribute access errs in every one of them: let Cedar report it.
-            Some(None) | None => self.by_literal.values().collect(),
+        let all = || {
+            let ordered = std::iter::once(&self.ordered_all).filter(|s| !s.is_empty());
+            self.by_literal.values().chain(ordered).collect()
+        };
+        // A missing attribute errs in every one of them: let Cedar report it.
+        let Some(value) = context.and_then(|c| resolve(c, &self.path)) else {
+            return all();
+        };
+        let equal = Literal::of(&value).and_then(|l| self.by_literal.get(&l));
+        match value {
+            EvalResult::Long(n) => {
+                let holding: Vec<&PolicySet> = self
+                    .ordered
+                    .iter()
+                    .filter(|(order, literal, _)| order.holds(n, *literal))
+                    .map(|(_, _, set)| set)
+                    .collect();
+                let ordered = if holding.len() > SMALL_SETS {
+                    vec![&self.ordered_all]
+                } else {
+                    holding
+                };
+                equal.into_iter().chain(ordered).collect()
+            }
+            // An ordering on anything else is a type error: let Cedar report it.
+            _ => {
+                let ordered = std::iter::once(&self.ordered_all).filter(|s| !s.is_empty());
+                equal.into_iter().chain(ordered).collect()
+            }
         }
     }
 }
@@ -65,9 +154,10 @@ fn resolve(context: &Context, path: &[String]) -> Option<EvalResult> {
     Some(value)
 }
 
-/// `(path, literal)` when the policy (as JSON) has a first condition `when { context.<path> ==
-/// <literal> && ... }` (either side of `==`); what Cedar evaluates first after the scope.
-pub(crate) fn key_of(policy: &Value) -> Option<(Vec<String>, Literal)> {
+/// `(path, key)` when the policy (as JSON) has a first condition `when { context.<path> ==
+/// <literal> && ... }` (either side of `==`), or an integer ordering in that place: what Cedar
+/// evaluates first after the scope.
+pub(crate) fn key_of(policy: &Value) -> Option<(Vec<String>, Key)> {
     let first = policy.get("conditions")?.as_array()?.first()?;
     if first.get("kind")?.as_str()? != "when" {
         return None;
@@ -76,13 +166,20 @@ pub(crate) fn key_of(policy: &Value) -> Option<(Vec<String>, Literal)> {
     while let Some(and) = only(body, "&&") {
         body = and.get("left")?;
     }
-    let eq = only(body, "==")?;
-    let (left, right) = (eq.get("left")?, eq.get("right")?);
-    match (context_path(left), context_path(right)) {
-        (Some(path), None) => Some((path, literal(right)?)),
-        (None, Some(path)) => Some((path, literal(left)?)),
-        _ => None,
-    }
+    let map = body.as_object().filter(|m| m.len() == 1)?;
+    let (op, args) = map.iter().next()?;
+    let (left, right) = (args.get("left")?, args.get("right")?);
+    let (path, literal, flipped) = match (context_path(left), context_path(right)) {
+        (Some(path), None) => (path, literal(right)?, false),
+        (None, Some(path)) => (path, literal(left)?, true),
+        _ => return None,
+    };
+    let key = match (op.as_str(), literal) {
+        ("==", literal) => Key::Equals(literal),
+        (op, Literal::Long(n)) => Key::Ordered(Order::of(op, flipped)?, n),
+        _ => return None,
+    };
+    Some((path, key))
 }
 
 /// The argument of `expr` when it is a one-key object `{op: ...}`.
@@ -119,20 +216,21 @@ fn literal(expr: &Value) -> Option<Literal> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use cedar_policy::PolicyId;
     use std::str::FromStr;
 
-    fn key(condition: &str) -> Option<(Vec<String>, Literal)> {
+    fn key(condition: &str) -> Option<(Vec<String>, Key)> {
         let text = format!("forbid (principal, action, resource) {condition};");
         let policy = cedar_policy::Policy::from_str(&text).expect("policy");
         key_of(&policy.to_json().expect("json"))
     }
 
     #[test]
-    fn only_a_leading_equality_on_a_context_path_is_a_key() {
+    fn only_a_leading_comparison_of_a_context_path_with_a_literal_is_a_key() {
         let order = |s: &str| {
             Some((
                 vec!["input".into(), "order_id".into()],
-                Literal::String(s.into()),
+                Key::Equals(Literal::String(s.into())),
             ))
         };
         assert_eq!(
@@ -145,10 +243,32 @@ mod tests {
         );
         assert_eq!(
             key("when { context.session.steps == 3 } unless { false }"),
-            Some((vec!["session".into(), "steps".into()], Literal::Long(3)))
+            Some((
+                vec!["session".into(), "steps".into()],
+                Key::Equals(Literal::Long(3))
+            ))
         );
+        let amount = |order, n| {
+            Some((
+                vec!["input".into(), "amount".into()],
+                Key::Ordered(order, n),
+            ))
+        };
+        assert_eq!(
+            key("when { context.input.amount > 5 }"),
+            amount(Order::Greater, 5)
+        );
+        assert_eq!(
+            key("when { 5 > context.input.amount }"),
+            amount(Order::Less, 5)
+        );
+        assert_eq!(
+            key("when { 5 <= context.input.amount && false }"),
+            amount(Order::GreaterEq, 5)
+        );
+        assert_eq!(key(r#"when { context.input.amount < "x" }"#), None);
         for not_keyed in [
-            r#"when { context.input.amount > 1 && context.input.order_id == "o" }"#,
+            r#"when { context.input.amount + 1 > 1 && context.input.order_id == "o" }"#,
             r#"unless { context.input.order_id == "o" }"#,
             r#"when { context.input.order_id == context.input.other }"#,
             r#"when { context == {} }"#,
@@ -173,10 +293,18 @@ mod tests {
             );
             assert_eq!(by_literal.len(), i + 1);
         }
-        let keyed = Keyed {
+        let mut keyed = Keyed {
             path: vec!["input".into(), "x".into()],
             by_literal,
+            ..Keyed::default()
         };
+        for (i, n) in [10, 20, 30, 40, 50, 60, 70, 80, 90].into_iter().enumerate() {
+            let text = format!(
+                "@id(\"c{i}\") forbid (principal, action, resource) when {{ context.input.x > {n} }};"
+            );
+            let policy = cedar_policy::Policy::parse(Some(PolicyId::new(format!("c{i}"))), text);
+            assert!(keyed.add(Key::Ordered(Order::Greater, n), policy.expect("policy")));
+        }
         let context =
             |json: serde_json::Value| Context::from_json_value(json, None).expect("context");
         let ids = |sets: Vec<&PolicySet>| -> Vec<String> {
@@ -191,10 +319,22 @@ mod tests {
             ids
         };
         let with = |json| ids(keyed.candidates(Some(&context(json))));
-        assert_eq!(with(serde_json::json!({"input": {"x": "b"}})), ["b"]);
-        assert!(with(serde_json::json!({"input": {"x": "c"}})).is_empty());
+        let orderings: Vec<String> = (0..9).map(|i| format!("c{i}")).collect();
+        let plus = |ids: &[&str]| -> Vec<String> {
+            let mut all: Vec<String> = ids.iter().map(|s| (*s).to_owned()).collect();
+            all.extend(orderings.iter().cloned());
+            all.sort();
+            all
+        };
+        // A string: its literal, and every ordering (which errs on a string).
+        assert_eq!(with(serde_json::json!({"input": {"x": "b"}})), plus(&["b"]));
+        assert_eq!(with(serde_json::json!({"input": {"x": "z"}})), plus(&[]));
+        // An integer: no literal matches; the orderings that hold, or all once many hold.
         assert!(with(serde_json::json!({"input": {"x": 1}})).is_empty());
-        assert_eq!(with(serde_json::json!({"input": {}})), ["a", "b"]);
-        assert_eq!(with(serde_json::json!({"input": 1})), ["a", "b"]);
+        assert_eq!(with(serde_json::json!({"input": {"x": 11}})), ["c0"]);
+        assert_eq!(with(serde_json::json!({"input": {"x": 85}})).len(), 8);
+        assert_eq!(with(serde_json::json!({"input": {"x": 95}})), plus(&[]));
+        assert_eq!(with(serde_json::json!({"input": {}})), plus(&["a", "b"]));
+        assert_eq!(with(serde_json::json!({"input": 1})), plus(&["a", "b"]));
     }
 }
