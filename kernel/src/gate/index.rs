@@ -11,8 +11,10 @@
 //! Within the shared sets, a policy's action constraint, which the filing already decided, is
 //! dropped, so Cedar does not rebuild and re-check it on every evaluation; a shared policy left
 //! with nothing to check (`permit (principal, action == A, resource);`) is not given to Cedar at
-//! all, only counted among the satisfied ones. The fuzzer's oracle re-asks Cedar with the whole,
-//! unmodified set for every decision, which checks all of this on every fuzzed transition.
+//! all, only counted among the satisfied ones; and one whose condition starts by comparing a
+//! context attribute with a literal is filed by that comparison (see [`super::keyed`]). The
+//! fuzzer's oracle re-asks Cedar with the whole, unmodified set for every decision, which checks
+//! all of this on every fuzzed transition.
 
 use std::collections::HashMap;
 
