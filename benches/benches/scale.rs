@@ -49,7 +49,7 @@ fn bench(c: &mut Criterion) {
     let piles = [
         (0usize, Pile::Keyed),
         (1_000, Pile::Keyed),
-        (1_000, Pile::Unkeyed),
+        (1_000, Pile::Ordered),
         (1_000, Pile::PerAgent),
     ];
     for (extra, pile) in piles {

@@ -91,8 +91,9 @@ pub enum Pile {
     /// Unscoped, each comparing the order id with its own literal first (the gate files these by
     /// literal).
     Keyed,
-    /// Unscoped, each with a range test Cedar must evaluate (`amount > n`).
-    Unkeyed,
+    /// Unscoped, each starting with a range test (`amount > n`, n above the call's amount): the
+    /// gate files these by threshold and asks only those that hold.
+    Ordered,
     /// Each for one other agent (`principal == Agent::"bot-i"`).
     PerAgent,
 }
@@ -101,7 +102,7 @@ impl Pile {
     pub fn label(self) -> &'static str {
         match self {
             Self::Keyed => "unscoped",
-            Self::Unkeyed => "unscoped_range",
+            Self::Ordered => "unscoped_range",
             Self::PerAgent => "per_agent",
         }
     }
@@ -117,7 +118,7 @@ pub fn on_one_action(extra: usize, pile: Pile) -> Arc<Deployment> {
                     "principal".to_owned(),
                     format!("context.input.order_id == \"blocked-{i}\""),
                 ),
-                Pile::Unkeyed => (
+                Pile::Ordered => (
                     "principal".to_owned(),
                     format!("context.input.amount > {}", 1_000_000 + i),
                 ),
