@@ -21,8 +21,8 @@ use std::collections::HashMap;
 use super::demand::Demand;
 use super::keyed::{Keyed, key_of};
 use cedar_policy::{
-    ActionConstraint, Context, Effect, Entities, EntityUid, Policy, PolicyId, PolicySet,
-    PrincipalConstraint, Schema,
+    ActionConstraint, Context, Effect, Entities, EntityUid, EvalResult, Policy, PolicyId,
+    PolicySet, PrincipalConstraint, Schema,
 };
 
 /// What a request must be decided against.
@@ -102,8 +102,19 @@ impl PolicyIndex {
         let slot = self.actions.get(action).filter(|s| !s.unindexed)?;
         let mut sets = vec![&slot.shared];
         if !crate::faults::active(crate::faults::Fault::ForgetKeyedPolicies) {
+            // Each top-level attribute is read out of the context once, however many paths
+            // start with it.
+            let mut tops: Vec<(&str, Option<EvalResult>)> = Vec::new();
             for keyed in &slot.keyed {
-                sets.extend(keyed.candidates(context));
+                let top = keyed.top().unwrap_or_default();
+                let at = match tops.iter().position(|(name, _)| *name == top) {
+                    Some(at) => at,
+                    None => {
+                        tops.push((top, context.and_then(|c| c.get(top))));
+                        tops.len() - 1
+                    }
+                };
+                sets.extend(keyed.candidates(tops[at].1.as_ref()));
             }
         }
         let forget = crate::faults::active(crate::faults::Fault::ForgetScopedPolicies);
@@ -118,6 +129,8 @@ impl PolicyIndex {
         } else {
             slot.always.as_slice()
         };
+        // An empty set answers "denied, nothing applies" and adds nothing to the combination.
+        sets.retain(|set| !set.is_empty());
         Some(Candidates { sets, always })
     }
 

@@ -12,7 +12,7 @@
 
 use std::collections::HashMap;
 
-use cedar_policy::{Context, EvalResult, Policy, PolicySet};
+use cedar_policy::{EvalResult, Policy, PolicySet};
 use serde_json::Value;
 
 /// A literal a condition compares with.
@@ -106,18 +106,25 @@ impl Keyed {
         }
     }
 
-    /// The sets a request with `context` must be decided against.
-    pub fn candidates<'a>(&'a self, context: Option<&Context>) -> Vec<&'a PolicySet> {
+    /// The top-level context attribute the path starts with.
+    pub fn top(&self) -> Option<&str> {
+        self.path.first().map(String::as_str)
+    }
+
+    /// The sets a request must be decided against, given the value of its context attribute
+    /// [`Self::top`] (`None` when the context lacks it).
+    pub fn candidates<'a>(&'a self, top: Option<&EvalResult>) -> Vec<&'a PolicySet> {
         let all = || {
             let ordered = std::iter::once(&self.ordered_all).filter(|s| !s.is_empty());
             self.by_literal.values().chain(ordered).collect()
         };
         // A missing attribute errs in every one of them: let Cedar report it.
-        let Some(value) = context.and_then(|c| resolve(c, &self.path)) else {
+        let rest = self.path.get(1..).unwrap_or_default();
+        let Some(value) = top.and_then(|top| resolve(top, rest)) else {
             return all();
         };
-        let equal = Literal::of(&value).and_then(|l| self.by_literal.get(&l));
-        match value {
+        let equal = Literal::of(value).and_then(|l| self.by_literal.get(&l));
+        match *value {
             EvalResult::Long(n) => {
                 let holding: Vec<&PolicySet> = self
                     .ordered
@@ -141,17 +148,12 @@ impl Keyed {
     }
 }
 
-/// The value at `path` in `context`; `None` when evaluating `context.<path>` would err.
-fn resolve(context: &Context, path: &[String]) -> Option<EvalResult> {
-    let (first, rest) = path.split_first()?;
-    let mut value = context.get(first)?;
-    for name in rest {
-        value = match value {
-            EvalResult::Record(record) => record.get(name)?.clone(),
-            _ => return None,
-        };
-    }
-    Some(value)
+/// The value at `path` under `value`; `None` when evaluating the access would err.
+fn resolve<'v>(value: &'v EvalResult, path: &[String]) -> Option<&'v EvalResult> {
+    path.iter().try_fold(value, |value, name| match value {
+        EvalResult::Record(record) => record.get(name),
+        _ => None,
+    })
 }
 
 /// `(path, key)` when the policy (as JSON) has a first condition `when { context.<path> ==
@@ -216,7 +218,7 @@ fn literal(expr: &Value) -> Option<Literal> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use cedar_policy::PolicyId;
+    use cedar_policy::{Context, PolicyId};
     use std::str::FromStr;
 
     fn key(condition: &str) -> Option<(Vec<String>, Key)> {
@@ -318,7 +320,7 @@ mod tests {
             ids.sort();
             ids
         };
-        let with = |json| ids(keyed.candidates(Some(&context(json))));
+        let with = |json| ids(keyed.candidates(context(json).get("input").as_ref()));
         let orderings: Vec<String> = (0..9).map(|i| format!("c{i}")).collect();
         let plus = |ids: &[&str]| -> Vec<String> {
             let mut all: Vec<String> = ids.iter().map(|s| (*s).to_owned()).collect();

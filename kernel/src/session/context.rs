@@ -37,7 +37,8 @@ impl Session {
         if wants("session") {
             let mut wanted = demand.map_or(u32::MAX, Demand::session);
             if demand.is_some() && crate::faults::active(crate::faults::Fault::OverPrunedContext) {
-                wanted &= !(1 << (SESSION_ATTRIBUTES.len() - 1));
+                let labels = SESSION_ATTRIBUTES.iter().position(|a| *a == "labels");
+                wanted &= !labels.map_or(0, |i| 1 << i);
             }
             let session = self.session_record(now, attempt, wanted)?;
             pairs.push(("session".to_owned(), session));
@@ -92,6 +93,7 @@ impl Session {
             "model_calls" => long(c.model_calls),
             "attempt" => attempt_value(attempt),
             "in_doubt" => Rx::new_bool(self.in_doubt),
+            // "labels", the last of SESSION_ATTRIBUTES.
             _ => strings(self.labels.iter().map(String::as_str)),
         };
         let attrs = SESSION_ATTRIBUTES
