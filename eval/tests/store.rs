@@ -160,18 +160,24 @@ fn tamper(name: &str, sql: &str) -> Vec<String> {
 
 #[test]
 fn tampered_deleted_reordered_rows_and_blobs_are_detected() {
+    // A step's events are one JSON array in its row (schema version 4).
     let edited = tamper(
         "edit",
-        "UPDATE events SET event = replace(event, '\"mode\":\"enforce\"', '\"mode\":\"log_only\"') WHERE seq = 0",
+        "UPDATE steps SET events = replace(events, '\"mode\":\"enforce\"', '\"mode\":\"log_only\"') WHERE n = 0",
     );
     assert!(edited.iter().any(|e| e.contains("seq 0")), "{edited:?}");
 
-    let deleted = tamper("delete", "DELETE FROM events WHERE seq = 3");
+    let deleted = tamper(
+        "delete",
+        "UPDATE steps SET events = (SELECT json_group_array(json(e.value)) FROM json_each(steps.events) AS e
+                                    WHERE json_extract(e.value, '$.seq') != 3)
+         WHERE EXISTS (SELECT 1 FROM json_each(steps.events) WHERE json_extract(value, '$.seq') = 3)",
+    );
     assert_eq!(deleted.len(), 1, "{deleted:?}");
 
     let reordered = tamper(
         "reorder",
-        "UPDATE events SET seq = -1 WHERE seq = 2; UPDATE events SET seq = 2 WHERE seq = 4; UPDATE events SET seq = 4 WHERE seq = -1;",
+        "UPDATE steps SET n = -1 WHERE n = 1; UPDATE steps SET n = 1 WHERE n = 2; UPDATE steps SET n = 2 WHERE n = -1;",
     );
     assert_eq!(reordered.len(), 1, "{reordered:?}");
 
@@ -330,7 +336,8 @@ fn migrates_from(version: usize) {
         reports[0].error.is_none() && reports[0].differences.is_empty(),
         "{reports:?}"
     );
-    // A version-2 append (with blobs) continues the migrated log.
+    // An append in the current layout (events in the step row) continues the migrated log, whose
+    // length it reads from the legacy `events` rows.
     let next = Step {
         n: stored.steps.len() as u64,
         t_ms: 10_000,

@@ -1,10 +1,13 @@
 //! The SQLite store (feature `sqlite`, bundled SQLite): the embedded default for durable runs.
 //!
 //! Every append is one `BEGIN IMMEDIATE` transaction that first checks the log's length, so two
-//! processes on one file serialize and the loser gets [`StoreError::Conflict`]. Large payload
-//! fields (tool inputs and outputs, model outputs, memory values: anything over
+//! processes on one file serialize and the loser gets [`StoreError::Conflict`]. A step is one row
+//! of `steps` holding its intent and its events as a JSON array: rows are keyed by session, so
+//! concurrent sessions' appends land on different B-tree pages, and every row written is a page
+//! the commit writes to the WAL (one row per event as well made each append cost twice the pages).
+//! Large payload fields (tool inputs and outputs, model outputs, memory values: anything over
 //! [`INLINE_LIMIT`] bytes of JSON) are stored once in `blobs` by SHA-256 and referenced from the
-//! event row as `{"$blob": "<hash>"}`; the hash chain covers the inflated event, so a tampered blob
+//! event as `{"$blob": "<hash>"}`; the hash chain covers the inflated event, so a tampered blob
 //! is caught like a tampered row.
 //!
 //! The schema is versioned with `PRAGMA user_version`; [`MIGRATIONS`] upgrades a file from any
@@ -14,6 +17,7 @@ use std::path::Path;
 use std::sync::Mutex;
 use std::time::Duration;
 
+use rusqlite::config::DbConfig;
 use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
 use serde_json::{Map, Value};
 
@@ -25,7 +29,7 @@ use crate::event::{Event, sha256_hex};
 pub const INLINE_LIMIT: usize = 256;
 
 /// Schema versions, in order: version `i + 1` is reached by running `MIGRATIONS[i]`.
-pub const MIGRATIONS: [&str; 3] = [
+pub const MIGRATIONS: [&str; 4] = [
     // 1: sessions, their steps and events, bundles by hash.
     "CREATE TABLE bundles (hash TEXT PRIMARY KEY, sources TEXT NOT NULL);
      CREATE TABLE sessions (tenant TEXT NOT NULL, id TEXT NOT NULL, record TEXT NOT NULL,
@@ -41,6 +45,11 @@ pub const MIGRATIONS: [&str; 3] = [
     "CREATE TABLE memory (tenant TEXT NOT NULL, scope TEXT NOT NULL, key TEXT NOT NULL,
                           value TEXT NOT NULL, labels TEXT NOT NULL,
                           PRIMARY KEY (tenant, scope, key));",
+    // 4: a step's events live in its own row, as one JSON array, with the log's length after it
+    // (`end_seq`): an append writes one row instead of one per event plus the step. Steps written
+    // before keep NULL in both columns and their events stay rows of `events`.
+    "ALTER TABLE steps ADD COLUMN end_seq INTEGER;
+     ALTER TABLE steps ADD COLUMN events TEXT;",
 ];
 
 /// A SQLite file holding sessions.
@@ -75,6 +84,12 @@ impl SqliteStore {
 
     fn from_connection(mut conn: Connection, target: usize) -> Result<Self, StoreError> {
         conn.busy_timeout(Duration::from_secs(10))
+            .map_err(backend)?;
+        // Without the query planner stability guarantee, the bundled SQLite (built with STAT4)
+        // marks the cached length-check statements expired whenever their parameters are bound,
+        // so every append parsed and planned them again: a quarter of the group-commit writer's
+        // time. Every query here is a primary-key lookup, so a fixed plan loses nothing.
+        conn.set_db_config(DbConfig::SQLITE_DBCONFIG_ENABLE_QPSG, true)
             .map_err(backend)?;
         conn.pragma_update(None, "journal_mode", "WAL")
             .map_err(backend)?;
@@ -160,8 +175,7 @@ fn deflate(event: &Event) -> Result<(String, Blobs), StoreError> {
 }
 
 /// Puts blob-referenced fields back.
-fn inflate(c: &Connection, text: &str, at: &str) -> Result<Event, StoreError> {
-    let mut value: Value = from_json(text, at)?;
+fn inflate(c: &Connection, mut value: Value, at: &str) -> Result<Event, StoreError> {
     if let Some(Value::Object(payload)) = value.get_mut("payload") {
         for field in payload.values_mut() {
             let Some(hash) = field
@@ -193,7 +207,11 @@ pub(crate) struct Row {
     n: u64,
     t_ms: u64,
     intent: String,
-    events: Vec<(u64, String, Blobs)>,
+    /// The seq of the step's first and last events, when it has any.
+    seqs: Option<(u64, u64)>,
+    /// The step's events, deflated, as one JSON array.
+    events: String,
+    blobs: Blobs,
 }
 
 /// Payload fields moved out of an event: (SHA-256, JSON text).
@@ -206,51 +224,61 @@ impl Row {
         step: &Step,
         events: &[Event],
     ) -> Result<Self, StoreError> {
-        let events = events
-            .iter()
-            .map(|e| deflate(e).map(|(text, blobs)| (e.seq, text, blobs)))
-            .collect::<Result<_, _>>()?;
+        let mut text = String::from("[");
+        let mut blobs = Vec::new();
+        for (i, event) in events.iter().enumerate() {
+            let (one, moved) = deflate(event)?;
+            if i > 0 {
+                text.push(',');
+            }
+            text.push_str(&one);
+            blobs.extend(moved);
+        }
+        text.push(']');
         Ok(Self {
             tenant: tenant.to_owned(),
             session: session.to_owned(),
             n: step.n,
             t_ms: step.t_ms,
             intent: to_json(&step.intent)?,
-            events,
+            seqs: events
+                .first()
+                .zip(events.last())
+                .map(|(a, z)| (a.seq, z.seq)),
+            events: text,
+            blobs,
         })
     }
 
     /// Checks the log's length and writes, inside the caller's transaction or savepoint. The
-    /// length comes from the primary-key index (`MAX`), so an append costs the same at any length.
+    /// length is read from the session's last step row (found through the primary key), so an
+    /// append costs the same at any length.
     fn write(&self, c: &Connection) -> Result<(), StoreError> {
         let (tenant, session) = (self.tenant.as_str(), self.session.as_str());
         // Statements are prepared once per connection and reused (rusqlite's statement cache):
         // parsing the SQL again for every row cost more than the insert.
-        let exists: Option<i64> = c
-            .prepare_cached("SELECT 1 FROM sessions WHERE tenant = ?1 AND id = ?2")
+        let last: Option<(Option<i64>, Option<i64>)> = c
+            .prepare_cached(
+                "SELECT last.n, last.end_seq FROM sessions
+                 LEFT JOIN (SELECT n, end_seq FROM steps WHERE tenant = ?1 AND session = ?2
+                            ORDER BY n DESC LIMIT 1) AS last
+                 WHERE tenant = ?1 AND id = ?2",
+            )
             .and_then(|mut st| {
-                st.query_row(params![tenant, session], |r| r.get(0))
+                st.query_row(params![tenant, session], |r| Ok((r.get(0)?, r.get(1)?)))
                     .optional()
             })
             .map_err(backend)?;
-        if exists.is_none() {
-            return Err(StoreError::NotFound(format!("session {tenant}/{session}")));
-        }
-        let (found, next_seq): (i64, i64) = c
-            .prepare_cached(
-                "SELECT (SELECT COALESCE(MAX(n) + 1, 0) FROM steps WHERE tenant = ?1 AND session = ?2),
-                        (SELECT COALESCE(MAX(seq) + 1, 0) FROM events WHERE tenant = ?1 AND session = ?2)",
-            )
-            .and_then(|mut st| st.query_row(params![tenant, session], |r| Ok((r.get(0)?, r.get(1)?))))
-            .map_err(backend)?;
+        let (found, next_seq) = match last {
+            None => return Err(StoreError::NotFound(format!("session {tenant}/{session}"))),
+            Some((None, _)) => (0, 0),
+            Some((Some(n), Some(end))) => (n + 1, end),
+            // The last step was written before schema version 4: its events are rows of `events`.
+            Some((Some(n), None)) => (n + 1, legacy_log_length(c, tenant, session)?),
+        };
         let found = u64::try_from(found).map_err(backend)?;
         let next_seq = u64::try_from(next_seq).map_err(backend)?;
-        if self.n != found
-            || self
-                .events
-                .first()
-                .is_some_and(|(seq, ..)| *seq != next_seq)
-        {
+        if self.n != found || self.seqs.is_some_and(|(first, _)| first != next_seq) {
             return Err(StoreError::Conflict {
                 tenant: tenant.to_owned(),
                 session: session.to_owned(),
@@ -258,8 +286,15 @@ impl Row {
                 found,
             });
         }
+        let end_seq = self.seqs.map_or(next_seq, |(_, last)| last + 1);
+        for (hash, body) in &self.blobs {
+            c.prepare_cached("INSERT OR IGNORE INTO blobs (hash, body) VALUES (?1, ?2)")
+                .and_then(|mut st| st.execute(params![hash, body]))
+                .map_err(backend)?;
+        }
         c.prepare_cached(
-            "INSERT INTO steps (tenant, session, n, t_ms, intent) VALUES (?1, ?2, ?3, ?4, ?5)",
+            "INSERT INTO steps (tenant, session, n, t_ms, intent, end_seq, events)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
         )
         .and_then(|mut st| {
             st.execute(params![
@@ -267,24 +302,24 @@ impl Row {
                 session,
                 self.n as i64,
                 self.t_ms as i64,
-                self.intent
+                self.intent,
+                end_seq as i64,
+                self.events
             ])
         })
         .map_err(backend)?;
-        for (seq, text, blobs) in &self.events {
-            for (hash, body) in blobs {
-                c.prepare_cached("INSERT OR IGNORE INTO blobs (hash, body) VALUES (?1, ?2)")
-                    .and_then(|mut st| st.execute(params![hash, body]))
-                    .map_err(backend)?;
-            }
-            c.prepare_cached(
-                "INSERT INTO events (tenant, session, seq, event) VALUES (?1, ?2, ?3, ?4)",
-            )
-            .and_then(|mut st| st.execute(params![tenant, session, *seq as i64, text]))
-            .map_err(backend)?;
-        }
         Ok(())
     }
+}
+
+/// The log's length counted in the `events` table, where steps kept their events before schema
+/// version 4.
+fn legacy_log_length(c: &Connection, tenant: &str, session: &str) -> Result<i64, StoreError> {
+    c.prepare_cached(
+        "SELECT COALESCE(MAX(seq) + 1, 0) FROM events WHERE tenant = ?1 AND session = ?2",
+    )
+    .and_then(|mut st| st.query_row(params![tenant, session], |r| r.get(0)))
+    .map_err(backend)
 }
 
 impl SqliteStore {
@@ -410,26 +445,11 @@ impl SessionStore for SqliteStore {
                 .ok_or_else(|| StoreError::NotFound(format!("session {tenant}/{session}")))?;
             let record: SessionRecord = from_json(&record, &format!("session {tenant}/{session}"))?;
 
+            // Events of steps written before schema version 4 come first: those steps do.
             let mut q = c
-                .prepare("SELECT n, t_ms, intent FROM steps WHERE tenant = ?1 AND session = ?2 ORDER BY n")
-                .map_err(backend)?;
-            let raw: Vec<(i64, i64, String)> = q
-                .query_map(params![tenant, session], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
-                .map_err(backend)?
-                .collect::<Result<_, _>>()
-                .map_err(backend)?;
-            let mut steps = Vec::with_capacity(raw.len());
-            for (n, t_ms, intent) in raw {
-                let at = format!("session {tenant}/{session} step {n}");
-                steps.push(Step {
-                    n: u64::try_from(n).map_err(backend)?,
-                    t_ms: u64::try_from(t_ms).map_err(backend)?,
-                    intent: from_json(&intent, &at)?,
-                });
-            }
-
-            let mut q = c
-                .prepare("SELECT seq, event FROM events WHERE tenant = ?1 AND session = ?2 ORDER BY seq")
+                .prepare(
+                    "SELECT seq, event FROM events WHERE tenant = ?1 AND session = ?2 ORDER BY seq",
+                )
                 .map_err(backend)?;
             let raw: Vec<(i64, String)> = q
                 .query_map(params![tenant, session], |r| Ok((r.get(0)?, r.get(1)?)))
@@ -438,7 +458,36 @@ impl SessionStore for SqliteStore {
                 .map_err(backend)?;
             let mut events = Vec::with_capacity(raw.len());
             for (seq, text) in raw {
-                events.push(inflate(c, &text, &format!("session {tenant}/{session} row seq {seq}"))?);
+                let at = format!("session {tenant}/{session} row seq {seq}");
+                events.push(inflate(c, from_json(&text, &at)?, &at)?);
+            }
+
+            let mut q = c
+                .prepare(
+                    "SELECT n, t_ms, intent, events FROM steps WHERE tenant = ?1 AND session = ?2
+                     ORDER BY n",
+                )
+                .map_err(backend)?;
+            let raw: Vec<(i64, i64, String, Option<String>)> = q
+                .query_map(params![tenant, session], |r| {
+                    Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?))
+                })
+                .map_err(backend)?
+                .collect::<Result<_, _>>()
+                .map_err(backend)?;
+            let mut steps = Vec::with_capacity(raw.len());
+            for (n, t_ms, intent, step_events) in raw {
+                let at = format!("session {tenant}/{session} step {n}");
+                steps.push(Step {
+                    n: u64::try_from(n).map_err(backend)?,
+                    t_ms: u64::try_from(t_ms).map_err(backend)?,
+                    intent: from_json(&intent, &at)?,
+                });
+                let Some(text) = step_events else { continue };
+                let values: Vec<Value> = from_json(&text, &at)?;
+                for (i, value) in values.into_iter().enumerate() {
+                    events.push(inflate(c, value, &format!("{at} event {i}"))?);
+                }
             }
             Ok(StoredSession {
                 record,
