@@ -85,7 +85,9 @@ fn bench(c: &mut Criterion) {
                 || {
                     round += 1;
                     let store = SqliteStore::open(&dir.join(format!("g{round}.db"))).expect("open");
-                    let store = std::sync::Arc::new(kernel::store::GroupCommit::new(store));
+                    let store = std::sync::Arc::new(
+                        kernel::store::GroupCommit::new(store).expect("group commit"),
+                    );
                     for i in 0..sessions {
                         let mut c = config.clone();
                         c.id = format!("s{i}");
@@ -138,8 +140,9 @@ fn bench(c: &mut Criterion) {
                 || {
                     round += 1;
                     let store = SqliteStore::open(&dir.join(format!("d{round}.db"))).expect("open");
-                    let store: std::sync::Arc<dyn SessionStore> =
-                        std::sync::Arc::new(kernel::store::GroupCommit::new(store));
+                    let store: std::sync::Arc<dyn SessionStore> = std::sync::Arc::new(
+                        kernel::store::GroupCommit::new(store).expect("group commit"),
+                    );
                     std::sync::Arc::new(driver_runtime(store))
                 },
                 |runtime| {

@@ -518,7 +518,8 @@ fn tick_log(
 fn group_commit_keeps_every_concurrent_log_whole_and_refuses_conflicts_alone() {
     use kernel::store::GroupCommit;
     let path = temp_db("group");
-    let store = Arc::new(GroupCommit::new(SqliteStore::open(&path).expect("open")));
+    let store =
+        Arc::new(GroupCommit::new(SqliteStore::open(&path).expect("open")).expect("group commit"));
     let deployment = Arc::new(
         kernel::pack::load_packs(&common::repo().join("policies"), &["support"]).expect("packs"),
     );

@@ -101,6 +101,18 @@ impl SqliteStore {
         })
     }
 
+    /// Sets how many WAL pages trigger a checkpoint (SQLite's default is 1,000). Many sessions
+    /// appending at once rewrite the same leaf pages again and again, and a checkpoint copies and
+    /// syncs each page once however often it was rewritten, so [`super::GroupCommit`] raises it;
+    /// a lone writer is better off with the default, which keeps reusing a small WAL file instead
+    /// of growing it (growing costs every commit's sync a metadata write).
+    pub fn checkpoint_every(&self, pages: u32) -> Result<(), StoreError> {
+        self.with(|c| {
+            c.pragma_update(None, "wal_autocheckpoint", pages)
+                .map_err(backend)
+        })
+    }
+
     /// The schema version of the open file.
     pub fn version(&self) -> Result<usize, StoreError> {
         self.with(|c| version(c))
@@ -156,6 +168,14 @@ fn from_json<T: serde::de::DeserializeOwned>(text: &str, what: &str) -> Result<T
 
 /// The event's JSON with large payload fields moved out; the blobs to store.
 fn deflate(event: &Event) -> Result<(String, Blobs), StoreError> {
+    // Most events carry no large field, and no payload field is longer than the whole body: when
+    // the body is short, the event is written directly, without building a `Value` to edit.
+    let mut body = Count(0);
+    serde_json::to_writer(&mut body, &event.body)
+        .map_err(|e| StoreError::Corrupt(e.to_string()))?;
+    if body.0 <= INLINE_LIMIT {
+        return Ok((to_json(event)?, Vec::new()));
+    }
     let mut value = serde_json::to_value(event).map_err(|e| StoreError::Corrupt(e.to_string()))?;
     let mut blobs = Vec::new();
     if let Some(Value::Object(payload)) = value.get_mut("payload") {
@@ -172,6 +192,20 @@ fn deflate(event: &Event) -> Result<(String, Blobs), StoreError> {
         }
     }
     Ok((value.to_string(), blobs))
+}
+
+/// Counts the bytes written to it.
+struct Count(usize);
+
+impl std::io::Write for Count {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0 += buf.len();
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
 }
 
 /// Puts blob-referenced fields back.
