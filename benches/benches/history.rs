@@ -9,6 +9,10 @@ use std::time::{Duration, Instant};
 
 use criterion::{Criterion, criterion_group, criterion_main};
 
+/// The allocator the `arbiter` binary uses (see the README's Performance section).
+#[global_allocator]
+static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn bench(c: &mut Criterion) {
     let dir = std::env::temp_dir().join(format!("arbiter-history-bench-{}", std::process::id()));
     let deployment = benches::history_deployment(&dir);

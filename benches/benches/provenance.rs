@@ -9,6 +9,10 @@ use std::hint::black_box;
 use criterion::{Criterion, criterion_group, criterion_main};
 use kernel::provenance::{ContentIndex, UNTRUSTED, USER};
 
+/// The allocator the `arbiter` binary uses (see the README's Performance section).
+#[global_allocator]
+static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// About `bytes` of mail-like text in 2 KB documents, deterministic: common words, names,
 /// addresses and IBAN-like numbers drawn by a fixed LCG.
 fn corpus(bytes: usize) -> Vec<String> {

@@ -11,6 +11,10 @@ use std::sync::Arc;
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use kernel::event::encode_jsonl;
 
+/// The allocator the `arbiter` binary uses (see the README's Performance section).
+#[global_allocator]
+static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn bench(c: &mut Criterion) {
     let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../scenarios");
     let files = eval::scenario_files(&[root]).expect("scenarios");

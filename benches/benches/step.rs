@@ -10,6 +10,10 @@ use criterion::{BatchSize, Criterion, criterion_group, criterion_main};
 use kernel::Intent;
 use serde_json::json;
 
+/// The allocator the `arbiter` binary uses (see the README's Performance section).
+#[global_allocator]
+static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn bench(c: &mut Criterion) {
     let deployment = benches::demo();
 

@@ -12,6 +12,10 @@ use kernel::store::sqlite::SqliteStore;
 use kernel::store::{SessionRecord, SessionStore, Step};
 use kernel::{Event, Intent, Mode, Session, SessionConfig};
 
+/// The allocator the `arbiter` binary uses (see the README's Performance section).
+#[global_allocator]
+static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn bench(c: &mut Criterion) {
     let deployment = benches::demo();
     let config = SessionConfig {

@@ -171,8 +171,8 @@ pub fn refund() -> Intent {
     }
 }
 
-/// Counts live heap bytes, for memory figures. Install in a bench binary with
-/// `#[global_allocator] static A: benches::Counting = benches::Counting;`.
+/// Counts live heap bytes, for memory figures, over mimalloc (the `arbiter` binary's allocator).
+/// Install in a bench binary with `#[global_allocator] static A: benches::Counting = benches::Counting;`.
 pub struct Counting;
 
 static LIVE: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
@@ -184,25 +184,25 @@ impl Counting {
     }
 }
 
-// SAFETY: forwards every call to the system allocator unchanged; only counts sizes.
+// SAFETY: forwards every call to mimalloc unchanged; only counts sizes.
 unsafe impl std::alloc::GlobalAlloc for Counting {
     unsafe fn alloc(&self, layout: std::alloc::Layout) -> *mut u8 {
         LIVE.fetch_add(layout.size(), std::sync::atomic::Ordering::Relaxed);
         // SAFETY: same layout contract as the caller's.
-        unsafe { std::alloc::System.alloc(layout) }
+        unsafe { mimalloc::MiMalloc.alloc(layout) }
     }
 
     unsafe fn dealloc(&self, ptr: *mut u8, layout: std::alloc::Layout) {
         LIVE.fetch_sub(layout.size(), std::sync::atomic::Ordering::Relaxed);
         // SAFETY: `ptr` came from `alloc` with this layout.
-        unsafe { std::alloc::System.dealloc(ptr, layout) }
+        unsafe { mimalloc::MiMalloc.dealloc(ptr, layout) }
     }
 
     unsafe fn realloc(&self, ptr: *mut u8, layout: std::alloc::Layout, new_size: usize) -> *mut u8 {
         LIVE.fetch_add(new_size, std::sync::atomic::Ordering::Relaxed);
         LIVE.fetch_sub(layout.size(), std::sync::atomic::Ordering::Relaxed);
         // SAFETY: forwarded unchanged.
-        unsafe { std::alloc::System.realloc(ptr, layout, new_size) }
+        unsafe { mimalloc::MiMalloc.realloc(ptr, layout, new_size) }
     }
 }
 
