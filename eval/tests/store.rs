@@ -409,6 +409,29 @@ fn write_v1(path: &Path, stored: &kernel::store::StoredSession, bundle: &kernel:
 }
 
 #[test]
+fn a_bundle_is_kept_once_under_its_hash_and_sessions_name_it() {
+    let path = temp_db("bundles");
+    let sqlite = SqliteStore::open(&path).expect("open");
+    let memory = MemoryStore::default();
+    let deployment = Arc::new(
+        kernel::pack::load_packs(&common::repo().join("policies"), &["support"]).expect("packs"),
+    );
+    let hash = deployment.sources().hash();
+    assert_eq!(deployment.bundle_hash(), hash);
+    for store in [&sqlite as &dyn SessionStore, &memory] {
+        assert!(!store.has_bundle(&hash).expect("has"));
+        store.begin(&deployment, &config("b1"), 0).expect("begin");
+        assert!(store.has_bundle(&hash).expect("has"));
+        store.begin(&deployment, &config("b2"), 0).expect("begin");
+        assert_eq!(
+            store.load("shopco", "b2").expect("load").record.bundle,
+            hash
+        );
+        assert_eq!(&store.bundle(&hash).expect("bundle"), deployment.sources());
+    }
+}
+
+#[test]
 fn memory_is_keyed_by_tenant_in_both_stores() {
     let path = temp_db("memory");
     let sqlite = SqliteStore::open(&path).expect("open");

@@ -34,6 +34,8 @@ pub struct Deployment {
     pub(crate) counters: Counters,
     schema_text: String,
     sources: BundleSources,
+    /// [`BundleSources::hash`], computed on first use: every session a store begins names it.
+    bundle_hash: std::sync::OnceLock<String>,
 }
 
 /// Everything a deployment was built from, so a store can keep it once (by [`BundleSources::hash`])
@@ -107,6 +109,12 @@ impl Deployment {
     /// What this deployment was built from.
     pub fn sources(&self) -> &BundleSources {
         &self.sources
+    }
+
+    /// The hash a store keeps [`Deployment::sources`] under, computed once per deployment
+    /// (serializing and hashing every source is far dearer than the session it names).
+    pub fn bundle_hash(&self) -> &str {
+        self.bundle_hash.get_or_init(|| self.sources.hash())
     }
 
     /// The hashes recorded in every decision.
@@ -343,6 +351,7 @@ impl DeploymentBuilder {
             counters,
             schema_text,
             sources: self.sources,
+            bundle_hash: std::sync::OnceLock::new(),
         });
         let broken = crate::session::check_request_contract(&deployment);
         if !broken.is_empty() {

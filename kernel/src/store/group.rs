@@ -70,6 +70,10 @@ impl SessionStore for GroupCommit {
         self.inner.bundle(hash)
     }
 
+    fn has_bundle(&self, hash: &str) -> Result<bool, StoreError> {
+        self.inner.has_bundle(hash)
+    }
+
     fn create(&self, record: &SessionRecord) -> Result<(), StoreError> {
         self.inner.create(record)
     }

@@ -44,6 +44,10 @@ impl SessionStore for MemoryStore {
         })
     }
 
+    fn has_bundle(&self, hash: &str) -> Result<bool, StoreError> {
+        self.with(|i| Ok(i.bundles.contains_key(hash)))
+    }
+
     fn bundle(&self, hash: &str) -> Result<BundleSources, StoreError> {
         self.with(|i| {
             i.bundles

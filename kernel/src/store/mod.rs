@@ -103,6 +103,14 @@ pub trait SessionStore: Send + Sync {
     fn put_bundle(&self, sources: &BundleSources) -> Result<String, StoreError>;
     /// A bundle by hash.
     fn bundle(&self, hash: &str) -> Result<BundleSources, StoreError>;
+    /// Whether a bundle is kept; stores answer without reading it back.
+    fn has_bundle(&self, hash: &str) -> Result<bool, StoreError> {
+        match self.bundle(hash) {
+            Ok(_) => Ok(true),
+            Err(StoreError::NotFound(_)) => Ok(false),
+            Err(e) => Err(e),
+        }
+    }
     /// Creates a session; [`StoreError::Exists`] when the id is taken for the tenant.
     fn create(&self, record: &SessionRecord) -> Result<(), StoreError>;
 
@@ -113,10 +121,13 @@ pub trait SessionStore: Send + Sync {
         config: &SessionConfig,
         started_wall_ms: u64,
     ) -> Result<(), StoreError> {
-        let bundle = self.put_bundle(deployment.sources())?;
+        let bundle = deployment.bundle_hash();
+        if !self.has_bundle(bundle)? {
+            self.put_bundle(deployment.sources())?;
+        }
         self.create(&SessionRecord {
             config: config.clone(),
-            bundle,
+            bundle: bundle.to_owned(),
             started_wall_ms,
         })
     }

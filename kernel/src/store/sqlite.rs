@@ -415,6 +415,14 @@ impl SessionStore for SqliteStore {
         })
     }
 
+    fn has_bundle(&self, hash: &str) -> Result<bool, StoreError> {
+        self.with(|c| {
+            c.prepare_cached("SELECT 1 FROM bundles WHERE hash = ?1")
+                .and_then(|mut st| st.exists([hash]))
+                .map_err(backend)
+        })
+    }
+
     fn bundle(&self, hash: &str) -> Result<BundleSources, StoreError> {
         self.with(|c| {
             let text: Option<String> = c
