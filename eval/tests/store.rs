@@ -571,6 +571,9 @@ fn group_commit_keeps_every_concurrent_log_whole_and_refuses_conflicts_alone() {
                     ),
                     "{stale:?}"
                 );
+                // Creations go through the writer too: a taken id is refused alone.
+                let again = store.begin(&deployment, &config(&id), 0);
+                assert!(matches!(again, Err(StoreError::Exists { .. })), "{again:?}");
                 log.into_iter().flat_map(|(_, e)| e).collect::<Vec<_>>()
             })
         })

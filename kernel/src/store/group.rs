@@ -1,6 +1,6 @@
-//! Group commit: concurrent appends (from many sessions) share one SQLite transaction and one
-//! fsync. Each append still returns only once its step is durable, so write-ahead holds; what
-//! changes is that sessions appending at the same moment pay for one commit between them.
+//! Group commit: concurrent appends and session creations (from many sessions) share one SQLite
+//! transaction and one fsync. Each still returns only once it is durable, so write-ahead holds;
+//! what changes is that sessions writing at the same moment pay for one commit between them.
 
 use std::sync::Arc;
 use std::sync::mpsc;
@@ -8,7 +8,7 @@ use std::thread;
 
 use serde_json::Value;
 
-use super::sqlite::{Row, SqliteStore};
+use super::sqlite::{NewSession, Row, SqliteStore, Write};
 use super::{SessionRecord, SessionStore, Step, StoreError, StoredSession};
 use crate::deployment::BundleSources;
 use crate::event::Event;
@@ -21,11 +21,11 @@ const MAX_GROUP: usize = 512;
 const CHECKPOINT_PAGES: u32 = 4096;
 
 struct Job {
-    row: Row,
+    write: Write,
     reply: mpsc::SyncSender<Result<(), StoreError>>,
 }
 
-/// A [`SqliteStore`] whose appends are batched by a writer thread.
+/// A [`SqliteStore`] whose appends and session creations are batched by a writer thread.
 pub struct GroupCommit {
     inner: Arc<SqliteStore>,
     jobs: mpsc::Sender<Job>,
@@ -55,9 +55,22 @@ impl GroupCommit {
 }
 
 fn write(store: &SqliteStore, group: Vec<Job>) {
-    let (rows, replies): (Vec<Row>, Vec<_>) = group.into_iter().map(|j| (j.row, j.reply)).unzip();
-    for (result, reply) in store.append_group(&rows).into_iter().zip(replies) {
+    let (writes, replies): (Vec<Write>, Vec<_>) =
+        group.into_iter().map(|j| (j.write, j.reply)).unzip();
+    for (result, reply) in store.write_group(&writes).into_iter().zip(replies) {
         let _ = reply.send(result);
+    }
+}
+
+impl GroupCommit {
+    /// Hands `write` to the writer and waits until its group is committed.
+    fn submit(&self, write: Write) -> Result<(), StoreError> {
+        let stopped = || StoreError::Backend("the group-commit writer stopped".into());
+        let (reply, done) = mpsc::sync_channel(1);
+        self.jobs
+            .send(Job { write, reply })
+            .map_err(|_| stopped())?;
+        done.recv().map_err(|_| stopped())?
     }
 }
 
@@ -75,7 +88,7 @@ impl SessionStore for GroupCommit {
     }
 
     fn create(&self, record: &SessionRecord) -> Result<(), StoreError> {
-        self.inner.create(record)
+        self.submit(Write::Create(NewSession::new(record)?))
     }
 
     fn append(
@@ -86,14 +99,7 @@ impl SessionStore for GroupCommit {
         events: &[Event],
     ) -> Result<(), StoreError> {
         // Serializing happens here, on the appending thread, so the writer only writes.
-        let row = Row::new(tenant, session, step, events)?;
-        let (reply, done) = mpsc::sync_channel(1);
-        let job = Job { row, reply };
-        self.jobs
-            .send(job)
-            .map_err(|_| StoreError::Backend("the group-commit writer stopped".into()))?;
-        done.recv()
-            .map_err(|_| StoreError::Backend("the group-commit writer stopped".into()))?
+        self.submit(Write::Append(Row::new(tenant, session, step, events)?))
     }
 
     fn load(&self, tenant: &str, session: &str) -> Result<StoredSession, StoreError> {

@@ -233,6 +233,55 @@ fn inflate(c: &Connection, mut value: Value, at: &str) -> Result<Event, StoreErr
     serde_json::from_value(value).map_err(|e| StoreError::Corrupt(format!("{at}: {e}")))
 }
 
+/// One write the group-commit writer can batch with others: a session created or a step appended.
+pub(crate) enum Write {
+    Create(NewSession),
+    Append(Row),
+}
+
+impl Write {
+    fn apply(&self, c: &Connection) -> Result<(), StoreError> {
+        match self {
+            Write::Create(new) => new.write(c),
+            Write::Append(row) => row.write(c),
+        }
+    }
+}
+
+/// A session's header ready to insert.
+pub(crate) struct NewSession {
+    tenant: String,
+    id: String,
+    record: String,
+}
+
+impl NewSession {
+    pub(crate) fn new(record: &SessionRecord) -> Result<Self, StoreError> {
+        Ok(Self {
+            tenant: record.config.tenant.clone(),
+            id: record.config.id.clone(),
+            record: to_json(record)?,
+        })
+    }
+
+    /// Inserts the header; [`StoreError::Exists`] when the id is taken for the tenant.
+    fn write(&self, c: &Connection) -> Result<(), StoreError> {
+        let inserted = c
+            .prepare_cached(
+                "INSERT OR IGNORE INTO sessions (tenant, id, record) VALUES (?1, ?2, ?3)",
+            )
+            .and_then(|mut st| st.execute(params![self.tenant, self.id, self.record]))
+            .map_err(backend)?;
+        if inserted == 0 {
+            return Err(StoreError::Exists {
+                tenant: self.tenant.clone(),
+                session: self.id.clone(),
+            });
+        }
+        Ok(())
+    }
+}
+
 /// One step ready to write: its intent and its events already serialized (outside the lock, and
 /// with group commit on the appending thread, not the writer's).
 pub(crate) struct Row {
@@ -357,9 +406,10 @@ fn legacy_log_length(c: &Connection, tenant: &str, session: &str) -> Result<i64,
 }
 
 impl SqliteStore {
-    /// Writes many steps (of any sessions) in one transaction — one fsync for all — each under its
-    /// own savepoint, so one refused append (a conflict) does not undo the others.
-    pub(crate) fn append_group(&self, rows: &[Row]) -> Vec<Result<(), StoreError>> {
+    /// Writes many session headers and steps (of any sessions) in one transaction — one fsync for
+    /// all — each under its own savepoint, so one refused write (a conflict, a taken id) does not
+    /// undo the others.
+    pub(crate) fn write_group(&self, rows: &[Write]) -> Vec<Result<(), StoreError>> {
         // Optimistically, every row in one transaction with no savepoints: a group where every
         // append is in order (the usual case) pays for nothing else.
         let all = self.with(|c| {
@@ -367,7 +417,7 @@ impl SqliteStore {
                 .transaction_with_behavior(TransactionBehavior::Immediate)
                 .map_err(backend)?;
             for row in rows {
-                row.write(&tx)?;
+                row.apply(&tx)?;
             }
             tx.commit().map_err(backend)
         });
@@ -383,7 +433,7 @@ impl SqliteStore {
             let mut results = Vec::with_capacity(rows.len());
             for row in rows {
                 let result = match tx.savepoint() {
-                    Ok(sp) => match row.write(&sp) {
+                    Ok(sp) => match row.apply(&sp) {
                         Ok(()) => sp.commit().map_err(backend),
                         Err(e) => Err(e), // dropping the savepoint rolls it back
                     },
@@ -437,23 +487,8 @@ impl SessionStore for SqliteStore {
     }
 
     fn create(&self, record: &SessionRecord) -> Result<(), StoreError> {
-        let text = to_json(record)?;
-        let (tenant, id) = (&record.config.tenant, &record.config.id);
-        self.with(|c| {
-            let inserted = c
-                .execute(
-                    "INSERT OR IGNORE INTO sessions (tenant, id, record) VALUES (?1, ?2, ?3)",
-                    params![tenant, id, text],
-                )
-                .map_err(backend)?;
-            if inserted == 0 {
-                return Err(StoreError::Exists {
-                    tenant: tenant.clone(),
-                    session: id.clone(),
-                });
-            }
-            Ok(())
-        })
+        let new = NewSession::new(record)?;
+        self.with(|c| new.write(c))
     }
 
     fn append(
