@@ -52,17 +52,7 @@ impl GroupCommit {
         });
         Ok(Self { inner, jobs })
     }
-}
 
-fn write(store: &SqliteStore, group: Vec<Job>) {
-    let (writes, replies): (Vec<Write>, Vec<_>) =
-        group.into_iter().map(|j| (j.write, j.reply)).unzip();
-    for (result, reply) in store.write_group(&writes).into_iter().zip(replies) {
-        let _ = reply.send(result);
-    }
-}
-
-impl GroupCommit {
     /// Hands `write` to the writer and waits until its group is committed.
     fn submit(&self, write: Write) -> Result<(), StoreError> {
         let stopped = || StoreError::Backend("the group-commit writer stopped".into());
@@ -71,6 +61,14 @@ impl GroupCommit {
             .send(Job { write, reply })
             .map_err(|_| stopped())?;
         done.recv().map_err(|_| stopped())?
+    }
+}
+
+fn write(store: &SqliteStore, group: Vec<Job>) {
+    let (writes, replies): (Vec<Write>, Vec<_>) =
+        group.into_iter().map(|j| (j.write, j.reply)).unzip();
+    for (result, reply) in store.write_group(&writes).into_iter().zip(replies) {
+        let _ = reply.send(result);
     }
 }
 

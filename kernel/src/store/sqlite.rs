@@ -409,31 +409,31 @@ impl SqliteStore {
     /// Writes many session headers and steps (of any sessions) in one transaction — one fsync for
     /// all — each under its own savepoint, so one refused write (a conflict, a taken id) does not
     /// undo the others.
-    pub(crate) fn write_group(&self, rows: &[Write]) -> Vec<Result<(), StoreError>> {
-        // Optimistically, every row in one transaction with no savepoints: a group where every
+    pub(crate) fn write_group(&self, writes: &[Write]) -> Vec<Result<(), StoreError>> {
+        // Optimistically, every write in one transaction with no savepoints: a group where every
         // append is in order (the usual case) pays for nothing else.
         let all = self.with(|c| {
             let tx = c
                 .transaction_with_behavior(TransactionBehavior::Immediate)
                 .map_err(backend)?;
-            for row in rows {
-                row.apply(&tx)?;
+            for write in writes {
+                write.apply(&tx)?;
             }
             tx.commit().map_err(backend)
         });
         if all.is_ok() {
-            return rows.iter().map(|_| Ok(())).collect();
+            return writes.iter().map(|_| Ok(())).collect();
         }
-        // Something failed and the transaction rolled back: again, one savepoint per row, so each
+        // Something failed and the transaction rolled back: again, one savepoint per write, so each
         // append gets its own answer.
         let done = self.with(|c| {
             let mut tx = c
                 .transaction_with_behavior(TransactionBehavior::Immediate)
                 .map_err(backend)?;
-            let mut results = Vec::with_capacity(rows.len());
-            for row in rows {
+            let mut results = Vec::with_capacity(writes.len());
+            for write in writes {
                 let result = match tx.savepoint() {
-                    Ok(sp) => match row.apply(&sp) {
+                    Ok(sp) => match write.apply(&sp) {
                         Ok(()) => sp.commit().map_err(backend),
                         Err(e) => Err(e), // dropping the savepoint rolls it back
                     },
@@ -446,7 +446,7 @@ impl SqliteStore {
         });
         match done {
             Ok(results) => results,
-            Err(e) => rows.iter().map(|_| Err(e.clone())).collect(),
+            Err(e) => writes.iter().map(|_| Err(e.clone())).collect(),
         }
     }
 }
