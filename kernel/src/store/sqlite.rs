@@ -425,7 +425,7 @@ impl SqliteStore {
             return writes.iter().map(|_| Ok(())).collect();
         }
         // Something failed and the transaction rolled back: again, one savepoint per write, so each
-        // append gets its own answer.
+        // write gets its own answer.
         let done = self.with(|c| {
             let mut tx = c
                 .transaction_with_behavior(TransactionBehavior::Immediate)
