@@ -75,6 +75,7 @@ fn each_invariant_catches_its_fault() {
         (Fault::OverPrunedContext, names::ORACLE),
         (Fault::ForgetAlwaysPolicies, names::ORACLE),
         (Fault::ForgetKeyedPolicies, names::ORACLE),
+        (Fault::CompiledAndSkipsRight, names::ORACLE),
     ];
     for (fault, invariant) in expectations {
         let fired = fired_with(fault, 600);

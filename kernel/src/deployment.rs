@@ -9,7 +9,9 @@ use serde_json::Value;
 
 use crate::error::{LoadError, LoadErrors};
 use crate::event::{canonical_json, sha256_hex};
-use crate::gate::{Ask, Decision, Gate, Mode, load_policies, load_schema, validate_policies};
+use crate::gate::{
+    Ask, Decision, Gate, Mode, RequestContext, load_policies, load_schema, validate_policies,
+};
 use crate::history::Counters;
 use crate::source::{Located, Source};
 use crate::tools::{Tool, ToolRegistry, ToolSpec, uid};
@@ -151,7 +153,7 @@ impl Deployment {
 
     /// The Cedar policy set in force, keyed by `@id`.
     pub fn cedar_policies(&self) -> &cedar_policy::PolicySet {
-        &self.gate.policies
+        &self.gate.policies.cedar
     }
 
     /// The Cedar entities in force, including the generated `Tool` entities.
@@ -193,6 +195,7 @@ impl Deployment {
         };
         let context =
             cedar_policy::Context::from_json_value(context.clone(), Some((&self.gate.schema, &a)))
+                .map(RequestContext::Cedar)
                 .map_err(|e| full_message(&e));
         let ask = Ask {
             principal: &p,

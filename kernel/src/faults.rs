@@ -33,6 +33,8 @@ pub enum Fault {
     ForgetAlwaysPolicies,
     /// The policy index forgets the policies it files by the literal their condition compares.
     ForgetKeyedPolicies,
+    /// The kernel's own evaluator reads `a && b` as `a`.
+    CompiledAndSkipsRight,
 }
 
 #[cfg(feature = "faults")]

@@ -18,17 +18,22 @@
 
 use std::collections::HashMap;
 
+use std::borrow::Cow;
+
+use super::RequestContext;
 use super::demand::Demand;
 use super::keyed::{Keyed, key_of};
+use super::set::Candidate;
+use super::value::Val;
 use cedar_policy::{
-    ActionConstraint, Context, Effect, Entities, EntityUid, EvalResult, Policy, PolicyId,
-    PolicySet, PrincipalConstraint, Schema,
+    ActionConstraint, Effect, Entities, EntityUid, Policy, PolicyId, PolicySet,
+    PrincipalConstraint, Schema,
 };
 
 /// What a request must be decided against.
 pub(crate) struct Candidates<'a> {
-    /// Disjoint policy sets, each to be asked of Cedar.
-    pub sets: Vec<&'a PolicySet>,
+    /// Disjoint policy sets, each decided on its own.
+    pub sets: Vec<&'a Candidate>,
     /// Policies satisfied by every request for the action, with their effects.
     pub always: &'a [(PolicyId, Effect)],
 }
@@ -44,10 +49,10 @@ struct ForAction {
     always: Vec<(PolicyId, Effect)>,
     /// Other policies whose principal scope names no entity, but for those filed by the literal
     /// their condition starts by comparing a context attribute with (one entry per path).
-    shared: PolicySet,
+    shared: Candidate,
     keyed: Vec<Keyed>,
     /// Policies whose principal scope names an entity, by that entity.
-    scoped: HashMap<EntityUid, PolicySet>,
+    scoped: HashMap<EntityUid, Candidate>,
     /// The context attributes any of them reads.
     demand: Demand,
 }
@@ -97,24 +102,24 @@ impl PolicyIndex {
         action: &EntityUid,
         principal: &EntityUid,
         entities: &Entities,
-        context: Option<&Context>,
+        context: Option<&RequestContext>,
     ) -> Option<Candidates<'a>> {
         let slot = self.actions.get(action).filter(|s| !s.unindexed)?;
         let mut sets = vec![&slot.shared];
         if !crate::faults::active(crate::faults::Fault::ForgetKeyedPolicies) {
             // Each top-level attribute is read out of the context once, however many paths
             // start with it.
-            let mut tops: Vec<(&str, Option<EvalResult>)> = Vec::new();
+            let mut tops: Vec<(&str, Option<Cow<'_, Val>>)> = Vec::new();
             for keyed in &slot.keyed {
                 let top = keyed.top().unwrap_or_default();
                 let at = match tops.iter().position(|(name, _)| *name == top) {
                     Some(at) => at,
                     None => {
-                        tops.push((top, context.and_then(|c| c.get(top))));
+                        tops.push((top, context.and_then(|c| c.top(top))));
                         tops.len() - 1
                     }
                 };
-                sets.extend(keyed.candidates(tops[at].1.as_ref()));
+                sets.extend(keyed.candidates(tops[at].1.as_deref()));
             }
         }
         let forget = crate::faults::active(crate::faults::Fault::ForgetScopedPolicies);

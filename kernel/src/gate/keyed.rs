@@ -12,8 +12,11 @@
 
 use std::collections::HashMap;
 
-use cedar_policy::{EvalResult, Policy, PolicySet};
+use cedar_policy::Policy;
 use serde_json::Value;
+
+use super::set::Candidate;
+use super::value::Val;
 
 /// A literal a condition compares with.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -24,11 +27,11 @@ pub(crate) enum Literal {
 }
 
 impl Literal {
-    fn of(value: &EvalResult) -> Option<Self> {
+    fn of(value: &Val) -> Option<Self> {
         match value {
-            EvalResult::Bool(b) => Some(Self::Bool(*b)),
-            EvalResult::Long(n) => Some(Self::Long(*n)),
-            EvalResult::String(s) => Some(Self::String(s.clone())),
+            Val::Bool(b) => Some(Self::Bool(*b)),
+            Val::Long(n) => Some(Self::Long(*n)),
+            Val::String(s) => Some(Self::String(s.clone())),
             _ => None,
         }
     }
@@ -77,11 +80,11 @@ pub(crate) enum Key {
 #[derive(Default)]
 pub(crate) struct Keyed {
     pub path: Vec<String>,
-    pub by_literal: HashMap<Literal, PolicySet>,
-    pub ordered: Vec<(Order, i64, PolicySet)>,
+    pub by_literal: HashMap<Literal, Candidate>,
+    pub ordered: Vec<(Order, i64, Candidate)>,
     /// Every ordered policy in one set: asked instead of many small sets when many hold (the
     /// others in it are false without error, so asking them too changes nothing).
-    pub ordered_all: PolicySet,
+    pub ordered_all: Candidate,
 }
 
 /// More holding orderings than this are asked as one set: each Cedar call has a fixed cost.
@@ -98,7 +101,7 @@ impl Keyed {
                 .add(policy)
                 .is_ok(),
             Key::Ordered(order, n) => {
-                let mut set = PolicySet::new();
+                let mut set = Candidate::default();
                 let added = self.ordered_all.add(policy.clone()).is_ok() && set.add(policy).is_ok();
                 self.ordered.push((order, n, set));
                 added
@@ -113,7 +116,7 @@ impl Keyed {
 
     /// The sets a request must be decided against, given the value of its context attribute
     /// [`Self::top`] (`None` when the context lacks it).
-    pub fn candidates<'a>(&'a self, top: Option<&EvalResult>) -> Vec<&'a PolicySet> {
+    pub fn candidates<'a>(&'a self, top: Option<&Val>) -> Vec<&'a Candidate> {
         let all = || {
             let ordered = std::iter::once(&self.ordered_all).filter(|s| !s.is_empty());
             self.by_literal.values().chain(ordered).collect()
@@ -125,8 +128,8 @@ impl Keyed {
         };
         let equal = Literal::of(value).and_then(|l| self.by_literal.get(&l));
         match *value {
-            EvalResult::Long(n) => {
-                let holding: Vec<&PolicySet> = self
+            Val::Long(n) => {
+                let holding: Vec<&Candidate> = self
                     .ordered
                     .iter()
                     .filter(|(order, literal, _)| order.holds(n, *literal))
@@ -149,11 +152,8 @@ impl Keyed {
 }
 
 /// The value at `path` under `value`; `None` when evaluating the access would err.
-fn resolve<'v>(value: &'v EvalResult, path: &[String]) -> Option<&'v EvalResult> {
-    path.iter().try_fold(value, |value, name| match value {
-        EvalResult::Record(record) => record.get(name),
-        _ => None,
-    })
+fn resolve<'v>(value: &'v Val, path: &[String]) -> Option<&'v Val> {
+    path.iter().try_fold(value, |value, name| value.get(name))
 }
 
 /// `(path, key)` when the policy (as JSON) has a first condition `when { context.<path> ==
@@ -218,7 +218,7 @@ fn literal(expr: &Value) -> Option<Literal> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use cedar_policy::{Context, PolicyId};
+    use cedar_policy::{Context, PolicyId, PolicySet};
     use std::str::FromStr;
 
     fn key(condition: &str) -> Option<(Vec<String>, Key)> {
@@ -291,7 +291,7 @@ mod tests {
             );
             by_literal.insert(
                 Literal::String((*id).into()),
-                PolicySet::from_str(&text).expect("set"),
+                Candidate::from(PolicySet::from_str(&text).expect("set")),
             );
             assert_eq!(by_literal.len(), i + 1);
         }
@@ -309,18 +309,22 @@ mod tests {
         }
         let context =
             |json: serde_json::Value| Context::from_json_value(json, None).expect("context");
-        let ids = |sets: Vec<&PolicySet>| -> Vec<String> {
+        let ids = |sets: Vec<&Candidate>| -> Vec<String> {
             let mut ids: Vec<String> = sets
                 .iter()
                 .flat_map(|s| {
-                    s.policies()
+                    s.cedar
+                        .policies()
                         .filter_map(|p| p.annotation("id").map(str::to_owned))
                 })
                 .collect();
             ids.sort();
             ids
         };
-        let with = |json| ids(keyed.candidates(context(json).get("input").as_ref()));
+        let with = |json| {
+            let input = context(json).get("input").map(|v| Val::from_eval(&v));
+            ids(keyed.candidates(input.as_ref()))
+        };
         let orderings: Vec<String> = (0..9).map(|i| format!("c{i}")).collect();
         let plus = |ids: &[&str]| -> Vec<String> {
             let mut all: Vec<String> = ids.iter().map(|s| (*s).to_owned()).collect();

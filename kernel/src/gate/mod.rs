@@ -1,16 +1,21 @@
 //! The gate between the kernel and Cedar: loads the bundle, authorizes requests, and turns Cedar's
 //! answer into a [`Decision`] the kernel can record and act on.
 
+mod compiled;
 mod decision;
 mod demand;
 mod index;
 mod keyed;
 mod load;
+mod set;
+mod value;
 
 pub use decision::{Basis, Decision, DeterminingPolicy, Mode, Obligations, Verdict};
 pub(crate) use demand::Demand;
 pub(crate) use load::{PolicyMeta, load_policies, load_schema, validate_policies};
+pub(crate) use value::Val;
 
+use std::borrow::Cow;
 use std::collections::HashMap;
 use std::sync::Arc;
 
@@ -20,6 +25,7 @@ use cedar_policy::{
 };
 
 use crate::deployment::BundleHashes;
+use set::Candidate;
 
 /// One authorization as Cedar saw it: the exact request, the policies set aside, and the kernel's
 /// decision. Collected only when a session traces requests (see [`crate::Session::trace_requests`]),
@@ -37,7 +43,8 @@ pub struct Traced {
 /// What the gate needs to answer requests; owned by a [`crate::Deployment`].
 pub(crate) struct Gate {
     pub schema: Schema,
-    pub policies: PolicySet,
+    /// The whole bundle.
+    pub policies: Candidate,
     pub entities: Entities,
     pub meta: HashMap<PolicyId, PolicyMeta>,
     /// Shared by every decision, which records them.
@@ -55,15 +62,48 @@ pub(crate) struct Ask<'a> {
     pub principal: &'a EntityUid,
     pub action: &'a EntityUid,
     pub resource: &'a EntityUid,
-    pub context: Result<Context, String>,
+    pub context: Result<RequestContext, String>,
     /// The full context, when `context` leaves attributes out and the request is traced: the
     /// trace must show the request a reader of the schema would expect.
-    pub full: Option<Context>,
+    pub full: Option<RequestContext>,
     /// Check the request against the schema. Requests the kernel builds from session state are
     /// well-typed by construction (see [`crate::Deployment`]'s request contract check, made once at
     /// load time, and the fuzzer's oracle, which validates every request), so only requests built
     /// from outside input, and that load-time check, pay for Cedar's validation.
     pub validate: bool,
+}
+
+/// A request's context.
+pub(crate) enum RequestContext {
+    /// Built by the kernel from session state: a record, converted for Cedar only when Cedar is
+    /// asked.
+    Built(Val),
+    /// Given to the kernel in Cedar's form (an outside request).
+    Cedar(Context),
+}
+
+impl RequestContext {
+    /// The top-level attribute `name`.
+    fn top(&self, name: &str) -> Option<Cow<'_, Val>> {
+        match self {
+            Self::Built(record) => record.get(name).map(Cow::Borrowed),
+            Self::Cedar(context) => context.get(name).map(|v| Cow::Owned(Val::from_eval(&v))),
+        }
+    }
+
+    fn to_cedar(&self) -> Result<Context, String> {
+        match self {
+            Self::Cedar(context) => Ok(context.clone()),
+            Self::Built(Val::Record(pairs)) => {
+                let pairs = pairs
+                    .iter()
+                    .map(|(k, v)| Ok((k.clone(), v.to_rx()?)))
+                    .collect::<Result<Vec<_>, String>>()?;
+                Context::from_pairs(pairs).map_err(|e| e.to_string())
+            }
+            Self::Built(_) => Err("the context is not a record".into()),
+        }
+    }
 }
 
 impl Gate {
@@ -75,6 +115,7 @@ impl Gate {
         hashes: BundleHashes,
     ) -> Self {
         let index = index::PolicyIndex::new(&schema, &policies);
+        let policies = Candidate::from(policies);
         let actions = schema.actions().cloned();
         let names = entities
             .iter()
@@ -113,6 +154,10 @@ impl Gate {
     /// Decides `ask` with every policy except `lifted` (the ids an approval lifted); with `trace`,
     /// also records the exact Cedar request and the decision.
     ///
+    /// A candidate set whose policies the kernel compiled is decided by its own evaluator unless
+    /// that evaluator meets something Cedar could err on; every other set is asked of Cedar, and
+    /// the Cedar request is built only then.
+    ///
     /// Fails closed: an invalid request or any evaluation error denies, and the errors are kept.
     pub fn authorize(
         &self,
@@ -124,54 +169,81 @@ impl Gate {
         let names = [ask.principal, ask.action, ask.resource].map(|uid| self.name(uid));
         let mut decision = Decision::named(names, mode, &self.hashes);
         decision.lifted = lifted.to_vec();
-        let request = ask.context.and_then(|context| {
-            Request::new(
-                ask.principal.clone(),
-                ask.action.clone(),
-                ask.resource.clone(),
-                context,
-                ask.validate.then_some(&self.schema),
-            )
-            .map_err(|e| crate::deployment::full_message(&e))
-        });
-        let request = match request {
-            Ok(r) => r,
-            Err(error) => {
-                decision.errors.push(format!("invalid request: {error}"));
-                decision.basis = Basis::Error;
-                return decision;
-            }
+        let invalid = |mut decision: Decision, error: String| {
+            decision.errors.push(format!("invalid request: {error}"));
+            decision.basis = Basis::Error;
+            decision
         };
+        let context = match ask.context {
+            Ok(context) => context,
+            Err(error) => return invalid(decision, error),
+        };
+        let (p, a, r) = (ask.principal, ask.action, ask.resource);
+        let build = || {
+            let context = context.to_cedar()?;
+            Request::new(p.clone(), a.clone(), r.clone(), context, ask.validate.then_some(&self.schema))
+                .map_err(|e| crate::deployment::full_message(&e))
+        };
+        // Cedar checks extension values as it builds them and the schema when asked to: such a
+        // request is built for Cedar at once, so its errors deny whatever decides it.
+        let built = match &context {
+            RequestContext::Built(v) => v.has_extension(),
+            RequestContext::Cedar(_) => true,
+        };
+        let mut request = None;
+        if built || ask.validate || trace.is_some() {
+            match build() {
+                Ok(built) => request = Some(built),
+                Err(error) => return invalid(decision, error),
+            }
+        }
         let candidates = self
             .index
-            .candidates(ask.action, ask.principal, &self.entities, request.context())
+            .candidates(a, p, &self.entities, Some(&context))
             .unwrap_or_else(|| index::Candidates {
                 sets: vec![&self.policies],
                 always: &[],
             });
-        let (sets, always) = (candidates.sets, candidates.always);
-        let responses: Vec<Response> = sets
-            .iter()
-            .map(|set| {
-                if lifted.is_empty() {
-                    return self.authorizer.is_authorized(&request, set, &self.entities);
-                }
-                let mut reduced = (*set).clone();
-                for id in lifted {
-                    // A lifted id names a static policy of the bundle: approvals only lift ids the
-                    // gate itself reported, so a failed removal means it is in another candidate set.
-                    let _ = reduced.remove_static(PolicyId::new(id));
-                }
-                self.authorizer
-                    .is_authorized(&request, &reduced, &self.entities)
-            })
-            .collect();
-        let always = always.iter().filter(|(id, _)| {
+        let input = match &context {
+            RequestContext::Built(record) => Some(compiled::Input {
+                principal: p,
+                action: a,
+                resource: r,
+                context: record,
+                entities: &self.entities,
+            }),
+            RequestContext::Cedar(_) => None,
+        };
+        let mut satisfied: Vec<&compiled::Compiled> = Vec::new();
+        let mut asked = Vec::new();
+        for set in candidates.sets {
+            let fast = input.as_ref().and_then(|input| evaluate(set, input, lifted));
+            if let Some(fast) = fast {
+                satisfied.extend(fast);
+            } else {
+                asked.push(set);
+            }
+        }
+        if !asked.is_empty() && request.is_none() {
+            match build() {
+                Ok(built) => request = Some(built),
+                Err(error) => return invalid(decision, error),
+            }
+        }
+        let responses: Vec<Response> = match &request {
+            Some(request) => asked
+                .iter()
+                .map(|set| self.ask_cedar(request, &set.cedar, lifted))
+                .collect(),
+            None => Vec::new(),
+        };
+        let always = candidates.always.iter().filter(|(id, _)| {
             !lifted
                 .iter()
                 .any(|l| AsRef::<str>::as_ref(id) == l.as_str())
         });
-        let (allowed, mut ids) = combine(&responses, always);
+        let compiled = satisfied.iter().map(|c| (&c.id, c.effect));
+        let (allowed, mut ids) = combine(&responses, always.map(|(id, e)| (id, *e)).chain(compiled));
         ids.sort_unstable_by(|a, b| AsRef::<str>::as_ref(*a).cmp(AsRef::<str>::as_ref(*b)));
         decision.policies = ids
             .into_iter()
@@ -186,9 +258,9 @@ impl Gate {
         errors.sort_unstable();
         decision.errors = errors;
         decision.settle(allowed);
-        if let Some(trace) = trace {
+        if let (Some(trace), Some(request)) = (trace, request) {
             let full = ask.full.and_then(|context| {
-                let (p, a, r) = (ask.principal, ask.action, ask.resource);
+                let context = context.to_cedar().ok()?;
                 Request::new(p.clone(), a.clone(), r.clone(), context, None).ok()
             });
             trace.push(Traced {
@@ -199,19 +271,53 @@ impl Gate {
         }
         decision
     }
+
+    /// Cedar's answer over `set` minus `lifted`.
+    fn ask_cedar(&self, request: &Request, set: &PolicySet, lifted: &[String]) -> Response {
+        if lifted.is_empty() {
+            return self.authorizer.is_authorized(request, set, &self.entities);
+        }
+        let mut reduced = set.clone();
+        for id in lifted {
+            // A lifted id names a static policy of the bundle: approvals only lift ids the gate
+            // itself reported, so a failed removal means it is in another candidate set.
+            let _ = reduced.remove_static(PolicyId::new(id));
+        }
+        self.authorizer
+            .is_authorized(request, &reduced, &self.entities)
+    }
+}
+
+/// The policies of `set` (but `lifted`) that `input` satisfies, by the kernel's evaluator; `None`
+/// when the set is not compiled or one of its policies needs Cedar.
+fn evaluate<'s>(
+    set: &'s Candidate,
+    input: &compiled::Input<'_>,
+    lifted: &[String],
+) -> Option<Vec<&'s compiled::Compiled>> {
+    let mut satisfied = Vec::new();
+    for policy in set.compiled()? {
+        if lifted.iter().any(|l| l.as_str() == AsRef::<str>::as_ref(&policy.id)) {
+            continue;
+        }
+        if policy.satisfied(input)? {
+            satisfied.push(policy);
+        }
+    }
+    Some(satisfied)
 }
 
 /// Cedar's answer over the union of disjoint policy sets, from its answers over each and the
-/// policies satisfied without asking: denied with every satisfied forbid if there is one, else
-/// allowed with every satisfied permit if there is one, else denied with none. (A denied answer's
-/// reasons are its satisfied forbids; an allowed answer's are its satisfied permits.)
+/// policies found satisfied without asking it: denied with every satisfied forbid if there is one,
+/// else allowed with every satisfied permit if there is one, else denied with none. (A denied
+/// answer's reasons are its satisfied forbids; an allowed answer's are its satisfied permits.)
 fn combine<'a>(
     responses: &'a [Response],
-    always: impl Iterator<Item = &'a (PolicyId, Effect)> + Clone,
+    satisfied: impl Iterator<Item = (&'a PolicyId, Effect)> + Clone,
 ) -> (bool, Vec<&'a PolicyId>) {
     let deny = cedar_policy::Decision::Deny;
     let with = |effect: Effect| {
-        always
+        satisfied
             .clone()
             .filter(move |(_, e)| *e == effect)
             .map(|(id, _)| id)

@@ -20,7 +20,7 @@ pub use tokens::tokens;
 
 use std::collections::BTreeSet;
 
-use cedar_policy::RestrictedExpression as Rx;
+use crate::gate::Val;
 use serde_json::Value;
 
 use crate::tools::CedarType;
@@ -109,12 +109,12 @@ impl Shape {
     }
 
     /// The context value for `input` (already validated against the tool's schema).
-    pub fn value(&self, input: &Value, index: &ContentIndex) -> Result<Rx, String> {
+    pub fn value(&self, input: &Value, index: &ContentIndex) -> Result<Val, String> {
         match self {
             Self::Leaf => {
                 let mut agg = Aggregate::default();
                 collect(input, index, &mut agg);
-                agg.into_rx()
+                agg.into_val()
             }
             Self::Record(attrs) => {
                 let mut pairs = Vec::new();
@@ -123,7 +123,7 @@ impl Shape {
                         pairs.push((name.clone(), shape.value(v, index)?));
                     }
                 }
-                Rx::new_record(pairs).map_err(|e| e.to_string())
+                Val::record(pairs)
             }
         }
     }
@@ -169,10 +169,10 @@ impl Aggregate {
         self.values += 1;
     }
 
-    fn into_rx(self) -> Result<Rx, String> {
+    fn into_val(self) -> Result<Val, String> {
         let some = self.values > 0;
-        let b = Rx::new_bool;
-        Rx::new_record([
+        let b = Val::Bool;
+        Val::record([
             ("from_user".to_owned(), b(some && self.all & USER != 0)),
             (
                 "from_trusted".to_owned(),
@@ -186,9 +186,8 @@ impl Aggregate {
             ("novel".to_owned(), b(self.novel)),
             (
                 "labels".to_owned(),
-                Rx::new_set(self.labels.into_iter().map(Rx::new_string)),
+                Val::Set(self.labels.into_iter().map(Val::String).collect()),
             ),
         ])
-        .map_err(|e| e.to_string())
     }
 }

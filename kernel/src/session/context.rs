@@ -1,21 +1,20 @@
-//! Session state → Cedar context, built directly from values (no JSON round trip).
-
-use cedar_policy::{Context, RestrictedExpression as Rx};
+//! Session state → the request context, built directly as values (no JSON round trip, and no
+//! Cedar expressions unless Cedar is asked: see [`crate::gate::Val`]).
 
 use super::Session;
-use crate::gate::Demand;
+use crate::gate::{Demand, RequestContext, Val};
 
-pub(crate) fn long(n: u64) -> Rx {
-    Rx::new_long(i64::try_from(n).unwrap_or(i64::MAX))
+pub(crate) fn long(n: u64) -> Val {
+    Val::long(n)
 }
 
-pub(crate) fn strings<'a>(items: impl IntoIterator<Item = &'a str>) -> Rx {
-    Rx::new_set(items.into_iter().map(|s| Rx::new_string(s.to_owned())))
+pub(crate) fn strings<'a>(items: impl IntoIterator<Item = &'a str>) -> Val {
+    Val::strings(items)
 }
 
-fn attempt_value(attempt: u32) -> Rx {
+fn attempt_value(attempt: u32) -> Val {
     if crate::faults::active(crate::faults::Fault::IllTypedContext) {
-        return Rx::new_string(attempt.to_string());
+        return Val::String(attempt.to_string());
     }
     long(u64::from(attempt))
 }
@@ -28,12 +27,12 @@ impl Session {
         &mut self,
         now: u64,
         attempt: u32,
-        extra: Vec<(&str, Rx)>,
+        extra: Vec<(&str, Val)>,
         demand: Option<&Demand>,
-    ) -> Result<Context, String> {
+    ) -> Result<RequestContext, String> {
         let wants = |top: &str| demand.is_none_or(|d| d.wants(top));
         let wants_in = |top: &str, sub: &str| demand.is_none_or(|d| d.wants_in(top, sub));
-        let mut pairs: Vec<(String, Rx)> = Vec::with_capacity(2 + extra.len());
+        let mut pairs: Vec<(String, Val)> = Vec::with_capacity(2 + extra.len());
         if wants("session") {
             let mut wanted = demand.map_or(u32::MAX, Demand::session);
             if demand.is_some() && crate::faults::active(crate::faults::Fault::OverPrunedContext) {
@@ -48,9 +47,9 @@ impl Session {
         let deployment = std::sync::Arc::clone(&self.deployment);
         let counters = self.history.values(&deployment.counters, now);
         if wants("history") {
-            let mut history: Vec<(String, Rx)> = counters
+            let mut history: Vec<(String, Val)> = counters
                 .filter(|(name, _)| wants_in("history", name))
-                .map(|(name, v)| (name.to_owned(), Rx::new_long(v)))
+                .map(|(name, v)| (name.to_owned(), Val::Long(v)))
                 .collect();
             if wants_in("history", "tools_called") {
                 history.push((
@@ -58,10 +57,7 @@ impl Session {
                     strings(self.history.tools_called.iter().map(String::as_str)),
                 ));
             }
-            pairs.push((
-                "history".to_owned(),
-                Rx::new_record(history).map_err(|e| e.to_string())?,
-            ));
+            pairs.push(("history".to_owned(), Val::record(history)?));
         } else {
             counters.for_each(drop);
         }
@@ -71,28 +67,28 @@ impl Session {
                 .filter(|(k, _)| *k == "input" || wants(k))
                 .map(|(k, v)| (k.to_owned(), v)),
         );
-        Context::from_pairs(pairs).map_err(|e| e.to_string())
+        Val::record(pairs).map(RequestContext::Built)
     }
 
     /// `context.session`, with the attributes `wanted` accepts.
-    fn session_record(&self, now: u64, attempt: u32, wanted: u32) -> Result<Rx, String> {
+    fn session_record(&self, now: u64, attempt: u32, wanted: u32) -> Result<Val, String> {
         let elapsed = self.started_at.map_or(0, |s| now.saturating_sub(s));
         let c = &self.counts;
         let value = |name: &str| match name {
-            "id" => Rx::new_string(self.config.id.clone()),
-            "tenant" => Rx::new_entity_uid(self.uids.tenant.clone()),
-            "user" => Rx::new_entity_uid(self.uids.user.clone()),
-            "agent" => Rx::new_entity_uid(self.uids.agent.clone()),
+            "id" => Val::String(self.config.id.clone()),
+            "tenant" => Val::Entity(self.uids.tenant.clone()),
+            "user" => Val::Entity(self.uids.user.clone()),
+            "agent" => Val::Entity(self.uids.agent.clone()),
             "steps" => long(c.steps),
             "elapsed_ms" => long(elapsed),
             "tokens" => long(c.tokens),
             "cost_spent" => long(c.cost_spent),
             "cost_reserved" => long(c.cost_reserved),
-            "budget_limit" => Rx::new_long(self.budget_limit),
+            "budget_limit" => Val::Long(self.budget_limit),
             "tool_calls" => long(c.tool_calls),
             "model_calls" => long(c.model_calls),
             "attempt" => attempt_value(attempt),
-            "in_doubt" => Rx::new_bool(self.in_doubt),
+            "in_doubt" => Val::Bool(self.in_doubt),
             // "labels", the last of SESSION_ATTRIBUTES.
             _ => strings(self.labels.iter().map(String::as_str)),
         };
@@ -101,7 +97,7 @@ impl Session {
             .enumerate()
             .filter(|(i, _)| wanted & (1 << i) != 0)
             .map(|(_, name)| ((*name).to_owned(), value(name)));
-        Rx::new_record(attrs).map_err(|e| e.to_string())
+        Val::record(attrs)
     }
 }
 
@@ -131,21 +127,21 @@ pub(crate) fn approve_extra(
     request_action: String,
     request_resource: String,
     policies: &[String],
-) -> Vec<(&'static str, Rx)> {
+) -> Vec<(&'static str, Val)> {
     vec![
-        ("granted", Rx::new_bool(granted)),
-        ("request_action", Rx::new_string(request_action)),
-        ("request_resource", Rx::new_string(request_resource)),
+        ("granted", Val::Bool(granted)),
+        ("request_action", Val::String(request_action)),
+        ("request_resource", Val::String(request_resource)),
         ("policies", strings(policies.iter().map(String::as_str))),
     ]
 }
 
 /// `context` attributes of a `cancel` request beyond session and history.
-pub(crate) fn cancel_extra(reason: &str) -> Vec<(&'static str, Rx)> {
-    vec![("reason", Rx::new_string(reason.to_owned()))]
+pub(crate) fn cancel_extra(reason: &str) -> Vec<(&'static str, Val)> {
+    vec![("reason", Val::String(reason.to_owned()))]
 }
 
 /// `context` attributes of an `endorse` request beyond session and history.
-pub(crate) fn endorse_extra(value: &str) -> Vec<(&'static str, Rx)> {
-    vec![("value", Rx::new_string(value.to_owned()))]
+pub(crate) fn endorse_extra(value: &str) -> Vec<(&'static str, Val)> {
+    vec![("value", Val::String(value.to_owned()))]
 }

@@ -1,13 +1,13 @@
 //! A proposal: an agent action awaiting authorization, in the form every flow shares (first try,
 //! retry, re-run after approval).
 
-use cedar_policy::{EntityUid, RestrictedExpression as Rx};
+use cedar_policy::EntityUid;
 use serde_json::{Value, json};
 
 use super::Session;
 use super::context::{long, strings};
 use crate::deployment::Deployment;
-use crate::gate::{Ask, Decision};
+use crate::gate::{Ask, Decision, Val};
 use crate::tools::uid;
 
 #[derive(Debug, Clone)]
@@ -137,7 +137,7 @@ impl Session {
                         .demand(&action)
                         .is_none_or(|d| d.wants("provenance"));
                 let entry = deployment.tool_entry(tool);
-                match entry.map(|t| (t, t.to_cedar(input))) {
+                match entry.map(|t| (t, t.to_value(input))) {
                     Some((t, Ok(rx))) if wanted => t
                         .provenance(input, &self.content)
                         .map(|p| vec![("input", rx), ("provenance", p)]),
@@ -146,11 +146,11 @@ impl Session {
                     None => Err(format!("no tool named `{tool}`")),
                 }
             }
-            Proposal::Read { key, .. } => Ok(vec![("key", Rx::new_string(key.clone()))]),
+            Proposal::Read { key, .. } => Ok(vec![("key", Val::String(key.clone()))]),
             Proposal::Write { key, .. } => {
                 let labels = strings(self.labels.iter().map(String::as_str));
                 Ok(vec![
-                    ("key", Rx::new_string(key.clone())),
+                    ("key", Val::String(key.clone())),
                     ("labels", labels),
                 ])
             }
@@ -165,7 +165,7 @@ impl Session {
         let deployment = std::sync::Arc::clone(&self.deployment);
         let extra = vec![
             ("amount", long(amount)),
-            ("purpose", Rx::new_string(purpose)),
+            ("purpose", Val::String(purpose)),
         ];
         let (agent, budget) = (self.uids.agent.clone(), self.uids.budget.clone());
         let request = (&agent, &deployment.actions.spend_budget, &budget);
@@ -178,7 +178,7 @@ impl Session {
         now: u64,
         user: &str,
         action: &EntityUid,
-        extra: Vec<(&str, Rx)>,
+        extra: Vec<(&str, Val)>,
     ) -> Decision {
         let deployment = std::sync::Arc::clone(&self.deployment);
         let principal = match uid("User", user) {
@@ -206,7 +206,7 @@ impl Session {
         now: u64,
         attempt: u32,
         (principal, action, resource): (&EntityUid, &EntityUid, &EntityUid),
-        extra: Result<Vec<(&str, Rx)>, String>,
+        extra: Result<Vec<(&str, Val)>, String>,
         lifted: &[String],
     ) -> Decision {
         let deployment = std::sync::Arc::clone(&self.deployment);

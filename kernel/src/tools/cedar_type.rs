@@ -8,6 +8,8 @@
 //! registration with the JSON pointer of the construct.
 
 use cedar_policy::RestrictedExpression;
+
+use crate::gate::Val;
 use serde_json::Value;
 
 use super::{ArgumentError, quote};
@@ -173,11 +175,7 @@ impl CedarType {
 
     /// `value` (already valid under the JSON Schema) as a Cedar value of this type. Attributes the
     /// type does not declare are dropped: Cedar records are closed.
-    pub fn to_restricted(
-        &self,
-        value: &Value,
-        path: &str,
-    ) -> Result<RestrictedExpression, ArgumentError> {
+    pub fn to_value(&self, value: &Value, path: &str) -> Result<Val, ArgumentError> {
         let fail = |message: String| ArgumentError {
             path: if path.is_empty() {
                 "/".into()
@@ -188,30 +186,30 @@ impl CedarType {
         };
         match (self, value) {
             (Self::Long, v) => integer(v)
-                .map(RestrictedExpression::new_long)
+                .map(Val::Long)
                 .ok_or_else(|| fail(format!("{v} is not a 64-bit integer"))),
-            (Self::String, Value::String(s)) => Ok(RestrictedExpression::new_string(s.clone())),
-            (Self::Bool, Value::Bool(b)) => Ok(RestrictedExpression::new_bool(*b)),
+            (Self::String, Value::String(s)) => Ok(Val::String(s.clone())),
+            (Self::Bool, Value::Bool(b)) => Ok(Val::Bool(*b)),
             (Self::Decimal, Value::Number(n)) => decimal(n)
-                .map(RestrictedExpression::new_decimal)
+                .map(|d| extension(RestrictedExpression::new_decimal(d)))
                 .map_err(fail),
             (Self::DateTime, Value::String(s)) => datetime(s)
-                .map(RestrictedExpression::new_datetime)
+                .map(|d| extension(RestrictedExpression::new_datetime(d)))
                 .map_err(fail),
-            (Self::IpAddr, Value::String(s)) => Ok(RestrictedExpression::new_ip(s)),
+            (Self::IpAddr, Value::String(s)) => Ok(extension(RestrictedExpression::new_ip(s))),
             (Self::Set(item), Value::Array(items)) => {
                 let mut out = Vec::with_capacity(items.len());
                 for (i, v) in items.iter().enumerate() {
-                    out.push(item.to_restricted(v, &format!("{path}/{i}"))?);
+                    out.push(item.to_value(v, &format!("{path}/{i}"))?);
                 }
-                Ok(RestrictedExpression::new_set(out))
+                Ok(Val::Set(out))
             }
             (Self::Record(fields), Value::Object(map)) => {
                 let mut out = Vec::with_capacity(fields.len());
                 for f in fields {
                     let sub = format!("{path}/{}", f.name);
                     match map.get(&f.name) {
-                        Some(v) => out.push((f.name.clone(), f.ty.to_restricted(v, &sub)?)),
+                        Some(v) => out.push((f.name.clone(), f.ty.to_value(v, &sub)?)),
                         None if f.required => {
                             return Err(ArgumentError {
                                 path: sub,
@@ -221,11 +219,15 @@ impl CedarType {
                         None => {}
                     }
                 }
-                RestrictedExpression::new_record(out).map_err(|e| fail(e.to_string()))
+                Val::record(out).map_err(fail)
             }
             (ty, v) => Err(fail(format!("{v} is not a {}", ty.to_cedarschema()))),
         }
     }
+}
+
+fn extension(rx: RestrictedExpression) -> Val {
+    Val::Extension(Some(Box::new(rx)))
 }
 
 fn integer(v: &Value) -> Option<i64> {

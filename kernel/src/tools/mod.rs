@@ -6,7 +6,9 @@ mod cedar_type;
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 
-use cedar_policy::{EntityUid, RestrictedExpression};
+use cedar_policy::EntityUid;
+
+use crate::gate::Val;
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
@@ -108,9 +110,9 @@ pub(crate) struct Tool {
 
 impl Tool {
     /// Validates `input` against the JSON Schema, then types it for Cedar.
-    pub fn check(&self, input: &Value) -> Result<RestrictedExpression, Vec<ArgumentError>> {
+    pub fn check(&self, input: &Value) -> Result<Val, Vec<ArgumentError>> {
         if self.validator.is_valid(input) {
-            return self.to_cedar(input).map_err(|e| vec![e]);
+            return self.to_value(input).map_err(|e| vec![e]);
         }
         let errors: Vec<ArgumentError> = self
             .validator
@@ -131,7 +133,7 @@ impl Tool {
         if !errors.is_empty() {
             return Err(errors);
         }
-        self.to_cedar(input).map_err(|e| vec![e])
+        self.to_value(input).map_err(|e| vec![e])
     }
 
     /// Arguments of every attribute the input type declares (they need not pass the JSON Schema).
@@ -141,16 +143,12 @@ impl Tool {
 
     /// `input` as a Cedar value of the tool's input type, for arguments that already passed
     /// [`Tool::check`].
-    pub fn to_cedar(&self, input: &Value) -> Result<RestrictedExpression, ArgumentError> {
-        self.input.to_restricted(input, "")
+    pub fn to_value(&self, input: &Value) -> Result<Val, ArgumentError> {
+        self.input.to_value(input, "")
     }
 
     /// `context.provenance` for a checked `input`: where each argument's value came from.
-    pub fn provenance(
-        &self,
-        input: &Value,
-        index: &ContentIndex,
-    ) -> Result<RestrictedExpression, String> {
+    pub fn provenance(&self, input: &Value, index: &ContentIndex) -> Result<Val, String> {
         self.provenance.value(input, index)
     }
 }
