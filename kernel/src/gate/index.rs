@@ -176,7 +176,7 @@ impl ForAction {
         };
         // The ids of a valid set are unique, so adding to a subset cannot clash; if it somehow
         // did, the action falls back to the whole set rather than to a partial one.
-        if set.add(policy).is_err() {
+        if !set.add(policy) {
             self.unindexed = true;
         }
     }

@@ -94,15 +94,10 @@ impl Keyed {
     /// Files `policy`, whose first comparison is `key`; false when its id was already filed.
     pub fn add(&mut self, key: Key, policy: Policy) -> bool {
         match key {
-            Key::Equals(literal) => self
-                .by_literal
-                .entry(literal)
-                .or_default()
-                .add(policy)
-                .is_ok(),
+            Key::Equals(literal) => self.by_literal.entry(literal).or_default().add(policy),
             Key::Ordered(order, n) => {
                 let mut set = Candidate::default();
-                let added = self.ordered_all.add(policy.clone()).is_ok() && set.add(policy).is_ok();
+                let added = self.ordered_all.add(policy.clone()) && set.add(policy);
                 self.ordered.push((order, n, set));
                 added
             }

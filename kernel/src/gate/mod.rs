@@ -181,8 +181,14 @@ impl Gate {
         let (p, a, r) = (ask.principal, ask.action, ask.resource);
         let build = || {
             let context = context.to_cedar()?;
-            Request::new(p.clone(), a.clone(), r.clone(), context, ask.validate.then_some(&self.schema))
-                .map_err(|e| crate::deployment::full_message(&e))
+            Request::new(
+                p.clone(),
+                a.clone(),
+                r.clone(),
+                context,
+                ask.validate.then_some(&self.schema),
+            )
+            .map_err(|e| crate::deployment::full_message(&e))
         };
         // Cedar checks extension values as it builds them and the schema when asked to: such a
         // request is built for Cedar at once, so its errors deny whatever decides it.
@@ -217,7 +223,9 @@ impl Gate {
         let mut satisfied: Vec<&compiled::Compiled> = Vec::new();
         let mut asked = Vec::new();
         for set in candidates.sets {
-            let fast = input.as_ref().and_then(|input| evaluate(set, input, lifted));
+            let fast = input
+                .as_ref()
+                .and_then(|input| evaluate(set, input, lifted));
             if let Some(fast) = fast {
                 satisfied.extend(fast);
             } else {
@@ -243,7 +251,8 @@ impl Gate {
                 .any(|l| AsRef::<str>::as_ref(id) == l.as_str())
         });
         let compiled = satisfied.iter().map(|c| (&c.id, c.effect));
-        let (allowed, mut ids) = combine(&responses, always.map(|(id, e)| (id, *e)).chain(compiled));
+        let (allowed, mut ids) =
+            combine(&responses, always.map(|(id, e)| (id, *e)).chain(compiled));
         ids.sort_unstable_by(|a, b| AsRef::<str>::as_ref(*a).cmp(AsRef::<str>::as_ref(*b)));
         decision.policies = ids
             .into_iter()
@@ -297,7 +306,10 @@ fn evaluate<'s>(
 ) -> Option<Vec<&'s compiled::Compiled>> {
     let mut satisfied = Vec::new();
     for policy in set.compiled()? {
-        if lifted.iter().any(|l| l.as_str() == AsRef::<str>::as_ref(&policy.id)) {
+        if lifted
+            .iter()
+            .any(|l| l.as_str() == AsRef::<str>::as_ref(&policy.id))
+        {
             continue;
         }
         if policy.satisfied(input)? {

@@ -2,7 +2,7 @@
 
 use std::sync::OnceLock;
 
-use cedar_policy::{Policy, PolicySet, PolicySetError};
+use cedar_policy::{Policy, PolicySet};
 
 use super::compiled::Compiled;
 
@@ -16,9 +16,10 @@ pub(crate) struct Candidate {
 }
 
 impl Candidate {
-    pub fn add(&mut self, policy: Policy) -> Result<(), PolicySetError> {
+    /// Adds `policy`; false when its id is already in the set.
+    pub fn add(&mut self, policy: Policy) -> bool {
         self.compiled = OnceLock::new();
-        self.cedar.add(policy)
+        self.cedar.add(policy).is_ok()
     }
 
     pub fn is_empty(&self) -> bool {

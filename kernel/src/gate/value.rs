@@ -38,7 +38,12 @@ impl Val {
     }
 
     pub fn strings<'a>(items: impl IntoIterator<Item = &'a str>) -> Self {
-        Self::Set(items.into_iter().map(|s| Self::String(s.to_owned())).collect())
+        Self::Set(
+            items
+                .into_iter()
+                .map(|s| Self::String(s.to_owned()))
+                .collect(),
+        )
     }
 
     /// The attribute `name` of a record; `None` for a missing attribute or a value that is not a
@@ -71,9 +76,12 @@ impl Val {
             Self::Long(n) => Rx::new_long(*n),
             Self::String(s) => Rx::new_string(s.clone()),
             Self::Entity(uid) => Rx::new_entity_uid(uid.clone()),
-            Self::Set(items) => {
-                Rx::new_set(items.iter().map(Self::to_rx).collect::<Result<Vec<_>, _>>()?)
-            }
+            Self::Set(items) => Rx::new_set(
+                items
+                    .iter()
+                    .map(Self::to_rx)
+                    .collect::<Result<Vec<_>, _>>()?,
+            ),
             Self::Record(pairs) => {
                 let pairs = pairs
                     .iter()

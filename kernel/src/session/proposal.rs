@@ -149,10 +149,7 @@ impl Session {
             Proposal::Read { key, .. } => Ok(vec![("key", Val::String(key.clone()))]),
             Proposal::Write { key, .. } => {
                 let labels = strings(self.labels.iter().map(String::as_str));
-                Ok(vec![
-                    ("key", Val::String(key.clone())),
-                    ("labels", labels),
-                ])
+                Ok(vec![("key", Val::String(key.clone())), ("labels", labels)])
             }
         };
         let agent = self.uids.agent.clone();
@@ -163,10 +160,7 @@ impl Session {
     /// Authorizes reserving `amount` of the session's budget.
     pub(crate) fn ask_spend(&mut self, now: u64, amount: u64, purpose: String) -> Decision {
         let deployment = std::sync::Arc::clone(&self.deployment);
-        let extra = vec![
-            ("amount", long(amount)),
-            ("purpose", Val::String(purpose)),
-        ];
+        let extra = vec![("amount", long(amount)), ("purpose", Val::String(purpose))];
         let (agent, budget) = (self.uids.agent.clone(), self.uids.budget.clone());
         let request = (&agent, &deployment.actions.spend_budget, &budget);
         self.decide(now, 1, request, Ok(extra), &[])

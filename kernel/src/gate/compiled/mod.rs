@@ -245,9 +245,7 @@ fn eval<'a>(expr: &'a Expr, input: &Input<'a>) -> Option<Cow<'a, Val>> {
             match &*v {
                 Val::Record(_) => owned(Val::Bool(v.get(name).is_some())),
                 // For a missing entity, Cedar's answer is left to Cedar.
-                Val::Entity(uid) => {
-                    owned(Val::Bool(input.entities.get(uid)?.attr(name).is_some()))
-                }
+                Val::Entity(uid) => owned(Val::Bool(input.entities.get(uid)?.attr(name).is_some())),
                 _ => None,
             }
         }
@@ -496,3 +494,6 @@ fn expr(json: &Json) -> Option<Expr> {
         _ => return None,
     })
 }
+
+#[cfg(test)]
+mod oracle;
