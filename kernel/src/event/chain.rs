@@ -11,6 +11,7 @@ use serde_json::Value;
 use sha2::{Digest, Sha256};
 
 use super::kinds::Event;
+use crate::gate::Decision;
 
 /// The `prev` of a session's first event.
 pub const GENESIS: &str = "0000000000000000000000000000000000000000000000000000000000000000";
@@ -93,7 +94,7 @@ pub(crate) fn hash_of(event: &Event) -> Result<String, super::canonical::Error> 
     out.push(b'{');
     if let Some(decision) = &event.decision {
         out.extend_from_slice(b"\"decision\":");
-        super::canonical::write(decision, None, &mut out)?;
+        write_decision(decision, &mut out);
         out.push(b',');
     }
     // `{"kind":...,"payload":...}` without its braces: both keys sort between `decision` and `prev`.
@@ -109,6 +110,72 @@ pub(crate) fn hash_of(event: &Event) -> Result<String, super::canonical::Error> 
     write_string(&event.tenant, &mut out);
     out.push(b'}');
     Ok(sha256_hex(&out))
+}
+
+/// The canonical JSON of `d`, written field by field in key order: a decision is in most events,
+/// and through the generic writer its bundle and policies were a third of an event's hashing.
+/// `a_decision_is_written_as_the_generic_writer_writes_it` holds the two together.
+fn write_decision(d: &Decision, out: &mut Vec<u8>) {
+    /// A unit enum, as serde writes it (the variant's name as a string).
+    fn unit(value: &impl serde::Serialize, out: &mut Vec<u8>) {
+        let _ = serde_json::to_writer(out, value);
+    }
+    out.extend_from_slice(b"{\"action\":");
+    write_string(&d.action, out);
+    out.extend_from_slice(b",\"basis\":");
+    unit(&d.basis, out);
+    out.extend_from_slice(b",\"bundle\":{\"entities\":");
+    write_string(&d.bundle.entities, out);
+    out.extend_from_slice(b",\"policies\":");
+    write_string(&d.bundle.policies, out);
+    out.extend_from_slice(b",\"schema\":");
+    write_string(&d.bundle.schema, out);
+    out.extend_from_slice(b"},\"effect\":");
+    unit(&d.effect, out);
+    for (name, list) in [("errors", &d.errors), ("lifted", &d.lifted)] {
+        if !list.is_empty() {
+            let _ = write!(out, ",\"{name}\":[");
+            for (i, item) in list.iter().enumerate() {
+                if i > 0 {
+                    out.push(b',');
+                }
+                write_string(item, out);
+            }
+            out.push(b']');
+        }
+    }
+    out.extend_from_slice(b",\"mode\":");
+    unit(&d.mode, out);
+    out.extend_from_slice(b",\"policies\":[");
+    for (i, p) in d.policies.iter().enumerate() {
+        if i > 0 {
+            out.push(b',');
+        }
+        out.push(b'{');
+        if !p.annotations.is_empty() {
+            // A BTreeMap iterates in key order, which is the canonical order.
+            out.extend_from_slice(b"\"annotations\":{");
+            for (j, (k, v)) in p.annotations.iter().enumerate() {
+                if j > 0 {
+                    out.push(b',');
+                }
+                write_string(k, out);
+                out.push(b':');
+                write_string(v, out);
+            }
+            out.extend_from_slice(b"},");
+        }
+        out.extend_from_slice(b"\"effect\":");
+        write_string(&p.effect, out);
+        out.extend_from_slice(b",\"id\":");
+        write_string(&p.id, out);
+        out.push(b'}');
+    }
+    out.extend_from_slice(b"],\"principal\":");
+    write_string(&d.principal, out);
+    out.extend_from_slice(b",\"resource\":");
+    write_string(&d.resource, out);
+    out.push(b'}');
 }
 
 /// The hash of an event given as JSON: SHA-256 (lower-case hex) of the canonical JSON of every
@@ -132,6 +199,59 @@ mod tests {
     use super::*;
     use serde_json::json;
     use std::str::FromStr;
+
+    #[test]
+    fn a_decision_is_written_as_the_generic_writer_writes_it() {
+        use crate::deployment::BundleHashes;
+        use crate::gate::{Basis, DeterminingPolicy, Mode, Verdict};
+        use std::sync::Arc;
+        let policy = |id: &str, annotations: &[(&str, &str)]| {
+            Arc::new(DeterminingPolicy {
+                id: id.into(),
+                effect: "permit".into(),
+                annotations: annotations
+                    .iter()
+                    .map(|(k, v)| ((*k).into(), (*v).into()))
+                    .collect(),
+            })
+        };
+        let mut d = Decision {
+            principal: "Agent::\"a\\\"b\"".into(),
+            action: "Action::\"call_tool\"".into(),
+            resource: "Tool::\"é\"".into(),
+            effect: Verdict::Allow,
+            basis: Basis::Permitted,
+            policies: vec![],
+            errors: vec![],
+            lifted: vec![],
+            mode: Mode::LogOnly,
+            bundle: Arc::new(BundleHashes {
+                policies: "p".into(),
+                schema: "s".into(),
+                entities: "e".into(),
+            }),
+        };
+        let both = |d: &Decision| {
+            let mut generic = Vec::new();
+            crate::event::canonical::write(d, None, &mut generic).expect("canonical");
+            let mut by_hand = Vec::new();
+            write_decision(d, &mut by_hand);
+            (String::from_utf8(generic), String::from_utf8(by_hand))
+        };
+        let (generic, by_hand) = both(&d);
+        assert_eq!(generic, by_hand);
+        d.policies = vec![
+            policy("a", &[]),
+            policy("b", &[("timeout_ms", "5"), ("approval", "x\ny")]),
+        ];
+        d.errors = vec!["e1".into(), "e \"2\"".into()];
+        d.lifted = vec!["l".into()];
+        d.basis = Basis::NotPermitted;
+        d.effect = Verdict::Deny;
+        d.mode = Mode::Enforce;
+        let (generic, by_hand) = both(&d);
+        assert_eq!(generic, by_hand);
+    }
 
     #[test]
     fn canonical_form_sorts_keys_at_every_depth() {
