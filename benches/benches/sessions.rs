@@ -1,10 +1,9 @@
 //! Sessions: heap per idle and per 100-event kernel session; 100,000 concurrent scripted sessions
-//! in the driver (heap per waiting session, every event accounted for); and the driver's cost per
-//! agent step for a scripted loop (the figure `benches/peers/langgraph_loop.py` compares with).
+//! in the driver (heap per waiting session, every event accounted for). Figures printed once; the
+//! driver's time per step is `benches/driver.rs` (without this binary's counting allocator).
 //!
 //! `cargo bench -p benches --bench sessions`
 
-use std::hint::black_box;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
@@ -148,7 +147,7 @@ fn concurrent(rt: &tokio::runtime::Runtime, deployment: &Arc<kernel::Deployment>
     );
 }
 
-fn bench(c: &mut Criterion) {
+fn bench(_: &mut Criterion) {
     let deployment = benches::demo();
     kernel_sessions(&deployment);
     let rt = tokio::runtime::Builder::new_multi_thread()
@@ -157,35 +156,6 @@ fn bench(c: &mut Criterion) {
         .build()
         .unwrap_or_else(|e| panic!("tokio: {e}"));
     concurrent(&rt, &deployment, 100_000);
-
-    // One scripted agent loop of 10 tool calls (21 agent steps: 11 model calls, 10 tool calls),
-    // each authorized, reserved, settled and recorded; reported per agent step.
-    let runtime = Arc::new(
-        Runtime::new(Arc::new(benches::LoopModel { tool_calls: 10 }), "small").tool(
-            "read_crm",
-            Arc::new(benches::CrmTool {
-                gate: None,
-                started: Arc::new(AtomicUsize::new(0)),
-            }),
-        ),
-    );
-    let local = tokio::runtime::Builder::new_current_thread()
-        .enable_time()
-        .build()
-        .unwrap_or_else(|e| panic!("tokio: {e}"));
-    let mut group = c.benchmark_group("driver");
-    group.throughput(criterion::Throughput::Elements(21));
-    group.bench_function("scripted_loop_10_tool_calls", |b| {
-        let mut i = 0;
-        b.iter(|| {
-            i += 1;
-            let session = benches::acme_session(&deployment, i);
-            let outcome = local.block_on(runtime.run(session, "loop".into(), Vec::new(), None));
-            assert_eq!(outcome.status, Status::Completed);
-            black_box(outcome.events.len())
-        })
-    });
-    group.finish();
 }
 
 criterion_group!(benches, bench);

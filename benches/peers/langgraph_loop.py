@@ -7,7 +7,7 @@ two-node graph (model -> tools -> model ...) with an in-memory checkpointer (`In
 which is what makes its runs resumable, the nearest thing to Arbiter recording every step.
 Arbiter runs it with `benches::LoopModel` and an in-process tool, authorizing every model call,
 tool call and budget reservation with Cedar and hashing every event
-(`cargo bench -p benches --bench sessions -- scripted_loop`).
+(`cargo bench -p benches --bench driver`).
 
 Not part of CI. Run from the repository root:
 
@@ -81,7 +81,7 @@ def langgraph_per_step(runs: int, history: int) -> float:
 
 def arbiter_per_step() -> float:
     out = subprocess.run(
-        ["cargo", "bench", "-q", "-p", "benches", "--bench", "sessions", "--", "scripted_loop"],
+        ["cargo", "bench", "-q", "-p", "benches", "--bench", "driver", "--", "scripted_loop"],
         capture_output=True, text=True, check=True,
     ).stdout
     # criterion: "time:   [low median high]" with units
