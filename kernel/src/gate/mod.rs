@@ -217,6 +217,7 @@ impl Gate {
                 resource: r,
                 context: record,
                 entities: &self.entities,
+                vars: Default::default(),
             }),
             RequestContext::Cedar(_) => None,
         };

@@ -6,6 +6,8 @@
 //! requests from them directly (see [`super::compiled`]) and converts them for Cedar only when
 //! Cedar is asked.
 
+use std::sync::Arc;
+
 use cedar_policy::{EntityUid, EvalResult, RestrictedExpression as Rx};
 
 /// A Cedar value. Records keep their attributes sorted by name, unique.
@@ -14,7 +16,8 @@ pub(crate) enum Val {
     Bool(bool),
     Long(i64),
     String(String),
-    Entity(EntityUid),
+    /// Shared: the same few uids go into every context of a session.
+    Entity(Arc<EntityUid>),
     Set(Vec<Val>),
     Record(Vec<(String, Val)>),
     /// An extension value (decimal, datetime, ip…): carried to Cedar as built, never evaluated by
@@ -26,7 +29,10 @@ impl Val {
     /// A record of `pairs`; a name given twice is an error, as in Cedar.
     pub fn record(pairs: impl IntoIterator<Item = (String, Val)>) -> Result<Self, String> {
         let mut pairs: Vec<(String, Val)> = pairs.into_iter().collect();
-        pairs.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+        // The kernel builds its records in order; sorting moves every entry.
+        if !pairs.is_sorted_by(|a, b| a.0 <= b.0) {
+            pairs.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+        }
         if let Some(w) = pairs.windows(2).find(|w| w[0].0 == w[1].0) {
             return Err(format!("duplicate key `{}` in record", w[0].0));
         }
@@ -75,7 +81,7 @@ impl Val {
             Self::Bool(b) => Rx::new_bool(*b),
             Self::Long(n) => Rx::new_long(*n),
             Self::String(s) => Rx::new_string(s.clone()),
-            Self::Entity(uid) => Rx::new_entity_uid(uid.clone()),
+            Self::Entity(uid) => Rx::new_entity_uid((**uid).clone()),
             Self::Set(items) => Rx::new_set(
                 items
                     .iter()
@@ -100,7 +106,7 @@ impl Val {
             EvalResult::Bool(b) => Self::Bool(*b),
             EvalResult::Long(n) => Self::Long(*n),
             EvalResult::String(s) => Self::String(s.clone()),
-            EvalResult::EntityUid(uid) => Self::Entity(uid.clone()),
+            EvalResult::EntityUid(uid) => Self::Entity(Arc::new(uid.clone())),
             EvalResult::Set(items) => Self::Set(items.iter().map(Self::from_eval).collect()),
             // A Cedar record has unique names, already sorted.
             EvalResult::Record(record) => Self::Record(

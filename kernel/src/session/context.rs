@@ -1,6 +1,8 @@
 //! Session state → the request context, built directly as values (no JSON round trip, and no
 //! Cedar expressions unless Cedar is asked: see [`crate::gate::Val`]).
 
+use std::sync::Arc;
+
 use super::Session;
 use crate::gate::{Demand, RequestContext, Val};
 
@@ -76,9 +78,9 @@ impl Session {
         let c = &self.counts;
         let value = |name: &str| match name {
             "id" => Val::String(self.config.id.clone()),
-            "tenant" => Val::Entity(self.uids.tenant.clone()),
-            "user" => Val::Entity(self.uids.user.clone()),
-            "agent" => Val::Entity(self.uids.agent.clone()),
+            "tenant" => Val::Entity(Arc::clone(&self.uids.tenant)),
+            "user" => Val::Entity(Arc::clone(&self.uids.user)),
+            "agent" => Val::Entity(Arc::clone(&self.uids.agent)),
             "steps" => long(c.steps),
             "elapsed_ms" => long(elapsed),
             "tokens" => long(c.tokens),
@@ -92,11 +94,15 @@ impl Session {
             // "labels", the last of SESSION_ATTRIBUTES.
             _ => strings(self.labels.iter().map(String::as_str)),
         };
-        let attrs = SESSION_ATTRIBUTES
+        let attrs = SORTED_SESSION_ATTRIBUTES
             .iter()
-            .enumerate()
-            .filter(|(i, _)| wanted & (1 << i) != 0)
-            .map(|(_, name)| ((*name).to_owned(), value(name)));
+            .filter(|i| wanted & (1 << **i) != 0)
+            .map(|i| {
+                (
+                    SESSION_ATTRIBUTES[*i].to_owned(),
+                    value(SESSION_ATTRIBUTES[*i]),
+                )
+            });
         Val::record(attrs)
     }
 }
@@ -121,6 +127,10 @@ pub(crate) const SESSION_ATTRIBUTES: [&str; 15] = [
     "labels",
 ];
 
+/// Positions in [`SESSION_ATTRIBUTES`] in the order of the names, the order of a record's
+/// attributes.
+const SORTED_SESSION_ATTRIBUTES: [usize; 15] = [3, 12, 9, 8, 7, 5, 0, 13, 14, 11, 4, 1, 6, 10, 2];
+
 /// `context` attributes of an `approve` request beyond session and history.
 pub(crate) fn approve_extra(
     granted: bool,
@@ -144,4 +154,20 @@ pub(crate) fn cancel_extra(reason: &str) -> Vec<(&'static str, Val)> {
 /// `context` attributes of an `endorse` request beyond session and history.
 pub(crate) fn endorse_extra(value: &str) -> Vec<(&'static str, Val)> {
     vec![("value", Val::String(value.to_owned()))]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn session_attributes_are_listed_in_name_order() {
+        let names: Vec<&str> = SORTED_SESSION_ATTRIBUTES
+            .iter()
+            .map(|i| SESSION_ATTRIBUTES[*i])
+            .collect();
+        let mut sorted = SESSION_ATTRIBUTES.to_vec();
+        sorted.sort_unstable();
+        assert_eq!(names, sorted);
+    }
 }

@@ -32,9 +32,10 @@ use proposal::Proposal;
 
 /// The entity uids a session's requests are made of, resolved once.
 struct Uids {
-    tenant: EntityUid,
-    user: EntityUid,
-    agent: EntityUid,
+    /// Shared with the contexts built for the session, which hold them as values.
+    tenant: Arc<EntityUid>,
+    user: Arc<EntityUid>,
+    agent: Arc<EntityUid>,
     budget: EntityUid,
 }
 
@@ -43,9 +44,13 @@ impl Uids {
         let bad =
             |what: &str, id: &str, e: String| StepError::BadSession(format!("{what} `{id}`: {e}"));
         Ok(Self {
-            tenant: uid("Tenant", &config.tenant).map_err(|e| bad("tenant", &config.tenant, e))?,
-            user: uid("User", &config.user).map_err(|e| bad("user", &config.user, e))?,
-            agent: uid("Agent", &config.agent).map_err(|e| bad("agent", &config.agent, e))?,
+            tenant: Arc::new(
+                uid("Tenant", &config.tenant).map_err(|e| bad("tenant", &config.tenant, e))?,
+            ),
+            user: Arc::new(uid("User", &config.user).map_err(|e| bad("user", &config.user, e))?),
+            agent: Arc::new(
+                uid("Agent", &config.agent).map_err(|e| bad("agent", &config.agent, e))?,
+            ),
             budget: uid("Budget", &config.budget).map_err(|e| bad("budget", &config.budget, e))?,
         })
     }

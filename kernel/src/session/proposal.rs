@@ -152,8 +152,8 @@ impl Session {
                 Ok(vec![("key", Val::String(key.clone())), ("labels", labels)])
             }
         };
-        let agent = self.uids.agent.clone();
-        let request = (&agent, &action, &resource);
+        let agent = std::sync::Arc::clone(&self.uids.agent);
+        let request = (&*agent, &action, &resource);
         self.decide(now, attempt, request, extra, lifted)
     }
 
@@ -161,8 +161,11 @@ impl Session {
     pub(crate) fn ask_spend(&mut self, now: u64, amount: u64, purpose: String) -> Decision {
         let deployment = std::sync::Arc::clone(&self.deployment);
         let extra = vec![("amount", long(amount)), ("purpose", Val::String(purpose))];
-        let (agent, budget) = (self.uids.agent.clone(), self.uids.budget.clone());
-        let request = (&agent, &deployment.actions.spend_budget, &budget);
+        let (agent, budget) = (
+            std::sync::Arc::clone(&self.uids.agent),
+            self.uids.budget.clone(),
+        );
+        let request = (&*agent, &deployment.actions.spend_budget, &budget);
         self.decide(now, 1, request, Ok(extra), &[])
     }
 
@@ -179,15 +182,15 @@ impl Session {
             Ok(p) => p,
             Err(e) => return self.refuse(&deployment, e),
         };
-        let agent = self.uids.agent.clone();
-        self.decide(now, 1, (&principal, action, &agent), Ok(extra), &[])
+        let agent = std::sync::Arc::clone(&self.uids.agent);
+        self.decide(now, 1, (&principal, action, &*agent), Ok(extra), &[])
     }
 
     /// Authorizes the passage of time.
     pub(crate) fn ask_continue(&mut self, now: u64) -> Decision {
         let deployment = std::sync::Arc::clone(&self.deployment);
-        let agent = self.uids.agent.clone();
-        let request = (&agent, &deployment.actions.continue_session, &agent);
+        let agent = std::sync::Arc::clone(&self.uids.agent);
+        let request = (&*agent, &deployment.actions.continue_session, &*agent);
         self.decide(now, 1, request, Ok(Vec::new()), &[])
     }
 

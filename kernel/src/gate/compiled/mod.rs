@@ -14,7 +14,9 @@
 //! Cedar about every decision) check that claim.
 
 use std::borrow::Cow;
+use std::cell::OnceCell;
 use std::str::FromStr;
+use std::sync::Arc;
 
 use cedar_policy::{Effect, Entities, EntityTypeName, EntityUid, Policy, PolicyId};
 use serde_json::Value as Json;
@@ -107,6 +109,8 @@ pub(crate) struct Input<'a> {
     /// A record.
     pub context: &'a Val,
     pub entities: &'a Entities,
+    /// `principal`, `action` and `resource` as values, made on first use.
+    pub vars: [OnceCell<Val>; 3],
 }
 
 impl Compiled {
@@ -196,19 +200,21 @@ fn long(v: &Val) -> Option<i64> {
 }
 
 /// `expr`'s value, in Cedar's order of evaluation; `None` wherever Cedar could err.
-fn eval<'a>(expr: &'a Expr, input: &Input<'a>) -> Option<Cow<'a, Val>> {
+fn eval<'a>(expr: &'a Expr, input: &'a Input<'_>) -> Option<Cow<'a, Val>> {
     let bool_of = |e: &'a Expr| eval(e, input).as_deref().and_then(boolean);
     let owned = |v: Val| Some(Cow::Owned(v));
     match expr {
         Expr::Value(v) => Some(Cow::Borrowed(v)),
         Expr::Var(Var::Context) => Some(Cow::Borrowed(input.context)),
         Expr::Var(var) => {
-            let uid = match var {
-                Var::Principal => input.principal,
-                Var::Action => input.action,
-                _ => input.resource,
+            let (uid, cell) = match var {
+                Var::Principal => (input.principal, &input.vars[0]),
+                Var::Action => (input.action, &input.vars[1]),
+                _ => (input.resource, &input.vars[2]),
             };
-            owned(Val::Entity(uid.clone()))
+            Some(Cow::Borrowed(
+                cell.get_or_init(|| Val::Entity(Arc::new(uid.clone()))),
+            ))
         }
         Expr::Not(e) => owned(Val::Bool(!bool_of(e)?)),
         Expr::Neg(e) => owned(Val::Long(long(&*eval(e, input)?)?.checked_neg()?)),
@@ -259,7 +265,7 @@ fn eval<'a>(expr: &'a Expr, input: &Input<'a>) -> Option<Cow<'a, Val>> {
                 None => owned(Val::Bool(true)),
                 Some(inside) => {
                     let inside = eval(inside, input)?;
-                    let uid = Val::Entity(uid.clone());
+                    let uid = Val::Entity(Arc::clone(uid));
                     owned(binary(Op::In, &uid, &inside, input.entities)?)
                 }
             },
@@ -418,7 +424,7 @@ fn value(json: &Json) -> Option<Val> {
         Json::String(s) => Val::String(s.clone()),
         Json::Array(items) => Val::Set(items.iter().map(value).collect::<Option<Vec<_>>>()?),
         Json::Object(map) => match map.get("__entity") {
-            Some(uid) => Val::Entity(entity(uid)?),
+            Some(uid) => Val::Entity(Arc::new(entity(uid)?)),
             None if map.contains_key("__extn") => return None,
             None => Val::record(
                 map.iter()

@@ -346,7 +346,7 @@ proptest! {
             (k.clone(), Val::from_eval(&v))
         }));
         let record = record.expect("record");
-        let input = Input { principal: &p, action: &a, resource: &r, context: &record, entities: &entities };
+        let input = Input { principal: &p, action: &a, resource: &r, context: &record, entities: &entities, vars: Default::default() };
         if let Some(answer) = Compiled::new(&policy).and_then(|c| c.satisfied(&input)) {
             prop_assert_eq!(Ok(answer), expected, "{}", text);
         }
@@ -392,6 +392,7 @@ fn the_kernel_answers_most_generated_policies() {
             resource: &r,
             context: &record,
             entities: &entities,
+            vars: Default::default(),
         };
         let answer = Compiled::new(&policy).and_then(|c| c.satisfied(&input));
         answered += usize::from(answer.is_some());
