@@ -10,13 +10,18 @@ use super::kinds::Event;
 
 /// Events as JSONL, one per line, each line ending in `\n`.
 pub fn encode_jsonl<'a>(events: impl IntoIterator<Item = &'a Event>) -> String {
-    let mut out = String::new();
+    let mut out = Vec::new();
     for event in events {
-        // An `Event` holds only strings, integers, booleans and JSON values: it always serializes.
-        out.push_str(&serde_json::to_string(event).unwrap_or_default());
-        out.push('\n');
+        let line = out.len();
+        // An `Event` holds only strings, integers, booleans and JSON values: it always serializes
+        // (were it not to, its line would be left empty rather than half-written).
+        if serde_json::to_writer(&mut out, event).is_err() {
+            out.truncate(line);
+        }
+        out.push(b'\n');
     }
-    out
+    // serde_json writes UTF-8 only.
+    String::from_utf8(out).unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned())
 }
 
 /// Typed events from JSONL (blank lines skipped). The error names the 1-based line.
