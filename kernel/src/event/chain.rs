@@ -135,34 +135,23 @@ fn write_decision(d: &Decision, out: &mut Vec<u8>) {
     for (name, list) in [("errors", &d.errors), ("lifted", &d.lifted)] {
         if !list.is_empty() {
             let _ = write!(out, ",\"{name}\":[");
-            for (i, item) in list.iter().enumerate() {
-                if i > 0 {
-                    out.push(b',');
-                }
-                write_string(item, out);
-            }
+            separated(out, list, |item, out| write_string(item, out));
             out.push(b']');
         }
     }
     out.extend_from_slice(b",\"mode\":");
     unit(&d.mode, out);
     out.extend_from_slice(b",\"policies\":[");
-    for (i, p) in d.policies.iter().enumerate() {
-        if i > 0 {
-            out.push(b',');
-        }
+    separated(out, &d.policies, |p, out| {
         out.push(b'{');
         if !p.annotations.is_empty() {
             // A BTreeMap iterates in key order, which is the canonical order.
             out.extend_from_slice(b"\"annotations\":{");
-            for (j, (k, v)) in p.annotations.iter().enumerate() {
-                if j > 0 {
-                    out.push(b',');
-                }
+            separated(out, &p.annotations, |(k, v), out| {
                 write_string(k, out);
                 out.push(b':');
                 write_string(v, out);
-            }
+            });
             out.extend_from_slice(b"},");
         }
         out.extend_from_slice(b"\"effect\":");
@@ -170,12 +159,22 @@ fn write_decision(d: &Decision, out: &mut Vec<u8>) {
         out.extend_from_slice(b",\"id\":");
         write_string(&p.id, out);
         out.push(b'}');
-    }
+    });
     out.extend_from_slice(b"],\"principal\":");
     write_string(&d.principal, out);
     out.extend_from_slice(b",\"resource\":");
     write_string(&d.resource, out);
     out.push(b'}');
+}
+
+/// Each of `items` written by `each`, comma-separated.
+fn separated<I: IntoIterator>(out: &mut Vec<u8>, items: I, each: impl Fn(I::Item, &mut Vec<u8>)) {
+    for (i, item) in items.into_iter().enumerate() {
+        if i > 0 {
+            out.push(b',');
+        }
+        each(item, out);
+    }
 }
 
 /// The hash of an event given as JSON: SHA-256 (lower-case hex) of the canonical JSON of every
