@@ -250,8 +250,11 @@ fn eval<'a>(expr: &'a Expr, input: &'a Input<'_>) -> Option<Cow<'a, Val>> {
             let v = eval(e, input)?;
             match &*v {
                 Val::Record(_) => owned(Val::Bool(v.get(name).is_some())),
-                // For a missing entity, Cedar's answer is left to Cedar.
-                Val::Entity(uid) => owned(Val::Bool(input.entities.get(uid)?.attr(name).is_some())),
+                // A missing entity has no attributes (no error, as in Cedar).
+                Val::Entity(uid) => {
+                    let entity = input.entities.get(uid);
+                    owned(Val::Bool(entity.is_some_and(|e| e.attr(name).is_some())))
+                }
                 _ => None,
             }
         }
