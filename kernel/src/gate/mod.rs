@@ -190,19 +190,6 @@ impl Gate {
             )
             .map_err(|e| crate::deployment::full_message(&e))
         };
-        // Cedar checks extension values as it builds them and the schema when asked to: such a
-        // request is built for Cedar at once, so its errors deny whatever decides it.
-        let built = match &context {
-            RequestContext::Built(v) => v.has_extension(),
-            RequestContext::Cedar(_) => true,
-        };
-        let mut request = None;
-        if built || ask.validate || trace.is_some() {
-            match build() {
-                Ok(built) => request = Some(built),
-                Err(error) => return invalid(decision, error),
-            }
-        }
         let candidates = self
             .index
             .candidates(a, p, &self.entities, Some(&context))
@@ -233,7 +220,14 @@ impl Gate {
                 asked.push(set);
             }
         }
-        if !asked.is_empty() && request.is_none() {
+        // Cedar checks extension values as it builds them and the schema when asked to: such a
+        // request is built for Cedar whatever decides it, so its errors deny.
+        let checked = match &context {
+            RequestContext::Built(v) => v.has_extension(),
+            RequestContext::Cedar(_) => true,
+        };
+        let mut request = None;
+        if checked || ask.validate || trace.is_some() || !asked.is_empty() {
             match build() {
                 Ok(built) => request = Some(built),
                 Err(error) => return invalid(decision, error),
