@@ -7,6 +7,13 @@
 //! wrapper the memory figures need (an atomic add on every allocation and free).
 //!
 //! `cargo bench -p benches --bench driver`
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing,
+    reason = "tests, benches and examples may fail loudly"
+)]
 
 use std::hint::black_box;
 use std::sync::Arc;
@@ -14,7 +21,7 @@ use std::sync::atomic::AtomicUsize;
 
 use criterion::{Criterion, criterion_group, criterion_main};
 use kernel::Status;
-use kernel::driver::Runtime;
+use runtime::Runtime;
 
 #[global_allocator]
 static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;

@@ -3,6 +3,13 @@
 //! counters are incremental, so the cost should not grow with the history.
 //!
 //! `cargo bench -p benches --bench history`
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing,
+    reason = "tests, benches and examples may fail loudly"
+)]
 
 use std::hint::black_box;
 use std::time::{Duration, Instant};

@@ -2,6 +2,13 @@
 //! came from over a session holding 1 MB of content.
 //!
 //! `cargo bench -p benches --bench provenance`
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing,
+    reason = "tests, benches and examples may fail loudly"
+)]
 
 use std::collections::BTreeSet;
 use std::hint::black_box;

@@ -3,6 +3,13 @@
 //! by the time per iteration for transitions per second.
 //!
 //! `cargo bench -p benches --bench replay`
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing,
+    reason = "tests, benches and examples may fail loudly"
+)]
 
 use std::hint::black_box;
 use std::path::PathBuf;

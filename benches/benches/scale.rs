@@ -4,6 +4,13 @@
 //! each deployment are printed once.
 //!
 //! `cargo bench -p benches --bench scale`
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing,
+    reason = "tests, benches and examples may fail loudly"
+)]
 
 use std::hint::black_box;
 use std::time::{Duration, Instant};

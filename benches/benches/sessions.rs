@@ -3,14 +3,21 @@
 //! driver's time per step is `benches/driver.rs` (without this binary's counting allocator).
 //!
 //! `cargo bench -p benches --bench sessions`
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing,
+    reason = "tests, benches and examples may fail loudly"
+)]
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use criterion::{Criterion, criterion_group, criterion_main};
-use kernel::driver::{EventHub, Runtime};
 use kernel::{Effect, Intent, Session, Status};
+use runtime::{EventHub, Runtime};
 
 #[global_allocator]
 static ALLOC: benches::Counting = benches::Counting;
@@ -102,7 +109,7 @@ fn concurrent(rt: &tokio::runtime::Runtime, deployment: &Arc<kernel::Deployment>
                 }),
             )
             .keep_events(false)
-            .store(Arc::clone(&check) as Arc<dyn kernel::store::SessionStore>),
+            .store(Arc::clone(&check) as Arc<dyn runtime::store::SessionStore>),
     );
     let before = benches::Counting::live();
     let clock = Instant::now();

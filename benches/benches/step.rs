@@ -1,6 +1,13 @@
 //! Per-transition cost: bare Cedar over the whole deployed set vs one full `Session::step`.
 //!
 //! `cargo bench -p benches --bench step`
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing,
+    reason = "tests, benches and examples may fail loudly"
+)]
 
 use std::hint::black_box;
 use std::str::FromStr;

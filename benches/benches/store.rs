@@ -3,14 +3,21 @@
 //! driver, and `audit verify` per 1,000 events.
 //!
 //! `cargo bench -p benches --bench store`
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing,
+    reason = "tests, benches and examples may fail loudly"
+)]
 
 use std::hint::black_box;
 
 use criterion::{BatchSize, Criterion, Throughput, criterion_group, criterion_main};
 use kernel::event::{encode_jsonl, verify_jsonl};
-use kernel::store::sqlite::SqliteStore;
-use kernel::store::{SessionRecord, SessionStore, Step};
 use kernel::{Event, Intent, Mode, Session, SessionConfig};
+use runtime::store::sqlite::SqliteStore;
+use runtime::store::{SessionRecord, SessionStore, Step};
 
 /// The allocator the `arbiter` binary uses (see the README's Performance section).
 #[global_allocator]
@@ -90,7 +97,7 @@ fn bench(c: &mut Criterion) {
                     round += 1;
                     let store = SqliteStore::open(&dir.join(format!("g{round}.db"))).expect("open");
                     let store = std::sync::Arc::new(
-                        kernel::store::GroupCommit::new(store).expect("group commit"),
+                        runtime::store::GroupCommit::new(store).expect("group commit"),
                     );
                     for i in 0..sessions {
                         let mut c = config.clone();
@@ -145,7 +152,7 @@ fn bench(c: &mut Criterion) {
                     round += 1;
                     let store = SqliteStore::open(&dir.join(format!("d{round}.db"))).expect("open");
                     let store: std::sync::Arc<dyn SessionStore> = std::sync::Arc::new(
-                        kernel::store::GroupCommit::new(store).expect("group commit"),
+                        runtime::store::GroupCommit::new(store).expect("group commit"),
                     );
                     std::sync::Arc::new(driver_runtime(store))
                 },
@@ -157,7 +164,7 @@ fn bench(c: &mut Criterion) {
                                 runtime.spawn(
                                     session,
                                     "loop".into(),
-                                    kernel::driver::EventHub::new(1),
+                                    runtime::EventHub::new(1),
                                     None,
                                 )
                             })
@@ -184,8 +191,8 @@ fn bench(c: &mut Criterion) {
 }
 
 /// The scripted 10-tool-call loop, keeping no events, writing ahead to `store`.
-fn driver_runtime(store: std::sync::Arc<dyn SessionStore>) -> kernel::driver::Runtime {
-    kernel::driver::Runtime::new(
+fn driver_runtime(store: std::sync::Arc<dyn SessionStore>) -> runtime::Runtime {
+    runtime::Runtime::new(
         std::sync::Arc::new(benches::LoopModel { tool_calls: 10 }),
         "small",
     )

@@ -1,4 +1,11 @@
 //! Fixtures shared by the criterion benchmarks in `benches/benches/`.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing,
+    reason = "tests, benches and examples may fail loudly"
+)]
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -233,9 +240,9 @@ pub struct LoopModel {
     pub tool_calls: usize,
 }
 
-impl kernel::driver::Model for LoopModel {
-    fn next_estimate(&self, _: &[kernel::driver::Message]) -> Option<kernel::driver::Estimate> {
-        Some(kernel::driver::Estimate {
+impl runtime::Model for LoopModel {
+    fn next_estimate(&self, _: &[runtime::Message]) -> Option<runtime::Estimate> {
+        Some(runtime::Estimate {
             tokens: 20,
             cost: 10,
         })
@@ -243,13 +250,13 @@ impl kernel::driver::Model for LoopModel {
 
     fn skip(&self) {}
 
-    fn call(&self, call: kernel::driver::ModelCall) -> kernel::driver::ModelFuture<'_> {
+    fn call(&self, call: runtime::ModelCall) -> runtime::ModelFuture<'_> {
         let done = call
             .transcript
             .iter()
-            .filter(|m| matches!(m, kernel::driver::Message::Tool { .. }))
+            .filter(|m| matches!(m, runtime::Message::Tool { .. }))
             .count();
-        let reply = kernel::driver::ModelReply {
+        let reply = runtime::ModelReply {
             input_tokens: 15,
             output_tokens: 5,
             cost: 10,
@@ -283,8 +290,8 @@ pub struct CrmTool {
     pub started: Arc<std::sync::atomic::AtomicUsize>,
 }
 
-impl kernel::driver::Tool for CrmTool {
-    fn call(&self, _: kernel::driver::ToolCall) -> kernel::driver::ToolFuture<'_> {
+impl runtime::Tool for CrmTool {
+    fn call(&self, _: runtime::ToolCall) -> runtime::ToolFuture<'_> {
         self.started
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let gate = self.gate.clone();
@@ -292,7 +299,7 @@ impl kernel::driver::Tool for CrmTool {
             if let Some(mut gate) = gate {
                 let _ = gate.wait_for(|open| *open).await;
             }
-            Ok(kernel::driver::ToolOutput {
+            Ok(runtime::ToolOutput {
                 value: serde_json::json!({"name": "Ada", "tier": "gold"}),
                 cost: 0,
             })
@@ -421,16 +428,16 @@ impl ChainCheck {
     }
 }
 
-impl kernel::store::SessionStore for ChainCheck {
-    fn put_bundle(&self, _: &kernel::BundleSources) -> Result<String, kernel::store::StoreError> {
+impl runtime::store::SessionStore for ChainCheck {
+    fn put_bundle(&self, _: &kernel::BundleSources) -> Result<String, runtime::store::StoreError> {
         Ok(String::new())
     }
 
-    fn bundle(&self, hash: &str) -> Result<kernel::BundleSources, kernel::store::StoreError> {
-        Err(kernel::store::StoreError::NotFound(hash.into()))
+    fn bundle(&self, hash: &str) -> Result<kernel::BundleSources, runtime::store::StoreError> {
+        Err(runtime::store::StoreError::NotFound(hash.into()))
     }
 
-    fn create(&self, _: &kernel::store::SessionRecord) -> Result<(), kernel::store::StoreError> {
+    fn create(&self, _: &runtime::store::SessionRecord) -> Result<(), runtime::store::StoreError> {
         Ok(())
     }
 
@@ -439,7 +446,7 @@ impl kernel::store::SessionStore for ChainCheck {
         _: &Deployment,
         config: &SessionConfig,
         _: u64,
-    ) -> Result<(), kernel::store::StoreError> {
+    ) -> Result<(), runtime::store::StoreError> {
         if let Ok(mut heads) = self.heads.lock() {
             heads.insert(config.id.clone(), (0, kernel::event::GENESIS.to_owned()));
         }
@@ -450,17 +457,17 @@ impl kernel::store::SessionStore for ChainCheck {
         &self,
         _: &str,
         session: &str,
-        _: &kernel::store::Step,
+        _: &kernel::Step,
         events: &[kernel::Event],
-    ) -> Result<(), kernel::store::StoreError> {
+    ) -> Result<(), runtime::store::StoreError> {
         use std::sync::atomic::Ordering::Relaxed;
         let mut heads = self
             .heads
             .lock()
-            .map_err(|_| kernel::store::StoreError::Backend("poisoned".into()))?;
+            .map_err(|_| runtime::store::StoreError::Backend("poisoned".into()))?;
         let head = heads
             .get_mut(session)
-            .ok_or_else(|| kernel::store::StoreError::NotFound(session.into()))?;
+            .ok_or_else(|| runtime::store::StoreError::NotFound(session.into()))?;
         for e in events {
             let value = serde_json::to_value(e).unwrap_or_default();
             if e.seq != head.0 || e.prev != head.1 || kernel::event::event_hash(&value) != e.hash {
@@ -476,11 +483,11 @@ impl kernel::store::SessionStore for ChainCheck {
         &self,
         _: &str,
         session: &str,
-    ) -> Result<kernel::store::StoredSession, kernel::store::StoreError> {
-        Err(kernel::store::StoreError::NotFound(session.into()))
+    ) -> Result<runtime::store::StoredSession, runtime::store::StoreError> {
+        Err(runtime::store::StoreError::NotFound(session.into()))
     }
 
-    fn sessions(&self) -> Result<Vec<(String, String)>, kernel::store::StoreError> {
+    fn sessions(&self) -> Result<Vec<(String, String)>, runtime::store::StoreError> {
         Ok(Vec::new())
     }
 
@@ -489,7 +496,7 @@ impl kernel::store::SessionStore for ChainCheck {
         _: &str,
         _: &str,
         _: &str,
-    ) -> Result<Option<(serde_json::Value, Vec<String>)>, kernel::store::StoreError> {
+    ) -> Result<Option<(serde_json::Value, Vec<String>)>, runtime::store::StoreError> {
         Ok(None)
     }
 
@@ -500,7 +507,7 @@ impl kernel::store::SessionStore for ChainCheck {
         _: &str,
         _: &serde_json::Value,
         _: &[String],
-    ) -> Result<(), kernel::store::StoreError> {
+    ) -> Result<(), runtime::store::StoreError> {
         Ok(())
     }
 }

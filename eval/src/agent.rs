@@ -34,9 +34,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use cedar_policy::EvalResult;
-use kernel::driver::openai::{OpenAiConfig, OpenAiModel, Pricing};
-use kernel::driver::{Credentials, HttpTool, Runtime, SubprocessTool, Tool};
 use kernel::{Deployment, Mode, SessionConfig, Source};
+use runtime::models::openai::{OpenAiConfig, OpenAiModel, Pricing};
+use runtime::{Credentials, HttpTool, Runtime, SubprocessTool, Tool};
 use serde::Deserialize;
 use toml::Spanned;
 

@@ -9,8 +9,8 @@
 use std::sync::Arc;
 
 use kernel::event::{ChainError, ChainSummary, encode_jsonl, verify_jsonl};
-use kernel::store::{SessionStore, StoreError};
 use kernel::{Decision, Deployment, Event, Session};
+use runtime::store::{SessionStore, StoreError};
 
 use crate::replay::Run;
 

@@ -8,11 +8,11 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use kernel::driver::{
+use kernel::{Deployment, Session};
+use runtime::{
     Estimate, Message, Model, ModelCall, ModelError, ModelFuture, ModelReply, Outcome, Runtime,
     Tool, ToolCall, ToolError, ToolFuture, ToolOutput,
 };
-use kernel::{Deployment, Session};
 
 use crate::error::ScenarioError;
 use crate::scenario::{LoadedScenario, ToolScript, Turn};

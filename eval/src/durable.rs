@@ -11,12 +11,11 @@
 //! else to an approver.
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
-use std::io::Write;
-use std::process::{Command, Stdio};
 use std::sync::Arc;
 
-use kernel::store::{SessionStore, Step, StoreError};
-use kernel::{Deployment, Event, Intent, SessionConfig};
+use kernel::{Deployment, Event, Intent, SessionConfig, Step};
+use runtime::store::{SessionStore, StoreError};
+use runtime::tools::{SubprocessTool, Tool, ToolCall, result_intent};
 use serde_json::Value;
 
 /// A store-backed run in progress.
@@ -137,53 +136,34 @@ impl Durable {
     }
 }
 
-/// Runs a subprocess tool synchronously: JSON on stdin, JSON on stdout, an empty environment but
-/// `PATH` and the call's id and attempt (its idempotency key).
+/// Runs a real tool through the runtime's subprocess adapter (the one tool protocol: JSON on
+/// stdin, JSON on stdout, an empty environment but `PATH` and the call's id and attempt, its
+/// idempotency key), waiting for it in place: the scripted run is synchronous.
 fn run_tool(command: &[String], call_id: &str, attempt: u32, input: &Value) -> Intent {
-    let failed = |error: String, retryable: bool| Intent::CallFailed {
+    let failed = |error: String| Intent::CallFailed {
         call_id: call_id.to_owned(),
         error,
-        retryable,
+        retryable: false,
         cost: 0,
         jitter_ms: 0,
     };
     let Some((program, args)) = command.split_first() else {
-        return failed("empty tool command".into(), false);
+        return failed("empty tool command".into());
     };
-    let child = Command::new(program)
-        .args(args)
-        .env_clear()
-        .env("PATH", "/usr/local/bin:/usr/bin:/bin")
-        .env("ARBITER_CALL_ID", call_id)
-        .env("ARBITER_ATTEMPT", attempt.to_string())
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn();
-    let mut child = match child {
-        Ok(c) => c,
-        Err(e) => return failed(format!("{program}: {e}"), false),
+    let executor = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(executor) => executor,
+        Err(e) => return failed(format!("cannot start the tool's executor: {e}")),
     };
-    if let Some(mut stdin) = child.stdin.take() {
-        let _ = stdin.write_all(input.to_string().as_bytes());
-    }
-    let out = match child.wait_with_output() {
-        Ok(o) => o,
-        Err(e) => return failed(format!("{program}: {e}"), true),
+    let tool = SubprocessTool::new(program, args.iter().cloned());
+    let call = ToolCall {
+        call_id: call_id.to_owned(),
+        attempt,
+        tenant: String::new(),
+        input: input.clone(),
+        credentials: BTreeMap::new(),
     };
-    if !out.status.success() {
-        let stderr = String::from_utf8_lossy(&out.stderr).trim().to_owned();
-        return failed(
-            format!("exit {:?}: {stderr}", out.status.code()),
-            out.status.code() == Some(75),
-        );
-    }
-    match serde_json::from_slice::<Value>(&out.stdout) {
-        Ok(output) => Intent::ToolReturned {
-            call_id: call_id.to_owned(),
-            output,
-            cost: 0,
-        },
-        Err(e) => failed(format!("malformed output: {e}"), false),
-    }
+    result_intent(call_id.to_owned(), executor.block_on(tool.call(call)))
 }

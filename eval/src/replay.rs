@@ -1,23 +1,22 @@
-//! Deterministic replay: the kernel alone, a logical clock, a scripted model and scripted tools.
+//! Deterministic replay: the kernel's agent loop driven on a logical clock, with a scripted model
+//! and scripted tools.
 //!
-//! The loop plays the agent. While running it proposes the next call the last model turn asked
-//! for, then the turn's answer, then another model call while turns remain; the run ends when the
-//! session ends or the script is exhausted. Results arrive after their latency unless an external
-//! event (approval, cancellation, tick) falls due first; events due in the past are delivered at
-//! the current time.
+//! The agent is the kernel's [`AgentLoop`]; this module only answers its effects from the script
+//! and moves the clock. The run ends when the session ends or the script is exhausted. A result
+//! arrives after its latency unless an external event (approval, cancellation, tick) falls due
+//! first; events due in the past are delivered at the current time.
 
 use std::collections::{BTreeMap, VecDeque};
 use std::sync::Arc;
 
+use kernel::agent::{AgentLoop, Answer, Estimate, Message, Next, Planner, Stepped};
 use kernel::pack::builder_for;
-use kernel::{Deployment, Effect, Event, Intent, Session, Source, Status};
+use kernel::{Deployment, Effect, Event, Intent, Session, Source, Status, Step};
 use serde_json::Value;
 
 use crate::error::ScenarioError;
 use crate::fuzz::{Monitor, Property, Violation};
-use crate::scenario::{
-    Call, External, LoadedScenario, ToolResponse, ToolScript, Turn, default_response,
-};
+use crate::scenario::{LoadedScenario, ToolResponse, ToolScript, Turn, default_response};
 
 /// A run can never take more steps than this; a script that would is reported, not looped on.
 const MAX_STEPS: usize = 100_000;
@@ -36,7 +35,7 @@ pub struct Run {
     /// Invariant and property violations, when the scenario asks for those checks.
     pub violations: Vec<Violation>,
     /// Every intent applied, with its time and how many events it appended: what a store keeps.
-    pub steps: Vec<(kernel::store::Step, usize)>,
+    pub steps: Vec<(Step, usize)>,
 }
 
 /// Builds the scenario's deployment: its packs plus its inline entities and tools.
@@ -109,18 +108,22 @@ fn play(
     } else {
         None
     };
-    let mut external: Vec<External> = s.scenario.events.clone();
-    external.sort_by_key(|e| e.at_ms); // stable: same-time events keep file order
+    let schedule = s
+        .scenario
+        .events
+        .iter()
+        .map(|e| (e.at_ms, e.control()))
+        .collect();
+    let agent = AgentLoop::new(session, spec.model.clone())
+        .keep_transcript(false)
+        .schedule(schedule);
     let mut player = Player {
-        session,
+        agent,
         now: 0,
         events: Vec::new(),
         transitions: 0,
         steps: Vec::new(),
-        turns: s.scenario.turns.iter().cloned().collect(),
-        queue: VecDeque::new(),
-        answer: None,
-        external: external.into(),
+        turns: ScriptedTurns(s.scenario.turns.iter().cloned().collect()),
         scripts: s.scenario.tool_script.clone(),
         cursors: BTreeMap::new(),
         memory: s
@@ -135,15 +138,13 @@ fn play(
             })
             .collect(),
         pending: None,
-        model: spec.model.clone(),
         monitor,
         invariants_only_for_properties: !expect.invariants,
         durable,
     };
     if s.scenario.intents.is_empty() {
-        player.apply(Intent::Start {
-            request: spec.request.clone(),
-        });
+        let stepped = player.agent.start(spec.request.clone(), 0);
+        player.stepped(stepped);
         player
             .run()
             .map_err(|m| ScenarioError::invalid(&s.source, None, &m))?;
@@ -153,7 +154,8 @@ fn play(
     } else {
         for timed in &s.scenario.intents {
             player.now = timed.at_ms;
-            player.apply(timed.step.clone());
+            let stepped = player.agent.propose(timed.step.clone(), player.now);
+            player.stepped(stepped);
         }
     }
     let mut violations = player
@@ -164,9 +166,10 @@ fn play(
     if player.invariants_only_for_properties {
         violations.retain(|v| v.invariant == crate::fuzz::names::PROPERTY);
     }
+    let session = player.agent.session();
     Ok(Run {
-        status: player.session.status(),
-        labels: player.session.labels().map(str::to_owned).collect(),
+        status: session.status(),
+        labels: session.labels().map(str::to_owned).collect(),
         transitions: player.transitions,
         events: player.events,
         violations,
@@ -193,21 +196,36 @@ enum PendingKind {
     Memory { scope: String, key: String },
 }
 
+/// The scenario's model turns as the loop's planner: one turn per call, a denied call drops its
+/// turn, and a failed call moves on to the next turn.
+struct ScriptedTurns(VecDeque<Turn>);
+
+impl Planner for ScriptedTurns {
+    fn next_estimate(&mut self, _transcript: &[Message]) -> Option<Estimate> {
+        let (tokens, cost) = self.0.front()?.estimate();
+        Some(Estimate { tokens, cost })
+    }
+
+    fn skip(&mut self) {
+        self.0.pop_front();
+    }
+
+    fn continues_after_failure(&self) -> bool {
+        true
+    }
+}
+
 struct Player {
-    session: Session,
+    agent: AgentLoop,
     now: u64,
     events: Vec<Event>,
     transitions: usize,
-    steps: Vec<(kernel::store::Step, usize)>,
-    turns: VecDeque<Turn>,
-    queue: VecDeque<Call>,
-    answer: Option<String>,
-    external: VecDeque<External>,
+    steps: Vec<(Step, usize)>,
+    turns: ScriptedTurns,
     scripts: BTreeMap<String, ToolScript>,
     cursors: BTreeMap<String, usize>,
     memory: BTreeMap<(String, String), (Value, Vec<String>)>,
     pending: Option<Pending>,
-    model: String,
     monitor: Option<Monitor>,
     invariants_only_for_properties: bool,
     durable: Option<crate::durable::Durable>,
@@ -215,71 +233,39 @@ struct Player {
 
 impl Player {
     fn run(&mut self) -> Result<(), String> {
-        while !self.session.status().is_terminal() {
+        loop {
             if self.durable.as_ref().is_some_and(|d| d.error.is_some()) {
                 return Ok(());
             }
             if self.transitions > MAX_STEPS {
                 return Err(format!("the run did not end within {MAX_STEPS} steps"));
             }
-            if self.external.front().is_some_and(|e| e.at_ms <= self.now) {
-                self.deliver_external();
-                continue;
-            }
-            match self.session.status() {
-                Status::Running => {
-                    if !self.next_proposal() {
-                        return Ok(()); // script exhausted
-                    }
+            let until = match self.agent.next(self.now, &mut self.turns) {
+                Next::Finished => return Ok(()),
+                Next::Stepped(stepped) => {
+                    self.stepped(*stepped);
+                    continue;
                 }
-                Status::WaitingModel | Status::WaitingTool | Status::WaitingMemory => {
-                    self.answer_pending()
+                Next::Wait { until } => until,
+            };
+            let awaiting_effect = matches!(
+                self.agent.session().status(),
+                Status::WaitingModel | Status::WaitingTool | Status::WaitingMemory
+            );
+            match self.pending.take() {
+                Some(pending) if awaiting_effect => self.answer_pending(pending, until),
+                pending => {
+                    self.pending = pending;
+                    // Nobody will answer, and the script is exhausted.
+                    let Some(at) = until else { return Ok(()) };
+                    self.now = self.now.max(at);
                 }
-                Status::WaitingApproval => {
-                    if self.external.is_empty() {
-                        return Ok(()); // nobody will answer
-                    }
-                    self.advance_to_next_external();
-                }
-                _ => return Ok(()),
             }
         }
-        Ok(())
     }
 
-    /// Proposes the next thing the scripted agent does; false when the script is exhausted.
-    fn next_proposal(&mut self) -> bool {
-        if let Some(call) = self.queue.pop_front() {
-            let Some(intent) = call.intent() else {
-                return true;
-            };
-            self.apply(intent);
-        } else if let Some(answer) = self.answer.take() {
-            self.apply(Intent::Complete { answer });
-        } else if let Some(turn) = self.turns.front() {
-            let (estimated_tokens, estimated_cost) = turn.estimate();
-            let intent = Intent::CallModel {
-                model: self.model.clone(),
-                estimated_tokens,
-                estimated_cost,
-            };
-            self.apply(intent);
-            if self.session.status() == Status::Running {
-                self.turns.pop_front(); // denied: the model never ran this turn
-            }
-        } else if !self.external.is_empty() {
-            self.advance_to_next_external();
-        } else {
-            return false;
-        }
-        true
-    }
-
-    /// Delivers the in-flight result, unless an external event falls due before it.
-    fn answer_pending(&mut self) {
-        let Some(pending) = self.pending.take() else {
-            return self.advance_to_next_external();
-        };
+    /// Delivers the in-flight result, unless an external event falls due (at `until`) before it.
+    fn answer_pending(&mut self, pending: Pending, until: Option<u64>) {
         // Fixed when the call was handed out: external events delivered meanwhile do not delay it.
         let start = pending.not_before;
         let (latency, intent) = match &pending.kind {
@@ -295,8 +281,8 @@ impl Player {
                     },
                 )
             }
-            PendingKind::Model => match self.turns.front().cloned() {
-                Some(turn) => (turn.latency_ms, self.model_answer(&pending.id, &turn)),
+            PendingKind::Model => match self.turns.0.front() {
+                Some(turn) => (turn.latency_ms, model_answer(&pending.id, turn)),
                 None => (
                     0,
                     Intent::CallFailed {
@@ -340,43 +326,31 @@ impl Player {
             _ => (latency, intent),
         };
         let done = start.saturating_add(latency);
-        if self.external.front().is_some_and(|e| e.at_ms < done) {
+        if let Some(at) = until.filter(|at| *at < done) {
             self.pending = Some(pending);
-            return self.advance_to_next_external();
+            self.now = self.now.max(at);
+            return;
         }
         self.now = done;
+        let mut plan = None;
+        let from_model = matches!(pending.kind, PendingKind::Model);
         match pending.kind {
             PendingKind::Model => {
-                if let Some(turn) = self.turns.pop_front()
+                if let Some(turn) = self.turns.0.pop_front()
                     && matches!(intent, Intent::ModelResponded { .. })
                 {
-                    self.queue = turn.calls.into();
-                    self.answer = turn.answer;
+                    let calls = turn.calls.iter().filter_map(|c| c.intent()).collect();
+                    plan = Some((calls, turn.answer));
                 }
             }
             PendingKind::Tool(tool) => *self.cursors.entry(tool).or_default() += 1,
             PendingKind::Memory { .. } => {}
         }
-        self.apply(intent);
-    }
-
-    fn model_answer(&self, call_id: &str, turn: &Turn) -> Intent {
-        if let Some(error) = &turn.fail {
-            return Intent::CallFailed {
-                call_id: call_id.into(),
-                error: error.clone(),
-                retryable: turn.retryable,
-                cost: turn.cost,
-                jitter_ms: 0,
-            };
-        }
-        Intent::ModelResponded {
-            call_id: call_id.into(),
-            input_tokens: turn.input_tokens,
-            output_tokens: turn.output_tokens,
-            cost: turn.cost,
-            output: turn.output(),
-        }
+        self.agent.deliver(Answer {
+            intent,
+            plan,
+            from_model,
+        });
     }
 
     /// The tool's next scripted response (the last one repeats), its latency and cost.
@@ -388,50 +362,33 @@ impl Player {
         }
     }
 
-    fn advance_to_next_external(&mut self) {
-        if let Some(e) = self.external.front() {
-            self.now = self.now.max(e.at_ms);
-        }
-        self.deliver_external();
-    }
-
-    fn deliver_external(&mut self) {
-        let Some(e) = self.external.pop_front() else {
-            return;
-        };
-        let request_id = self.session.pending_approval().unwrap_or("none").to_owned();
-        let intent = e.control().into_intent(request_id);
-        self.apply(intent);
-    }
-
-    /// Steps the session and books the effects it returns.
-    fn apply(&mut self, intent: Intent) {
-        if self.durable.as_ref().is_some_and(|d| d.error.is_some()) {
-            return;
-        }
+    /// Records a step the session took and books the effects it returns.
+    fn stepped(&mut self, mut stepped: Stepped) {
         self.transitions += 1;
-        let before = self.session.status();
-        let step = kernel::store::Step {
-            n: self.steps.len() as u64,
-            t_ms: self.now,
-            intent: intent.clone(),
-        };
-        let result = self.session.step(intent, self.now);
-        let appended = match &result {
-            Ok(t) => t.events.as_slice(),
-            Err(r) => std::slice::from_ref(r.event.as_ref()),
-        };
-        if let Some(d) = &mut self.durable
-            && !d.record(&step, appended)
-        {
-            return; // not written (or not what the log holds): nothing of this step happens
+        // The loop keeps intents (its default): every step is recorded.
+        if let Some(intent) = stepped.intent.take() {
+            let step = Step {
+                n: stepped.n,
+                t_ms: stepped.t_ms,
+                intent,
+            };
+            let appended = stepped.events();
+            if let Some(d) = &mut self.durable
+                && !d.record(&step, appended)
+            {
+                return; // not written (or not what the log holds): nothing of this step happens
+            }
+            self.steps.push((step, appended.len()));
         }
-        let appended = appended.len();
-        self.steps.push((step, appended));
         if let Some(monitor) = &mut self.monitor {
-            monitor.observe(self.transitions - 1, before, &result, &self.session);
+            monitor.observe(
+                self.transitions - 1,
+                stepped.before,
+                &stepped.result,
+                self.agent.session(),
+            );
         }
-        let transition = match result {
+        let transition = match stepped.result {
             Ok(t) => t,
             Err(rejected) => {
                 self.events.push(*rejected.event);
@@ -501,6 +458,25 @@ impl Player {
             }
         }
         self.events.extend(transition.events);
+    }
+}
+
+fn model_answer(call_id: &str, turn: &Turn) -> Intent {
+    if let Some(error) = &turn.fail {
+        return Intent::CallFailed {
+            call_id: call_id.into(),
+            error: error.clone(),
+            retryable: turn.retryable,
+            cost: turn.cost,
+            jitter_ms: 0,
+        };
+    }
+    Intent::ModelResponded {
+        call_id: call_id.into(),
+        input_tokens: turn.input_tokens,
+        output_tokens: turn.output_tokens,
+        cost: turn.cost,
+        output: turn.output(),
     }
 }
 

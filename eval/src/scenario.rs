@@ -388,8 +388,8 @@ impl Turn {
 
 impl External {
     /// This event as a driver control.
-    pub fn control(&self) -> kernel::driver::Control {
-        use kernel::driver::Control;
+    pub fn control(&self) -> kernel::agent::Control {
+        use kernel::agent::Control;
         if let Some(user) = &self.approve {
             Control::Approve { user: user.clone() }
         } else if let Some(user) = &self.reject {

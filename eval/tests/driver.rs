@@ -1,5 +1,12 @@
 //! The async driver, fed the scenario's scripted model and tools on tokio's paused clock, produces
 //! exactly the pure replay's event stream, for every shipped scenario.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing,
+    reason = "tests, benches and examples may fail loudly"
+)]
 
 use std::path::PathBuf;
 use std::sync::Arc;

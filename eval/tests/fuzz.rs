@@ -1,6 +1,13 @@
 //! The fuzzer: invariants hold over thousands of generated sessions on the shipped packs; each
 //! invariant fires when the kernel is broken the matching way; a broken policy pack is caught by
 //! an author property, shrunk, saved as a scenario, and that scenario fails `arbiter test`.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing,
+    reason = "tests, benches and examples may fail loudly"
+)]
 
 mod common;
 

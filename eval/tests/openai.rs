@@ -1,5 +1,12 @@
 //! The OpenAI-compatible model adapter and the HTTP tool, end to end: the runtime drives a session
 //! against the scripted fake server over real HTTP on loopback.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing,
+    reason = "tests, benches and examples may fail loudly"
+)]
 
 mod common;
 
@@ -11,9 +18,9 @@ use axum::extract::State;
 use axum::http::HeaderMap;
 use axum::routing::post;
 use eval::fake_model::{FakeModel, Reply, Script, ScriptedCall};
-use kernel::driver::openai::{OpenAiConfig, OpenAiModel, Pricing};
-use kernel::driver::{Credentials, HttpTool, Outcome, Runtime, SubprocessTool};
 use kernel::{Deployment, EventBody, Mode, Session, SessionConfig, Status};
+use runtime::models::openai::{OpenAiConfig, OpenAiModel, Pricing};
+use runtime::{Credentials, HttpTool, Outcome, Runtime, SubprocessTool};
 use serde_json::{Value, json};
 
 const SMALL: Pricing = Pricing {
@@ -362,7 +369,7 @@ async fn each_tenant_s_http_calls_carry_its_own_credentials_and_the_model_sees_n
 
     // A tenant with no credential for the tool gets no request sent at all.
     let unknown = kb.clone();
-    let call = kernel::driver::ToolCall {
+    let call = runtime::ToolCall {
         call_id: "call-1".into(),
         attempt: 1,
         tenant: "initech".into(),
@@ -370,10 +377,8 @@ async fn each_tenant_s_http_calls_carry_its_own_credentials_and_the_model_sees_n
         credentials: creds.for_call("initech", "kb_search"),
     };
     let before = seen.lock().map(|s| s.len()).unwrap_or(0);
-    let result = kernel::driver::Tool::call(&unknown, call).await;
-    assert!(
-        matches!(result, Err(kernel::driver::ToolError::Unavailable(m)) if m.contains("KB_TOKEN"))
-    );
+    let result = runtime::Tool::call(&unknown, call).await;
+    assert!(matches!(result, Err(runtime::ToolError::Unavailable(m)) if m.contains("KB_TOKEN")));
     assert_eq!(seen.lock().map(|s| s.len()).unwrap_or(0), before);
 }
 
@@ -396,7 +401,7 @@ async fn http_tool_statuses_map_to_retryable_or_permanent_failures() {
     tokio::spawn(async move {
         let _ = axum::serve(listener, app).await;
     });
-    let call = || kernel::driver::ToolCall {
+    let call = || runtime::ToolCall {
         call_id: "call-1".into(),
         attempt: 1,
         tenant: "acme".into(),
@@ -404,7 +409,7 @@ async fn http_tool_statuses_map_to_retryable_or_permanent_failures() {
         credentials: Default::default(),
     };
     let tool = |path: &str| HttpTool::new(format!("http://{addr}{path}")).expect("tool");
-    use kernel::driver::{Tool, ToolError};
+    use runtime::{Tool, ToolError};
     let r = tool("/429").call(call()).await;
     assert!(matches!(&r, Err(e) if e.retryable()), "{r:?}");
     let r = tool("/400").call(call()).await;

@@ -1,4 +1,11 @@
 //! Replay is deterministic and its logs verify, for every shipped scenario.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing,
+    reason = "tests, benches and examples may fail loudly"
+)]
 
 use std::path::PathBuf;
 

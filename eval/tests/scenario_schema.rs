@@ -1,6 +1,13 @@
 //! `scenarios/scenario.schema.json` is generated from the scenario types; it must be current, and
 //! every shipped scenario must validate against it.
-//! Regenerate with `cargo run -p eval --bin arbiter -- scenario-schema > scenarios/scenario.schema.json`.
+//! Regenerate with `cargo run -p arbiter -- scenario-schema > scenarios/scenario.schema.json`.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing,
+    reason = "tests, benches and examples may fail loudly"
+)]
 
 use std::path::PathBuf;
 

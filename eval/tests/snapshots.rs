@@ -1,5 +1,12 @@
 //! Replays every scenario in `scenarios/` and snapshots its event stream with `insta`.
 //! Snapshots sit beside their scenarios, in `snapshots/`; review changes with `cargo insta review`.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing,
+    reason = "tests, benches and examples may fail loudly"
+)]
 
 #[test]
 fn every_scenario_event_stream_matches_its_snapshot() {

@@ -1,15 +1,23 @@
 //! Stores end to end: every shipped scenario recorded into SQLite re-checks to the same decisions;
 //! tampering with any row, blob or bundle is caught; two writers conflict cleanly; a file written at
 //! schema version 1 migrates and still verifies.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing,
+    reason = "tests, benches and examples may fail loudly"
+)]
 
 mod common;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use kernel::store::sqlite::SqliteStore;
-use kernel::store::{MemoryStore, SessionRecord, SessionStore, Step, StoreError};
+use kernel::Step;
 use kernel::{Intent, Mode, Session, SessionConfig};
+use runtime::store::sqlite::SqliteStore;
+use runtime::store::{InMemoryStore, SessionRecord, SessionStore, StoreError};
 use rusqlite::{Connection, params};
 
 fn temp_db(name: &str) -> PathBuf {
@@ -250,13 +258,13 @@ fn two_writers_on_one_file_conflict_and_the_log_stays_whole() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_durable_runtime_writes_ahead_and_a_second_runtime_is_refused() {
-    use kernel::driver::Runtime;
+    use runtime::Runtime;
     let path = temp_db("runtime");
     let deployment = Arc::new(
         kernel::pack::load_packs(&common::repo().join("policies"), &["support"]).expect("packs"),
     );
     let turn: eval::scenario::Turn = toml::from_str("answer = \"done\"").expect("turn");
-    let model: Arc<dyn kernel::driver::Model> =
+    let model: Arc<dyn runtime::Model> =
         Arc::new(eval::driven::ScriptedModel::new(vec![turn.clone(), turn]));
     let first = Runtime::new(Arc::clone(&model), "small")
         .store(Arc::new(SqliteStore::open(&path).expect("open")));
@@ -301,7 +309,7 @@ async fn a_durable_runtime_writes_ahead_and_a_second_runtime_is_refused() {
 
 #[test]
 fn files_from_every_earlier_version_migrate_and_still_verify() {
-    for version in 1..kernel::store::sqlite::MIGRATIONS.len() {
+    for version in 1..runtime::store::sqlite::MIGRATIONS.len() {
         migrates_from(version);
     }
 }
@@ -309,7 +317,7 @@ fn files_from_every_earlier_version_migrate_and_still_verify() {
 fn migrates_from(version: usize) {
     // Record into memory, then write the rows the way schema version 1 did (whole events, no
     // blobs); later versions only added tables, so those rows are valid at any earlier version.
-    let memory = MemoryStore::default();
+    let memory = InMemoryStore::default();
     record_scenarios(&memory, &["untrusted_ticket_exfiltration"]);
     let (tenant, id) = memory.sessions().expect("sessions").remove(0);
     let stored = memory.load(&tenant, &id).expect("load");
@@ -324,7 +332,7 @@ fn migrates_from(version: usize) {
     let store = SqliteStore::open(&path).expect("migrates");
     assert_eq!(
         store.version().expect("version"),
-        kernel::store::sqlite::MIGRATIONS.len()
+        runtime::store::sqlite::MIGRATIONS.len()
     );
     assert_eq!(
         store.load(&tenant, &id).expect("load").events,
@@ -361,7 +369,7 @@ fn migrates_from(version: usize) {
     assert_eq!(verify_failures(&store), Vec::<String>::new());
 }
 
-fn write_v1(path: &Path, stored: &kernel::store::StoredSession, bundle: &kernel::BundleSources) {
+fn write_v1(path: &Path, stored: &runtime::store::StoredSession, bundle: &kernel::BundleSources) {
     let conn = Connection::open(path).expect("raw");
     let c = &stored.record.config;
     conn.execute(
@@ -412,7 +420,7 @@ fn write_v1(path: &Path, stored: &kernel::store::StoredSession, bundle: &kernel:
 fn a_bundle_is_kept_once_under_its_hash_and_sessions_name_it() {
     let path = temp_db("bundles");
     let sqlite = SqliteStore::open(&path).expect("open");
-    let memory = MemoryStore::default();
+    let memory = InMemoryStore::default();
     let deployment = Arc::new(
         kernel::pack::load_packs(&common::repo().join("policies"), &["support"]).expect("packs"),
     );
@@ -435,7 +443,7 @@ fn a_bundle_is_kept_once_under_its_hash_and_sessions_name_it() {
 fn memory_is_keyed_by_tenant_in_both_stores() {
     let path = temp_db("memory");
     let sqlite = SqliteStore::open(&path).expect("open");
-    let memory = MemoryStore::default();
+    let memory = InMemoryStore::default();
     for store in [&sqlite as &dyn SessionStore, &memory] {
         let v = serde_json::json!({"note": "acme only"});
         store
@@ -539,7 +547,7 @@ fn tick_log(
 
 #[test]
 fn group_commit_keeps_every_concurrent_log_whole_and_refuses_conflicts_alone() {
-    use kernel::store::GroupCommit;
+    use runtime::store::GroupCommit;
     let path = temp_db("group");
     let store =
         Arc::new(GroupCommit::new(SqliteStore::open(&path).expect("open")).expect("group commit"));

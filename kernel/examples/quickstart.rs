@@ -1,6 +1,13 @@
 //! Runs one scripted session against `policies/` (base + demo) and prints its events as JSONL.
 //!
 //! `cargo run -p arbiter-kernel --example quickstart`
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing,
+    reason = "tests, benches and examples may fail loudly"
+)]
 
 use std::path::Path;
 use std::sync::Arc;

@@ -178,3 +178,15 @@ impl Intent {
         }
     }
 }
+
+/// One applied intent with its logical time and position: what a store keeps of a session, and
+/// what replaying rebuilds it from.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Step {
+    /// Position in the session's steps, from 0.
+    pub n: u64,
+    /// The logical time it was applied at.
+    pub t_ms: u64,
+    /// The intent.
+    pub intent: Intent,
+}

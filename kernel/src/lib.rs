@@ -11,6 +11,7 @@
 #![deny(unsafe_code)]
 #![warn(missing_docs)]
 
+pub mod agent;
 mod deployment;
 mod error;
 mod gate;
@@ -20,20 +21,17 @@ mod session;
 mod source;
 mod tools;
 
-#[cfg(feature = "driver")]
-pub mod driver;
 pub mod event;
 pub mod faults;
 pub mod pack;
 pub mod provenance;
-pub mod store;
 
 pub use deployment::{BundleHashes, BundleSources, Deployment, DeploymentBuilder};
 pub use error::{LoadError, LoadErrors, StepError};
 pub use event::{Event, EventBody};
 pub use gate::{Basis, Decision, DeterminingPolicy, Mode, Obligations, Traced, Verdict};
 pub use history::CounterSpec;
-pub use intent::Intent;
+pub use intent::{Intent, Step};
 pub use session::{Effect, Rejected, Session, SessionConfig, Status, Transition};
 pub use source::{Located, Source};
 pub use tools::{ArgumentError, BUILTIN_ACTIONS, Risk, ToolSpec, uid};

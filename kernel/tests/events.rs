@@ -1,4 +1,11 @@
 //! The event stream: determinism, JSONL round trip, and tamper detection.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing,
+    reason = "tests, benches and examples may fail loudly"
+)]
 
 mod common;
 

@@ -1,5 +1,12 @@
 //! Loading bundles: the shipped packs validate strictly; every kind of bad file is reported with
 //! its file and line, all problems at once, never a panic.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing,
+    reason = "tests, benches and examples may fail loudly"
+)]
 
 mod common;
 

@@ -3,6 +3,13 @@
 //!
 //! Probe policies (one forbid per provenance fact) make the facts visible: the determining
 //! policies of the call's decision are exactly the facts that hold.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing,
+    reason = "tests, benches and examples may fail loudly"
+)]
 
 mod common;
 

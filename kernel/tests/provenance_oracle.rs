@@ -1,6 +1,13 @@
 //! The content index against a naive oracle: for random documents and values drawn from a small
 //! vocabulary (so matches, near misses and values spanning two documents are all common), the
 //! index finds exactly the classes a rescan of every document's tokens finds.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing,
+    reason = "tests, benches and examples may fail loudly"
+)]
 
 use std::collections::BTreeSet;
 

@@ -1,5 +1,12 @@
 //! A call whose outcome a restart lost: `InDoubt` records the doubt and asks policy whether to run
 //! it again — an idempotent tool re-runs under the same call id, anything else waits for approval.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing,
+    reason = "tests, benches and examples may fail loudly"
+)]
 
 mod common;
 

@@ -186,7 +186,7 @@ pub fn event_hash(event: &Value) -> String {
 }
 
 /// SHA-256 of `bytes`, lower-case hex: how every hash in a log is written.
-pub(crate) fn sha256_hex(bytes: &[u8]) -> String {
+pub fn sha256_hex(bytes: &[u8]) -> String {
     let mut hex = [0u8; 64];
     // 32 bytes always fit in 64 hex digits, which are ASCII.
     let _ = hex::encode_to_slice(Sha256::digest(bytes), &mut hex);

@@ -6,7 +6,8 @@ mod chain;
 mod jsonl;
 mod kinds;
 
+pub(crate) use chain::hash_of;
+pub use chain::sha256_hex;
 pub use chain::{GENESIS, canonical_json, event_hash};
-pub(crate) use chain::{hash_of, sha256_hex};
 pub use jsonl::{ChainError, ChainProblem, ChainSummary, decode_jsonl, encode_jsonl, verify_jsonl};
 pub use kinds::{Event, EventBody};

@@ -158,26 +158,3 @@ pub fn sample_events() -> Vec<kernel::Event> {
     );
     out
 }
-
-/// Whether process `pid` is gone (or a zombie: dead, waiting to be reaped).
-pub fn dead(pid: u32) -> bool {
-    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
-        Err(_) => true,
-        Ok(stat) => stat
-            .rsplit(')')
-            .next()
-            .is_some_and(|rest| rest.trim_start().starts_with('Z')),
-    }
-}
-
-/// Waits up to a second for `pid` to die; true when it did.
-#[cfg(feature = "driver")]
-pub async fn died(pid: u32) -> bool {
-    for _ in 0..50 {
-        if dead(pid) {
-            return true;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-    }
-    dead(pid)
-}

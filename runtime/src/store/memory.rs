@@ -1,0 +1,146 @@
+//! The in-memory store: the same contract as SQLite, for tests and runs that need no durability.
+
+use std::collections::BTreeMap;
+use std::sync::Mutex;
+
+use super::{SessionRecord, SessionStore, Step, StoreError, StoredSession};
+use kernel::BundleSources;
+use kernel::event::Event;
+
+/// Sessions and bundles in a mutex.
+#[derive(Debug, Default)]
+pub struct InMemoryStore {
+    inner: Mutex<Inner>,
+}
+
+#[derive(Debug, Default)]
+struct Inner {
+    bundles: BTreeMap<String, BundleSources>,
+    sessions: BTreeMap<(String, String), StoredSession>,
+    memory: BTreeMap<(String, String, String), (serde_json::Value, Vec<String>)>,
+}
+
+impl InMemoryStore {
+    fn with<T>(
+        &self,
+        f: impl FnOnce(&mut Inner) -> Result<T, StoreError>,
+    ) -> Result<T, StoreError> {
+        let mut inner = self
+            .inner
+            .lock()
+            .map_err(|_| StoreError::Backend("a writer panicked holding the lock".into()))?;
+        f(&mut inner)
+    }
+}
+
+impl SessionStore for InMemoryStore {
+    fn put_bundle(&self, sources: &BundleSources) -> Result<String, StoreError> {
+        let hash = sources.hash();
+        self.with(|i| {
+            i.bundles
+                .entry(hash.clone())
+                .or_insert_with(|| sources.clone());
+            Ok(hash)
+        })
+    }
+
+    fn has_bundle(&self, hash: &str) -> Result<bool, StoreError> {
+        self.with(|i| Ok(i.bundles.contains_key(hash)))
+    }
+
+    fn bundle(&self, hash: &str) -> Result<BundleSources, StoreError> {
+        self.with(|i| {
+            i.bundles
+                .get(hash)
+                .cloned()
+                .ok_or_else(|| StoreError::NotFound(format!("bundle {hash}")))
+        })
+    }
+
+    fn create(&self, record: &SessionRecord) -> Result<(), StoreError> {
+        let key = (record.config.tenant.clone(), record.config.id.clone());
+        self.with(|i| {
+            if i.sessions.contains_key(&key) {
+                return Err(StoreError::Exists {
+                    tenant: key.0,
+                    session: key.1,
+                });
+            }
+            i.sessions.insert(
+                key,
+                StoredSession {
+                    record: record.clone(),
+                    steps: Vec::new(),
+                    events: Vec::new(),
+                },
+            );
+            Ok(())
+        })
+    }
+
+    fn append(
+        &self,
+        tenant: &str,
+        session: &str,
+        step: &Step,
+        events: &[Event],
+    ) -> Result<(), StoreError> {
+        self.with(|i| {
+            let s = i
+                .sessions
+                .get_mut(&(tenant.to_owned(), session.to_owned()))
+                .ok_or_else(|| StoreError::NotFound(format!("session {tenant}/{session}")))?;
+            let found = s.steps.len() as u64;
+            let next_seq = s.events.len() as u64;
+            if step.n != found || events.first().is_some_and(|e| e.seq != next_seq) {
+                return Err(StoreError::Conflict {
+                    tenant: tenant.to_owned(),
+                    session: session.to_owned(),
+                    expected: step.n,
+                    found,
+                });
+            }
+            s.steps.push(step.clone());
+            s.events.extend_from_slice(events);
+            Ok(())
+        })
+    }
+
+    fn load(&self, tenant: &str, session: &str) -> Result<StoredSession, StoreError> {
+        self.with(|i| {
+            i.sessions
+                .get(&(tenant.to_owned(), session.to_owned()))
+                .cloned()
+                .ok_or_else(|| StoreError::NotFound(format!("session {tenant}/{session}")))
+        })
+    }
+
+    fn sessions(&self) -> Result<Vec<(String, String)>, StoreError> {
+        self.with(|i| Ok(i.sessions.keys().cloned().collect()))
+    }
+
+    fn memory_get(
+        &self,
+        tenant: &str,
+        scope: &str,
+        key: &str,
+    ) -> Result<Option<(serde_json::Value, Vec<String>)>, StoreError> {
+        let k = (tenant.to_owned(), scope.to_owned(), key.to_owned());
+        self.with(|i| Ok(i.memory.get(&k).cloned()))
+    }
+
+    fn memory_put(
+        &self,
+        tenant: &str,
+        scope: &str,
+        key: &str,
+        value: &serde_json::Value,
+        labels: &[String],
+    ) -> Result<(), StoreError> {
+        let k = (tenant.to_owned(), scope.to_owned(), key.to_owned());
+        self.with(|i| {
+            i.memory.insert(k, (value.clone(), labels.to_vec()));
+            Ok(())
+        })
+    }
+}

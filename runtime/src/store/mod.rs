@@ -1,0 +1,150 @@
+//! Durable session state: what a store keeps so a session can be audited, re-checked and resumed.
+//!
+//! A session's durable record is its configuration, the bundle it runs under (kept once by content
+//! hash), and its **steps**: every intent applied, with its logical time, written together with
+//! the events it produced *before* the driver performs any effect (write-ahead). Because the kernel
+//! is deterministic, replaying the steps against the bundle rebuilds the session exactly — its
+//! state and, byte for byte, its events — which is how sessions resume and how `audit recheck`
+//! re-evaluates every recorded decision.
+//!
+//! Appends are checked against the log's current length: a second writer of the same session gets
+//! [`StoreError::Conflict`] and writes nothing (one writer per session).
+
+mod group;
+mod memory;
+pub mod sqlite;
+
+pub use group::GroupCommit;
+pub use memory::InMemoryStore;
+
+use serde::{Deserialize, Serialize};
+use thiserror::Error;
+
+pub use kernel::Step;
+use kernel::event::Event;
+use kernel::{BundleSources, SessionConfig};
+
+/// A session's header.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SessionRecord {
+    /// Who runs it.
+    pub config: SessionConfig,
+    /// [`BundleSources::hash`] of the bundle it runs under.
+    pub bundle: String,
+    /// Wall-clock start (ms since the Unix epoch), so logical time can go on after a restart.
+    pub started_wall_ms: u64,
+}
+
+/// Everything stored for one session.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StoredSession {
+    /// The header.
+    pub record: SessionRecord,
+    /// Every step, in order.
+    pub steps: Vec<Step>,
+    /// Every event, in order.
+    pub events: Vec<Event>,
+}
+
+/// Why a store operation failed.
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+pub enum StoreError {
+    /// Another writer got there first: the log was not where this writer expected it.
+    #[error(
+        "session {tenant}/{session}: another writer appended first (expected step {expected}, the log has {found})"
+    )]
+    Conflict {
+        /// The tenant.
+        tenant: String,
+        /// The session.
+        session: String,
+        /// The step this writer was about to append.
+        expected: u64,
+        /// How many steps the log already has.
+        found: u64,
+    },
+    /// The session already exists (creating it twice).
+    #[error("session {tenant}/{session} already exists")]
+    Exists {
+        /// The tenant.
+        tenant: String,
+        /// The session.
+        session: String,
+    },
+    /// No such session or bundle.
+    #[error("not found: {0}")]
+    NotFound(String),
+    /// Stored data does not decode.
+    #[error("corrupt store: {0}")]
+    Corrupt(String),
+    /// The backend failed (I/O, locking, SQL).
+    #[error("store backend: {0}")]
+    Backend(String),
+}
+
+/// Where sessions are kept.
+pub trait SessionStore: Send + Sync {
+    /// Keeps a bundle once; returns its hash.
+    fn put_bundle(&self, sources: &BundleSources) -> Result<String, StoreError>;
+    /// A bundle by hash.
+    fn bundle(&self, hash: &str) -> Result<BundleSources, StoreError>;
+    /// Whether a bundle is kept; stores answer without reading it back.
+    fn has_bundle(&self, hash: &str) -> Result<bool, StoreError> {
+        match self.bundle(hash) {
+            Ok(_) => Ok(true),
+            Err(StoreError::NotFound(_)) => Ok(false),
+            Err(e) => Err(e),
+        }
+    }
+    /// Creates a session; [`StoreError::Exists`] when the id is taken for the tenant.
+    fn create(&self, record: &SessionRecord) -> Result<(), StoreError>;
+
+    /// Keeps `deployment`'s bundle and creates the session under it.
+    fn begin(
+        &self,
+        deployment: &kernel::Deployment,
+        config: &SessionConfig,
+        started_wall_ms: u64,
+    ) -> Result<(), StoreError> {
+        let bundle = deployment.bundle_hash();
+        if !self.has_bundle(bundle)? {
+            self.put_bundle(deployment.sources())?;
+        }
+        self.create(&SessionRecord {
+            config: config.clone(),
+            bundle: bundle.to_owned(),
+            started_wall_ms,
+        })
+    }
+    /// Appends one step and its events atomically; [`StoreError::Conflict`] unless `step.n` is the
+    /// log's length.
+    fn append(
+        &self,
+        tenant: &str,
+        session: &str,
+        step: &Step,
+        events: &[Event],
+    ) -> Result<(), StoreError>;
+    /// One session, whole.
+    fn load(&self, tenant: &str, session: &str) -> Result<StoredSession, StoreError>;
+    /// Every (tenant, session id), sorted.
+    fn sessions(&self) -> Result<Vec<(String, String)>, StoreError>;
+
+    /// A memory entry and its labels. Keyed by tenant first: no call can reach another tenant's
+    /// scope, whatever scope name it passes.
+    fn memory_get(
+        &self,
+        tenant: &str,
+        scope: &str,
+        key: &str,
+    ) -> Result<Option<(serde_json::Value, Vec<String>)>, StoreError>;
+    /// Writes a memory entry with its labels.
+    fn memory_put(
+        &self,
+        tenant: &str,
+        scope: &str,
+        key: &str,
+        value: &serde_json::Value,
+        labels: &[String],
+    ) -> Result<(), StoreError>;
+}
