@@ -148,7 +148,9 @@ async fn complete(
         let auth = headers
             .get(header::AUTHORIZATION)
             .and_then(|v| v.to_str().ok());
-        entry["_authorization"] = json!(auth);
+        if let Some(fields) = entry.as_object_mut() {
+            fields.insert("_authorization".into(), json!(auth));
+        }
         seen.push(entry);
         seen.len() - 1
     };
@@ -180,8 +182,10 @@ async fn complete(
         .map(|(i, c)| json!({"id": format!("call_{n}_{i}"), "type": "function", "function": {"name": c.name, "arguments": arguments(c)}}))
         .collect();
     let mut message = json!({"role": "assistant", "content": reply.content});
-    if !calls.is_empty() {
-        message["tool_calls"] = Value::Array(calls);
+    if !calls.is_empty()
+        && let Some(fields) = message.as_object_mut()
+    {
+        fields.insert("tool_calls".into(), Value::Array(calls));
     }
     let mut out = json!({
         "id": format!("chatcmpl-{n}"),
@@ -189,8 +193,10 @@ async fn complete(
         "model": model,
         "choices": [{"index": 0, "message": message, "finish_reason": finish_reason(reply)}],
     });
-    if let Some(usage) = usage(reply) {
-        out["usage"] = usage;
+    if let Some(usage) = usage(reply)
+        && let Some(fields) = out.as_object_mut()
+    {
+        fields.insert("usage".into(), usage);
     }
     Json(out).into_response()
 }

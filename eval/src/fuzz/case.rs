@@ -146,10 +146,10 @@ impl Case {
     pub fn config(&self) -> SessionConfig {
         SessionConfig {
             id: "fuzz".into(),
-            tenant: TENANTS[self.tenant % TENANTS.len()].into(),
-            user: USERS[self.user % USERS.len()].into(),
-            agent: AGENTS[self.agent % AGENTS.len()].into(),
-            budget: TENANTS[self.budget % TENANTS.len()].into(),
+            tenant: nth(&TENANTS, self.tenant).into(),
+            user: nth(&USERS, self.user).into(),
+            agent: nth(&AGENTS, self.agent).into(),
+            budget: nth(&TENANTS, self.budget).into(),
             mode: self.mode,
         }
     }
@@ -304,7 +304,7 @@ fn resolve(
     approval: &Option<String>,
     estimate: &mut u64,
 ) -> Intent {
-    let user = |u: &usize| USERS[u % USERS.len()].to_owned();
+    let user = |u: &usize| nth(&USERS, *u).to_owned();
     let request_id = approval.clone().unwrap_or_else(|| "approval-1".into());
     match step {
         Step::Start => Intent::Start {
@@ -394,12 +394,12 @@ fn resolve(
             cost: 0,
         },
         Step::Read { scope, key } => Intent::ReadMemory {
-            scope: SCOPES[scope % SCOPES.len()].into(),
-            key: KEYS[key % KEYS.len()].into(),
+            scope: nth(&SCOPES, *scope).into(),
+            key: nth(&KEYS, *key).into(),
         },
         Step::Write { scope, key } => Intent::WriteMemory {
-            scope: SCOPES[scope % SCOPES.len()].into(),
-            key: KEYS[key % KEYS.len()].into(),
+            scope: nth(&SCOPES, *scope).into(),
+            key: nth(&KEYS, *key).into(),
             value: json!("v"),
         },
         Step::Approve { user: u } => Intent::Approve {
@@ -486,4 +486,12 @@ pub fn replay_intents(world: &World, config: &SessionConfig, intents: &[TimedInt
         }
     }
     encode_jsonl(&events)
+}
+
+/// The `i`-th of `items`, counting round (a case's indexes are any number; the lists are fixed).
+fn nth<'a>(items: &[&'a str], i: usize) -> &'a str {
+    i.checked_rem(items.len())
+        .and_then(|i| items.get(i))
+        .copied()
+        .unwrap_or_default()
 }

@@ -263,7 +263,11 @@ impl Condition {
             "context" => request.context()?.get(rest.first()?)?,
             name => request.context()?.get(name)?,
         };
-        let rest = if first == "context" { &rest[1..] } else { rest };
+        let rest = if first == "context" {
+            rest.get(1..).unwrap_or_default()
+        } else {
+            rest
+        };
         for part in rest {
             value = match value {
                 EvalResult::Record(r) => r.get(part)?.clone(),

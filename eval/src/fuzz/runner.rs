@@ -268,7 +268,7 @@ fn relative(from: &Path, to: &Path) -> String {
     for _ in common..f.len() {
         rel.push("..");
     }
-    for c in &t[common..] {
+    for c in t.iter().skip(common) {
         rel.push(c.as_os_str());
     }
     rel.display().to_string()

@@ -46,6 +46,10 @@ pub struct World {
     pub deployment: Arc<Deployment>,
 }
 
+#[expect(
+    clippy::indexing_slicing,
+    reason = "every list a world picks from is a non-empty constant"
+)]
 fn pick<'a, T>(rng: &mut TestRng, items: &'a [T]) -> &'a T {
     &items[(rng.next_u32() as usize) % items.len()]
 }
@@ -298,7 +302,13 @@ impl Sample {
             }
             let mut bits = variant >> 1;
             for (name, candidates) in &self.strings {
-                let pick = candidates[(bits as usize) % candidates.len()].clone();
+                let Some(pick) = (bits as usize)
+                    .checked_rem(candidates.len())
+                    .and_then(|i| candidates.get(i))
+                    .cloned()
+                else {
+                    continue;
+                };
                 bits = bits.rotate_right(5);
                 map.insert(name.clone(), json!(pick));
             }

@@ -159,18 +159,18 @@ impl<'a> Object<'a> {
             entries,
             scratch,
         } = &mut *self.buf;
-        let mine = &mut entries[self.first..];
+        let mine = entries.get_mut(self.first..).unwrap_or_default();
         if !mine.is_sorted_by(|a, b| a.0.as_str() <= b.0.as_str()) {
             mine.sort_unstable_by(|a, b| a.0.as_str().cmp(b.0.as_str()));
             scratch.clear();
-            scratch.extend_from_slice(&out[self.start..]);
+            scratch.extend_from_slice(out.get(self.start..).unwrap_or_default());
             out.truncate(self.start);
             for (i, (_, range)) in mine.iter().enumerate() {
                 if i > 0 {
                     out.push(b',');
                 }
                 let range = range.start - self.start..range.end - self.start;
-                out.extend_from_slice(&scratch[range]);
+                out.extend_from_slice(scratch.get(range).unwrap_or_default());
             }
         }
         entries.truncate(self.first);

@@ -76,14 +76,18 @@ impl Demand {
         let mut i = 0;
         // The last token was `.`: a name here is an attribute, even one called `context`.
         let mut after_dot = false;
-        while i < b.len() && !self.all {
-            match b[i] {
+        while !self.all
+            && let Some(&c) = b.get(i)
+        {
+            match c {
                 b'"' => {
                     i = skip_string(b, i);
                     after_dot = false;
                 }
                 b'/' if b.get(i + 1) == Some(&b'/') => {
-                    i = b[i..]
+                    i = b
+                        .get(i..)
+                        .unwrap_or_default()
                         .iter()
                         .position(|&c| c == b'\n')
                         .map_or(b.len(), |n| i + n);
@@ -174,10 +178,12 @@ fn member(text: &str, i: usize) -> Option<(&str, usize)> {
 
 fn ident(text: &str, start: usize) -> (&str, usize) {
     let b = text.as_bytes();
-    let len = b[start..]
+    let len = b
+        .get(start..)
+        .unwrap_or_default()
         .iter()
         .position(|&c| !(c.is_ascii_alphanumeric() || c == b'_'))
-        .unwrap_or(b.len() - start);
+        .unwrap_or(b.len().saturating_sub(start));
     (&text[start..start + len], start + len)
 }
 

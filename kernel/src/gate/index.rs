@@ -112,14 +112,14 @@ impl PolicyIndex {
             let mut tops: Vec<(&str, Option<Cow<'_, Val>>)> = Vec::new();
             for keyed in &slot.keyed {
                 let top = keyed.top().unwrap_or_default();
-                let at = match tops.iter().position(|(name, _)| *name == top) {
-                    Some(at) => at,
+                let value = match tops.iter().position(|(name, _)| *name == top) {
+                    Some(at) => tops.get(at).and_then(|(_, v)| v.as_deref()),
                     None => {
                         tops.push((top, context.and_then(|c| c.top(top))));
-                        tops.len() - 1
+                        tops.last().and_then(|(_, v)| v.as_deref())
                     }
                 };
-                sets.extend(keyed.candidates(tops[at].1.as_deref()));
+                sets.extend(keyed.candidates(value));
             }
         }
         let forget = crate::faults::active(crate::faults::Fault::ForgetScopedPolicies);
@@ -181,6 +181,10 @@ impl ForAction {
         }
     }
 
+    #[expect(
+        clippy::indexing_slicing,
+        reason = "`at` is a position just found in, or just pushed to, `keyed`"
+    )]
     fn keyed_for(&mut self, path: Vec<String>) -> &mut Keyed {
         let at = match self.keyed.iter().position(|k| k.path == path) {
             Some(at) => at,

@@ -33,8 +33,11 @@ impl Val {
         if !pairs.is_sorted_by(|a, b| a.0 <= b.0) {
             pairs.sort_unstable_by(|a, b| a.0.cmp(&b.0));
         }
-        if let Some(w) = pairs.windows(2).find(|w| w[0].0 == w[1].0) {
-            return Err(format!("duplicate key `{}` in record", w[0].0));
+        if let Some([(name, _), _]) = pairs
+            .windows(2)
+            .find(|w| matches!(w, [(a, _), (b, _)] if a == b))
+        {
+            return Err(format!("duplicate key `{name}` in record"));
         }
         Ok(Self::Record(pairs))
     }
@@ -59,7 +62,8 @@ impl Val {
             Self::Record(pairs) => pairs
                 .binary_search_by(|(k, _)| k.as_str().cmp(name))
                 .ok()
-                .map(|at| &pairs[at].1),
+                .and_then(|at| pairs.get(at))
+                .map(|(_, v)| v),
             _ => None,
         }
     }

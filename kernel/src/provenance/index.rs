@@ -115,15 +115,16 @@ impl ContentIndex {
         }
         // Candidate positions: the rarest pair's (or, for one token, the token's), at `offset`
         // tokens into the value.
-        let (offset, postings) = if ids.len() == 1 {
-            match self.postings.get(ids[0] as usize) {
+        let (offset, postings) = if let [id] = ids.as_slice() {
+            match self.postings.get(*id as usize) {
                 Some(p) => (0, p.as_slice()),
                 None => return found,
             }
         } else {
             let mut best: Option<(usize, &[u32])> = None;
             for (i, w) in ids.windows(2).enumerate() {
-                let Some(p) = self.pairs.get(&pair(w[0], w[1])) else {
+                let &[a, b] = w else { continue };
+                let Some(p) = self.pairs.get(&pair(a, b)) else {
                     return found; // a pair never seen: the value cannot occur
                 };
                 if best.is_none_or(|(_, b)| p.len() < b.len()) {
@@ -148,8 +149,8 @@ impl ContentIndex {
             if start < doc.start || start + k > doc.end {
                 continue;
             }
-            let window = &self.stream[start as usize..(start + k) as usize];
-            if window == ids.as_slice() {
+            let window = self.stream.get(start as usize..(start + k) as usize);
+            if window == Some(ids.as_slice()) {
                 found.classes |= doc.class;
                 labels_seen.insert(doc.labels);
             }

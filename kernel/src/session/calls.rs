@@ -15,6 +15,10 @@ const RETRY_BASE_MS: u64 = 100;
 impl Session {
     /// Rejects calls to unknown tools and arguments that fail the tool's JSON Schema.
     pub(super) fn check_tool(&self, tool: &str, input: &Value) -> Result<(), StepError> {
+        #[expect(
+            clippy::panic,
+            reason = "a deliberate bug (feature `faults`, test-only) that the fuzzer must catch"
+        )]
         if crate::faults::active(crate::faults::Fault::PanicOnInput)
             && input.get("amount").and_then(Value::as_i64) == Some(i64::MAX)
         {

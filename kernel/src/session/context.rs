@@ -97,12 +97,8 @@ impl Session {
         let attrs = SORTED_SESSION_ATTRIBUTES
             .iter()
             .filter(|i| wanted & (1 << **i) != 0)
-            .map(|i| {
-                (
-                    SESSION_ATTRIBUTES[*i].to_owned(),
-                    value(SESSION_ATTRIBUTES[*i]),
-                )
-            });
+            .filter_map(|i| SESSION_ATTRIBUTES.get(*i))
+            .map(|name| ((*name).to_owned(), value(name)));
         Val::record(attrs)
     }
 }

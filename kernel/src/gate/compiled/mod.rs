@@ -358,7 +358,7 @@ fn like(text: &str, pattern: &[Pat]) -> bool {
                 backtrack = Some((p, t));
                 p += 1;
             }
-            Some(Pat::Char(c)) if *c == text[t] => {
+            Some(Pat::Char(c)) if Some(c) == text.get(t) => {
                 t += 1;
                 p += 1;
             }
@@ -372,7 +372,9 @@ fn like(text: &str, pattern: &[Pat]) -> bool {
             },
         }
     }
-    pattern[p.min(pattern.len())..]
+    pattern
+        .get(p..)
+        .unwrap_or_default()
         .iter()
         .all(|x| *x == Pat::Wildcard)
 }

@@ -25,7 +25,7 @@ impl Accumulator {
         self.buffer.extend_from_slice(bytes);
         while let Some((end, sep)) = event_end(&self.buffer) {
             let event: Vec<u8> = self.buffer.drain(..end + sep).collect();
-            let text = String::from_utf8_lossy(&event[..end]).into_owned();
+            let text = String::from_utf8_lossy(event.get(..end).unwrap_or_default()).into_owned();
             self.event(&text)?;
         }
         Ok(())
@@ -83,13 +83,12 @@ impl Accumulator {
             .and_then(Value::as_u64)
             .and_then(|i| usize::try_from(i).ok())
             .ok_or("a streamed tool call has no `index`")?;
-        if index > self.calls.len() {
-            return Err(format!("a streamed tool call skips to index {index}"));
-        }
         if index == self.calls.len() {
             self.calls.push(Default::default());
         }
-        let slot = &mut self.calls[index];
+        let Some(slot) = self.calls.get_mut(index) else {
+            return Err(format!("a streamed tool call skips to index {index}"));
+        };
         if let Some(id) = call.get("id").and_then(Value::as_str) {
             slot.0 = id.to_owned();
         }

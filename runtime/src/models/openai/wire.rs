@@ -62,11 +62,12 @@ fn message(m: &Message) -> Value {
     match m {
         Message::User { content } => json!({"role": "user", "content": content}),
         Message::Assistant { content, calls } => {
-            let mut v = json!({"role": "assistant", "content": content});
-            if !calls.is_empty() {
-                v["tool_calls"] = calls.iter().map(tool_call).collect();
+            if calls.is_empty() {
+                json!({"role": "assistant", "content": content})
+            } else {
+                let calls: Vec<Value> = calls.iter().map(tool_call).collect();
+                json!({"role": "assistant", "content": content, "tool_calls": calls})
             }
-            v
         }
         Message::Tool { call_ref, content } => {
             json!({"role": "tool", "tool_call_id": call_ref, "content": content})
