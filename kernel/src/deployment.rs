@@ -1,13 +1,12 @@
 //! A deployment: the compiled bundle sessions run against, built once from named sources.
 
 use std::collections::BTreeMap;
-use std::sync::Arc;
 
 use cedar_policy::{Entities, EntityUid};
-use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use crate::error::{LoadError, LoadErrors};
+pub use crate::bundle::BundleHashes;
+use crate::error::{LoadError, LoadErrors, full_message};
 use crate::event::{canonical_json, sha256_hex};
 use crate::gate::{
     Ask, Decision, Gate, Mode, RequestContext, load_policies, load_schema, validate_policies,
@@ -15,17 +14,6 @@ use crate::gate::{
 use crate::history::Counters;
 use crate::source::{Located, Source};
 use crate::tools::{Tool, ToolRegistry, ToolSpec, uid};
-
-/// Content hashes of what was in force, so a decision can be re-checked against the exact bundle.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct BundleHashes {
-    /// SHA-256 of every policy's id and text, in id order.
-    pub policies: String,
-    /// SHA-256 of the full schema text (base plus generated).
-    pub schema: String,
-    /// SHA-256 of the canonical JSON of every entity (files plus generated tools).
-    pub entities: String,
-}
 
 /// The compiled bundle: schema, policies, entities, tools and counters. Immutable; share it
 /// (e.g. in an `Arc`) between the sessions that run against it.
@@ -293,8 +281,10 @@ impl DeploymentBuilder {
         self
     }
 
-    /// Checks and compiles everything. On failure, lists every problem found, each located.
-    pub fn build(self) -> Result<Deployment, LoadErrors> {
+    /// Checks and compiles everything but the request contract (`DeploymentBuilder::build`, in
+    /// the session layer, adds it); with the deployment, where its schema starts. On failure,
+    /// lists every problem found, each located.
+    pub(crate) fn compile(self) -> Result<(Deployment, Located), LoadErrors> {
         let mut errors = self.errors;
         let tools = ToolRegistry::build(self.tools, &mut errors);
         let counters = Counters::load(&self.counters, &tools, &mut errors);
@@ -347,7 +337,7 @@ impl DeploymentBuilder {
             }])
         })?;
         let schema_at = self.schema.whole();
-        let deployment = Arc::new(Deployment {
+        let deployment = Deployment {
             gate,
             actions,
             tools,
@@ -355,27 +345,8 @@ impl DeploymentBuilder {
             schema_text,
             sources: self.sources,
             bundle_hash: std::sync::OnceLock::new(),
-        });
-        let broken = crate::session::check_request_contract(&deployment);
-        if !broken.is_empty() {
-            return Err(LoadErrors(
-                broken
-                    .into_iter()
-                    .map(|(request, message)| LoadError::Contract {
-                        at: schema_at.clone(),
-                        request,
-                        message,
-                    })
-                    .collect(),
-            ));
-        }
-        // The check's sessions are gone, so this is the only reference.
-        Arc::try_unwrap(deployment).map_err(|_| {
-            LoadErrors(vec![LoadError::Schema {
-                at: schema_at,
-                message: "internal: the deployment is still shared after its contract check".into(),
-            }])
-        })
+        };
+        Ok((deployment, schema_at))
     }
 }
 
@@ -405,21 +376,6 @@ impl Actions {
             continue_session: a("continue_session")?,
         })
     }
-}
-
-/// An error with its causes and help, for errors (like Cedar's entity errors) whose top line is vague.
-pub(crate) fn full_message(e: &(dyn miette::Diagnostic + 'static)) -> String {
-    let mut parts = vec![e.to_string()];
-    let mut cause = std::error::Error::source(e);
-    while let Some(c) = cause {
-        parts.push(c.to_string());
-        cause = c.source();
-    }
-    if let Some(help) = e.help() {
-        parts.push(format!("help: {help}"));
-    }
-    parts.dedup();
-    parts.join(": ")
 }
 
 fn json_key_location(source: &Source, spec: &ToolSpec) -> Located {

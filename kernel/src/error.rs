@@ -1,12 +1,13 @@
-//! Typed errors: what went wrong loading a deployment, and why an intent was rejected.
+//! Typed errors: what went wrong loading a deployment, and why an intent was rejected. A leaf:
+//! every layer above reports through these.
 
 use std::fmt;
 
 use miette::{Diagnostic, LabeledSpan, SourceCode};
+use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
 use crate::source::Located;
-use crate::tools::ArgumentError;
 
 /// One problem found while building a [`crate::Deployment`], located in its source.
 #[derive(Debug, Clone, Error)]
@@ -220,4 +221,34 @@ fn describe(errors: &[ArgumentError]) -> String {
         .map(ToString::to_string)
         .collect::<Vec<_>>()
         .join("; ")
+}
+
+/// One violation in a tool call's arguments.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ArgumentError {
+    /// JSON pointer to the offending argument (`/amount`, `/items/2/sku`; `/` for the whole input).
+    pub path: String,
+    /// What is wrong.
+    pub message: String,
+}
+
+impl fmt::Display for ArgumentError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: {}", self.path, self.message)
+    }
+}
+
+/// An error with its causes and help, for errors (like Cedar's entity errors) whose top line is vague.
+pub(crate) fn full_message(e: &(dyn miette::Diagnostic + 'static)) -> String {
+    let mut parts = vec![e.to_string()];
+    let mut cause = std::error::Error::source(e);
+    while let Some(c) = cause {
+        parts.push(c.to_string());
+        cause = c.source();
+    }
+    if let Some(help) = e.help() {
+        parts.push(format!("help: {help}"));
+    }
+    parts.dedup();
+    parts.join(": ")
 }

@@ -10,9 +10,10 @@ use std::collections::{BTreeSet, HashMap, VecDeque};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
+use crate::cedar_type::CedarType;
 use crate::error::LoadError;
 use crate::source::Source;
-use crate::tools::{BUILTIN_ACTIONS, CedarType, ToolRegistry};
+use crate::tools::{BUILTIN_ACTIONS, ToolRegistry};
 
 /// One counter: what it counts or sums, and over which window.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

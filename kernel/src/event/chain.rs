@@ -201,7 +201,7 @@ mod tests {
 
     #[test]
     fn a_decision_is_written_as_the_generic_writer_writes_it() {
-        use crate::deployment::BundleHashes;
+        use crate::bundle::BundleHashes;
         use crate::gate::{Basis, DeterminingPolicy, Mode, Verdict};
         use std::sync::Arc;
         let policy = |id: &str, annotations: &[(&str, &str)]| {
@@ -338,7 +338,7 @@ mod tests {
         let direct = |e: &Event| hash_of(e).expect("canonical");
         let through_json = |e: &Event| event_hash(&serde_json::to_value(e).expect("json"));
         assert_eq!(direct(&event), through_json(&event));
-        let bundle = crate::deployment::BundleHashes {
+        let bundle = crate::bundle::BundleHashes {
             policies: "p".into(),
             schema: "s".into(),
             entities: "e".into(),

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use cedar_policy::EntityUid;
 use serde::{Deserialize, Serialize};
 
-use crate::deployment::BundleHashes;
+use crate::bundle::BundleHashes;
 
 /// Whether decisions are enforced or only recorded. Chosen explicitly when a session starts.
 #[cfg_attr(feature = "schemars", derive(schemars::JsonSchema))]

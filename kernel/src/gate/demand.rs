@@ -18,7 +18,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use cedar_policy::Policy;
 
-use crate::session::SESSION_ATTRIBUTES;
+use crate::vocabulary::SESSION_ATTRIBUTES;
 
 /// The attributes to build, two levels deep (`session.steps`); anything deeper is built whole.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]

@@ -24,7 +24,7 @@ use cedar_policy::{
     Schema,
 };
 
-use crate::deployment::BundleHashes;
+use crate::bundle::BundleHashes;
 use set::Candidate;
 
 /// One authorization as Cedar saw it: the exact request, the policies set aside, and the kernel's
@@ -188,7 +188,7 @@ impl Gate {
                 context,
                 ask.validate.then_some(&self.schema),
             )
-            .map_err(|e| crate::deployment::full_message(&e))
+            .map_err(|e| crate::error::full_message(&e))
         };
         let candidates = self
             .index

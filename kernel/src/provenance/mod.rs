@@ -23,7 +23,7 @@ use std::collections::BTreeSet;
 use crate::gate::Val;
 use serde_json::Value;
 
-use crate::tools::CedarType;
+use crate::cedar_type::CedarType;
 
 /// The class of content carrying `labels`: `trusted` wins over `untrusted` only when alone; a
 /// text labelled both counts as untrusted.
@@ -97,7 +97,7 @@ impl Shape {
                     .map(|(name, required, s)| {
                         format!(
                             "{}{}: {}",
-                            crate::tools::quote(name),
+                            crate::cedar_type::quote(name),
                             if *required { "" } else { "?" },
                             s.to_cedarschema()
                         )

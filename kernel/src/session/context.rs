@@ -5,6 +5,7 @@ use std::sync::Arc;
 
 use super::Session;
 use crate::gate::{Demand, RequestContext, Val};
+use crate::vocabulary::SESSION_ATTRIBUTES;
 
 pub(crate) fn long(n: u64) -> Val {
     Val::long(n)
@@ -102,26 +103,6 @@ impl Session {
         Val::record(attrs)
     }
 }
-
-/// The attributes of `context.session`, in the order of the bits that select them (see
-/// [`Demand::session`]).
-pub(crate) const SESSION_ATTRIBUTES: [&str; 15] = [
-    "id",
-    "tenant",
-    "user",
-    "agent",
-    "steps",
-    "elapsed_ms",
-    "tokens",
-    "cost_spent",
-    "cost_reserved",
-    "budget_limit",
-    "tool_calls",
-    "model_calls",
-    "attempt",
-    "in_doubt",
-    "labels",
-];
 
 /// Positions in [`SESSION_ATTRIBUTES`] in the order of the names, the order of a record's
 /// attributes.

@@ -1,5 +1,7 @@
 //! The request contract: the shape of every request the kernel builds, checked against the schema
-//! once, when a deployment loads.
+//! once, when a deployment loads. That check needs sessions, so [`DeploymentBuilder::build`] lives
+//! here, above both: the deployment compiles its bundle without knowing of sessions, and this
+//! layer refuses it if the sessions built on it would make requests the schema does not accept.
 //!
 //! Sessions build requests from their own typed state, so at run time Cedar is not asked to
 //! re-validate them (a validation costs about as much as an authorization). What could still
@@ -15,12 +17,42 @@ use serde_json::json;
 use super::context::{approve_extra, cancel_extra, endorse_extra};
 use super::proposal::Proposal;
 use super::{Session, SessionConfig};
-use crate::deployment::Deployment;
+use crate::deployment::{Deployment, DeploymentBuilder};
+use crate::error::{LoadError, LoadErrors};
 use crate::gate::{Decision, Mode};
+
+impl DeploymentBuilder {
+    /// Checks and compiles everything, then checks the request contract. On failure, lists every
+    /// problem found, each located.
+    pub fn build(self) -> Result<Deployment, LoadErrors> {
+        let (deployment, schema_at) = self.compile()?;
+        let deployment = Arc::new(deployment);
+        let broken = check_request_contract(&deployment);
+        if !broken.is_empty() {
+            return Err(LoadErrors(
+                broken
+                    .into_iter()
+                    .map(|(request, message)| LoadError::Contract {
+                        at: schema_at.clone(),
+                        request,
+                        message,
+                    })
+                    .collect(),
+            ));
+        }
+        // The check's sessions are gone, so this is the only reference.
+        Arc::try_unwrap(deployment).map_err(|_| {
+            LoadErrors(vec![LoadError::Schema {
+                at: schema_at,
+                message: "internal: the deployment is still shared after its contract check".into(),
+            }])
+        })
+    }
+}
 
 /// Every request kind the kernel makes that the schema does not accept, as `(what, Cedar's
 /// message)`. Empty when the deployment's schema and the kernel agree.
-pub(crate) fn check_request_contract(deployment: &Arc<Deployment>) -> Vec<(String, String)> {
+fn check_request_contract(deployment: &Arc<Deployment>) -> Vec<(String, String)> {
     let mut s = match Session::probe(Arc::clone(deployment)) {
         Ok(s) => s,
         Err(e) => return vec![("a session".into(), e)],

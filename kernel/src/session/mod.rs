@@ -26,8 +26,6 @@ use crate::gate::{Decision, Obligations};
 use crate::history::History;
 use crate::intent::Intent;
 use crate::tools::uid;
-pub(crate) use context::SESSION_ATTRIBUTES;
-pub(crate) use contract::check_request_contract;
 use proposal::Proposal;
 
 /// The entity uids a session's requests are made of, resolved once.

@@ -1,10 +1,7 @@
 //! The tool registry: each tool's JSON Schema validates its arguments and, mapped to Cedar types,
 //! generates the tool's own action (`in [Action::"call_tool"]`) with a typed `context.input`.
 
-mod cedar_type;
-
 use std::collections::{BTreeMap, BTreeSet};
-use std::fmt;
 
 use cedar_policy::EntityUid;
 
@@ -12,8 +9,9 @@ use crate::gate::Val;
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
-pub(crate) use cedar_type::CedarType;
+pub(crate) use crate::cedar_type::{CedarType, quote};
 
+pub use crate::error::ArgumentError;
 use crate::error::LoadError;
 use crate::provenance::{ContentIndex, Shape};
 use crate::source::Located;
@@ -80,21 +78,6 @@ pub struct ToolSpec {
     pub tenant: Option<String>,
     /// JSON Schema of the arguments (an object schema).
     pub input_schema: Value,
-}
-
-/// One violation in a tool call's arguments.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct ArgumentError {
-    /// JSON pointer to the offending argument (`/amount`, `/items/2/sku`; `/` for the whole input).
-    pub path: String,
-    /// What is wrong.
-    pub message: String,
-}
-
-impl fmt::Display for ArgumentError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}: {}", self.path, self.message)
-    }
 }
 
 /// A registered tool, compiled.
@@ -311,23 +294,6 @@ fn identifier(name: &str) -> String {
         id.insert(0, '_');
     }
     id
-}
-
-/// A Cedar string literal.
-pub(crate) fn quote(s: &str) -> String {
-    let mut out = String::with_capacity(s.len() + 2);
-    out.push('"');
-    for c in s.chars() {
-        match c {
-            '"' => out.push_str("\\\""),
-            '\\' => out.push_str("\\\\"),
-            '\n' => out.push_str("\\n"),
-            '\t' => out.push_str("\\t"),
-            c => out.push(c),
-        }
-    }
-    out.push('"');
-    out
 }
 
 /// The entity uid `ty::"id"` (`ty` a type name such as `Tool` or `Action`).

@@ -12,7 +12,7 @@ use cedar_policy::RestrictedExpression;
 use crate::gate::Val;
 use serde_json::Value;
 
-use super::{ArgumentError, quote};
+use crate::error::ArgumentError;
 
 /// A Cedar type a tool argument can have.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -309,6 +309,23 @@ fn datetime(s: &str) -> Result<String, String> {
         }
     };
     Ok(format!("{date}T{clock}{offset}"))
+}
+
+/// A Cedar string literal.
+pub(crate) fn quote(s: &str) -> String {
+    let mut out = String::with_capacity(s.len() + 2);
+    out.push('"');
+    for c in s.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            '\n' => out.push_str("\\n"),
+            '\t' => out.push_str("\\t"),
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+    out
 }
 
 #[cfg(test)]
