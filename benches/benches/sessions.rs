@@ -109,7 +109,7 @@ fn concurrent(rt: &tokio::runtime::Runtime, deployment: &Arc<kernel::Deployment>
                 }),
             )
             .keep_events(false)
-            .store(Arc::clone(&check) as Arc<dyn runtime::store::SessionStore>),
+            .log(Arc::clone(&check) as Arc<dyn runtime::store::SessionLog>),
     );
     let before = benches::Counting::live();
     let clock = Instant::now();

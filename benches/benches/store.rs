@@ -17,7 +17,7 @@ use criterion::{BatchSize, Criterion, Throughput, criterion_group, criterion_mai
 use kernel::event::{encode_jsonl, verify_jsonl};
 use kernel::{Event, Intent, Mode, Session, SessionConfig};
 use runtime::store::sqlite::SqliteStore;
-use runtime::store::{SessionRecord, SessionStore, Step};
+use runtime::store::{SessionLog, SessionRecord, SessionStore, Step};
 
 /// The allocator the `arbiter` binary uses (see the README's Performance section).
 #[global_allocator]
@@ -134,7 +134,7 @@ fn bench(c: &mut Criterion) {
     let per_session = {
         let probe = std::sync::Arc::new(benches::ChainCheck::default());
         let runtime =
-            driver_runtime(std::sync::Arc::clone(&probe) as std::sync::Arc<dyn SessionStore>);
+            driver_runtime(std::sync::Arc::clone(&probe) as std::sync::Arc<dyn SessionLog>);
         rt.block_on(runtime.run(
             benches::acme_session(&deployment, 0),
             "loop".into(),
@@ -151,7 +151,7 @@ fn bench(c: &mut Criterion) {
                 || {
                     round += 1;
                     let store = SqliteStore::open(&dir.join(format!("d{round}.db"))).expect("open");
-                    let store: std::sync::Arc<dyn SessionStore> = std::sync::Arc::new(
+                    let store: std::sync::Arc<dyn SessionLog> = std::sync::Arc::new(
                         runtime::store::GroupCommit::new(store).expect("group commit"),
                     );
                     std::sync::Arc::new(driver_runtime(store))
@@ -191,7 +191,8 @@ fn bench(c: &mut Criterion) {
 }
 
 /// The scripted 10-tool-call loop, keeping no events, writing ahead to `store`.
-fn driver_runtime(store: std::sync::Arc<dyn SessionStore>) -> runtime::Runtime {
+/// The scripted loop with `log` behind it (its memory stays the runtime's: the loop reads none).
+fn driver_runtime(log: std::sync::Arc<dyn SessionLog>) -> runtime::Runtime {
     runtime::Runtime::new(
         std::sync::Arc::new(benches::LoopModel { tool_calls: 10 }),
         "small",
@@ -204,7 +205,7 @@ fn driver_runtime(store: std::sync::Arc<dyn SessionStore>) -> runtime::Runtime {
         }),
     )
     .keep_events(false)
-    .store(store)
+    .log(log)
 }
 
 criterion_group!(benches, bench);

@@ -428,19 +428,7 @@ impl ChainCheck {
     }
 }
 
-impl runtime::store::SessionStore for ChainCheck {
-    fn put_bundle(&self, _: &kernel::BundleSources) -> Result<String, runtime::store::StoreError> {
-        Ok(String::new())
-    }
-
-    fn bundle(&self, hash: &str) -> Result<kernel::BundleSources, runtime::store::StoreError> {
-        Err(runtime::store::StoreError::NotFound(hash.into()))
-    }
-
-    fn create(&self, _: &runtime::store::SessionRecord) -> Result<(), runtime::store::StoreError> {
-        Ok(())
-    }
-
+impl runtime::store::SessionLog for ChainCheck {
     fn begin(
         &self,
         _: &Deployment,
@@ -476,38 +464,6 @@ impl runtime::store::SessionStore for ChainCheck {
             *head = (e.seq + 1, e.hash.clone());
         }
         self.events.fetch_add(events.len(), Relaxed);
-        Ok(())
-    }
-
-    fn load(
-        &self,
-        _: &str,
-        session: &str,
-    ) -> Result<runtime::store::StoredSession, runtime::store::StoreError> {
-        Err(runtime::store::StoreError::NotFound(session.into()))
-    }
-
-    fn sessions(&self) -> Result<Vec<(String, String)>, runtime::store::StoreError> {
-        Ok(Vec::new())
-    }
-
-    fn memory_get(
-        &self,
-        _: &str,
-        _: &str,
-        _: &str,
-    ) -> Result<Option<(serde_json::Value, Vec<String>)>, runtime::store::StoreError> {
-        Ok(None)
-    }
-
-    fn memory_put(
-        &self,
-        _: &str,
-        _: &str,
-        _: &str,
-        _: &serde_json::Value,
-        _: &[String],
-    ) -> Result<(), runtime::store::StoreError> {
         Ok(())
     }
 }

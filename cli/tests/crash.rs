@@ -1,4 +1,4 @@
-//! Crash recovery for real: `arbiter drive` runs a scripted agent whose tool is a real program
+//! Crash recovery for real: `arbiter play` runs a scripted agent whose tool is a real program
 //! appending to a file, and is killed with SIGKILL at 50+ pseudo-random points, then started again
 //! until the session completes. Every completed log must verify and re-check, hold each call's
 //! result once, and the side-effect file must hold each call exactly once — no lost event, no
@@ -45,10 +45,10 @@ fn tool(dir: &Path) -> std::path::PathBuf {
     script
 }
 
-fn drive(db: &Path, tool: &Path) -> std::process::Child {
+fn play(db: &Path, tool: &Path) -> std::process::Child {
     Command::new(env!("CARGO_BIN_EXE_arbiter"))
         .args([
-            "drive",
+            "play",
             "scenarios/recovery/append_notes.toml",
             "--store",
             &format!("sqlite:{}", db.display()),
@@ -82,7 +82,7 @@ fn sigkill_at_random_points_loses_nothing_and_duplicates_nothing() {
         let _ = std::fs::remove_file(dir.join("notes"));
         let mut finished = false;
         for _ in 0..60 {
-            let mut child = drive(&db, &tool);
+            let mut child = play(&db, &tool);
             std::thread::sleep(Duration::from_millis(next(450)));
             if child.try_wait().expect("try_wait").is_none() {
                 child.kill().expect("SIGKILL");

@@ -1,17 +1,19 @@
-//! Arbiter's evaluation layer: scenario files, deterministic replay against the kernel,
-//! expectations, snapshot rendering, and the pieces of the `arbiter` CLI.
+//! Arbiter's evaluation layer: the scenario format, deterministic replay on the kernel's agent
+//! loop, expectations, snapshot rendering and fuzzing; scenarios run on the async runtime
+//! (`scripted`) or resumably into a store with real tools (`resumable`); agent files, audits and
+//! the scripted model server the `arbiter` commands use.
 #![forbid(unsafe_code)]
 
 pub mod agent;
 pub mod audit;
-pub mod driven;
-pub mod durable;
 pub mod error;
 pub mod expect;
 pub mod fake_model;
 pub mod fuzz;
 pub mod replay;
+pub mod resumable;
 pub mod scenario;
+pub mod scripted;
 pub mod snapshot;
 pub mod suite;
 

@@ -69,21 +69,21 @@ pub fn replay(s: &LoadedScenario, deployment: Arc<Deployment>) -> Result<Run, Sc
 }
 
 /// Plays `s` durably: every step is written to the store before its effects run, tools named in
-/// `durable` run as real subprocesses, and a session already in the store is resumed — its log
+/// `resumable` run as real subprocesses, and a session already in the store is resumed — its log
 /// replayed (the scenario must propose exactly what the log holds) and a call whose result the
 /// log lacks declared in doubt, for policy to decide.
-pub fn replay_durable(
+pub fn replay_resumable(
     s: &LoadedScenario,
     deployment: Arc<Deployment>,
-    durable: crate::durable::Durable,
+    resumable: crate::resumable::Resumable,
 ) -> Result<Run, ScenarioError> {
-    play(s, deployment, Some(durable))
+    play(s, deployment, Some(resumable))
 }
 
 fn play(
     s: &LoadedScenario,
     deployment: Arc<Deployment>,
-    durable: Option<crate::durable::Durable>,
+    resumable: Option<crate::resumable::Resumable>,
 ) -> Result<Run, ScenarioError> {
     let spec = &s.scenario.session;
     let config = s.session_config();
@@ -140,7 +140,7 @@ fn play(
         pending: None,
         monitor,
         invariants_only_for_properties: !expect.invariants,
-        durable,
+        resumable,
     };
     if s.scenario.intents.is_empty() {
         let stepped = player.agent.start(spec.request.clone(), 0);
@@ -148,7 +148,7 @@ fn play(
         player
             .run()
             .map_err(|m| ScenarioError::invalid(&s.source, None, &m))?;
-        if let Some(e) = player.durable.as_mut().and_then(|d| d.error.take()) {
+        if let Some(e) = player.resumable.as_mut().and_then(|d| d.error.take()) {
             return Err(ScenarioError::invalid(&s.source, None, &e));
         }
     } else {
@@ -184,7 +184,7 @@ struct Pending {
     not_before: u64,
     /// The `@timeout_ms` obligation: an answer slower than this never arrives; the attempt fails.
     timeout: Option<u64>,
-    /// The attempt (tools), for the durable driver.
+    /// The attempt (tools), for resumable runs.
     attempt: u32,
     /// The arguments (tools), for real subprocess tools.
     input: Value,
@@ -228,13 +228,13 @@ struct Player {
     pending: Option<Pending>,
     monitor: Option<Monitor>,
     invariants_only_for_properties: bool,
-    durable: Option<crate::durable::Durable>,
+    resumable: Option<crate::resumable::Resumable>,
 }
 
 impl Player {
     fn run(&mut self) -> Result<(), String> {
         loop {
-            if self.durable.as_ref().is_some_and(|d| d.error.is_some()) {
+            if self.resumable.as_ref().is_some_and(|d| d.error.is_some()) {
                 return Ok(());
             }
             if self.transitions > MAX_STEPS {
@@ -297,7 +297,7 @@ impl Player {
             PendingKind::Tool(tool) => {
                 let (latency, cost, response) = self.peek_response(tool);
                 let real = self
-                    .durable
+                    .resumable
                     .as_mut()
                     .and_then(|d| d.answer(tool, &pending.id, pending.attempt, &pending.input));
                 (
@@ -373,7 +373,7 @@ impl Player {
                 intent,
             };
             let appended = stepped.events();
-            if let Some(d) = &mut self.durable
+            if let Some(d) = &mut self.resumable
                 && !d.record(&step, appended)
             {
                 return; // not written (or not what the log holds): nothing of this step happens
@@ -420,7 +420,7 @@ impl Player {
                     not_before_ms,
                     obligations,
                 } => {
-                    if let Some(d) = &mut self.durable {
+                    if let Some(d) = &mut self.resumable {
                         d.dispatched(&call_id, attempt);
                     }
                     self.pending = Some(Pending {

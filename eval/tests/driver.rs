@@ -25,7 +25,7 @@ async fn the_driver_reproduces_every_scenario_byte_for_byte() {
         }
         let deployment = Arc::new(eval::deployment(&loaded).expect("deploys"));
         let replayed = eval::replay(&loaded, Arc::clone(&deployment)).expect("replays");
-        let driven = eval::driven::drive(&loaded, deployment)
+        let driven = eval::scripted::run_on_runtime(&loaded, deployment)
             .await
             .expect("drives");
         assert_eq!(driven.status, replayed.status, "{}", file.display());

@@ -17,7 +17,7 @@ use std::sync::Arc;
 use kernel::Step;
 use kernel::{Intent, Mode, Session, SessionConfig};
 use runtime::store::sqlite::SqliteStore;
-use runtime::store::{InMemoryStore, SessionRecord, SessionStore, StoreError};
+use runtime::store::{InMemoryStore, SessionLog, SessionRecord, SessionStore, StoreError};
 use rusqlite::{Connection, params};
 
 fn temp_db(name: &str) -> PathBuf {
@@ -265,7 +265,7 @@ async fn a_durable_runtime_writes_ahead_and_a_second_runtime_is_refused() {
     );
     let turn: eval::scenario::Turn = toml::from_str("answer = \"done\"").expect("turn");
     let model: Arc<dyn runtime::Model> =
-        Arc::new(eval::driven::ScriptedModel::new(vec![turn.clone(), turn]));
+        Arc::new(eval::scripted::ScriptedModel::new(vec![turn.clone(), turn]));
     let first = Runtime::new(Arc::clone(&model), "small")
         .store(Arc::new(SqliteStore::open(&path).expect("open")));
     let out = first
@@ -504,14 +504,14 @@ fn a_session_cut_while_waiting_for_approval_resumes_with_the_same_request() {
     drop(conn);
 
     let store: Arc<dyn SessionStore> = Arc::new(SqliteStore::open(&path).expect("open"));
-    let durable = eval::durable::Durable::open(
+    let durable = eval::resumable::Resumable::open(
         Arc::clone(&store),
         &deployment,
         &loaded.session_config(),
         Default::default(),
     )
     .expect("resume");
-    let resumed = eval::replay::replay_durable(&loaded, Arc::clone(&deployment), durable)
+    let resumed = eval::replay::replay_resumable(&loaded, Arc::clone(&deployment), durable)
         .expect("resumed run");
     // Same request id, same expiry, same approval, same everything.
     assert_eq!(resumed.events, full.events);

@@ -355,16 +355,16 @@ struct Rendezvous {
     arrived: std::sync::Condvar,
 }
 
-impl runtime::store::SessionStore for Rendezvous {
-    fn put_bundle(&self, _: &kernel::BundleSources) -> Result<String, runtime::store::StoreError> {
-        Ok(String::new())
-    }
-    fn bundle(&self, h: &str) -> Result<kernel::BundleSources, runtime::store::StoreError> {
-        Err(runtime::store::StoreError::NotFound(h.into()))
-    }
-    fn create(&self, _: &runtime::store::SessionRecord) -> Result<(), runtime::store::StoreError> {
+impl runtime::store::SessionLog for Rendezvous {
+    fn begin(
+        &self,
+        _: &kernel::Deployment,
+        _: &kernel::SessionConfig,
+        _: u64,
+    ) -> Result<(), runtime::store::StoreError> {
         Ok(())
     }
+
     fn append(
         &self,
         _: &str,
@@ -387,34 +387,6 @@ impl runtime::store::SessionStore for Rendezvous {
         inside.0 -= 1;
         Ok(())
     }
-    fn load(
-        &self,
-        _: &str,
-        s: &str,
-    ) -> Result<runtime::store::StoredSession, runtime::store::StoreError> {
-        Err(runtime::store::StoreError::NotFound(s.into()))
-    }
-    fn sessions(&self) -> Result<Vec<(String, String)>, runtime::store::StoreError> {
-        Ok(Vec::new())
-    }
-    fn memory_get(
-        &self,
-        _: &str,
-        _: &str,
-        _: &str,
-    ) -> Result<Option<(serde_json::Value, Vec<String>)>, runtime::store::StoreError> {
-        Ok(None)
-    }
-    fn memory_put(
-        &self,
-        _: &str,
-        _: &str,
-        _: &str,
-        _: &serde_json::Value,
-        _: &[String],
-    ) -> Result<(), runtime::store::StoreError> {
-        Ok(())
-    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -430,7 +402,7 @@ async fn appends_wait_off_the_executor_so_more_sessions_than_workers_can_share_a
         let runtime = Arc::new(
             Runtime::new(Arc::new(OneSearch::new()), "small")
                 .tool("web_search", Arc::new(Slow(Duration::from_millis(1))))
-                .store(Arc::clone(&store) as Arc<dyn runtime::store::SessionStore>),
+                .log(Arc::clone(&store) as Arc<dyn runtime::store::SessionLog>),
         );
         let cfg = SessionConfig {
             id: format!("w{i}"),

@@ -2,10 +2,10 @@
 
 mod audit;
 mod check;
-mod drive;
 mod explain;
 mod fake_model;
 mod fuzz;
+mod play;
 mod replay;
 mod run;
 mod test;
@@ -56,7 +56,7 @@ enum Command {
     FakeModel(fake_model::Args),
     /// Play a scenario durably into a store (`sqlite:PATH`), some tools as real programs; run it
     /// again after a crash and it resumes.
-    Drive(drive::Args),
+    Play(play::Args),
     /// Generate sessions and check the kernel's invariants and author properties.
     Fuzz(fuzz::Args),
     /// Audit logs.
@@ -90,7 +90,7 @@ impl Cli {
             Command::Test { paths, store } => test::run(&paths, store.as_deref()),
             Command::Fuzz(args) => fuzz::run(&args),
             Command::Run(args) => run::run(&args),
-            Command::Drive(args) => drive::run(&args),
+            Command::Play(args) => play::run(&args),
             Command::FakeModel(args) => fake_model::run(&args),
             Command::Audit {
                 command: AuditCommand::Verify { source },

@@ -106,7 +106,7 @@ impl Run<'_> {
                 scope,
                 key,
             } => {
-                let entry = match &rt.store {
+                let entry = match &rt.tenant_memory {
                     // Durable memory is keyed by the session's tenant. A failed read stops the
                     // run rather than passing for a miss.
                     Some(store) => match store.memory_get(&self.tenant, &scope, &key) {
@@ -135,7 +135,7 @@ impl Run<'_> {
                 key,
                 value,
                 labels,
-            } => match &rt.store {
+            } => match &rt.tenant_memory {
                 Some(store) => {
                     if let Err(e) = store.memory_put(&self.tenant, &scope, &key, &value, &labels) {
                         self.store_error = Some(e);

@@ -31,7 +31,7 @@ use tokio::sync::mpsc;
 
 use crate::hub::EventHub;
 use crate::models::Model;
-use crate::store::{SessionStore, StoreError, StoredSession};
+use crate::store::{SessionLog, SessionStore, StoreError, StoredSession, TenantMemory};
 use crate::tools::{Credentials, Tool};
 use run::{Begin, Run};
 
@@ -59,7 +59,10 @@ pub struct Runtime {
     credentials: Credentials,
     memory: Arc<Mutex<SharedMemory>>,
     jitter: Option<Mutex<u64>>,
-    store: Option<Arc<dyn SessionStore>>,
+    /// Where steps are written ahead of their effects.
+    log: Option<Arc<dyn SessionLog>>,
+    /// Durable memory; without it, `memory`.
+    tenant_memory: Option<Arc<dyn TenantMemory>>,
     keep_events: bool,
 }
 
@@ -76,7 +79,8 @@ impl Runtime {
             credentials: Credentials::default(),
             memory: Arc::default(),
             jitter: None,
-            store: None,
+            log: None,
+            tenant_memory: None,
             keep_events: true,
         }
     }
@@ -92,8 +96,17 @@ impl Runtime {
     /// Makes runs durable: each session is created in `store` with its bundle, and every step is
     /// written with its events before any effect it returns is performed (write-ahead), so a tool
     /// never runs unless the decision to run it is on disk. A refused write stops the run.
+    /// Memory reads and writes go to the store too, keyed by the session's tenant.
     pub fn store(mut self, store: Arc<dyn SessionStore>) -> Self {
-        self.store = Some(store);
+        self.log = Some(Arc::clone(&store) as Arc<dyn SessionLog>);
+        self.tenant_memory = Some(store);
+        self
+    }
+
+    /// Makes runs durable with a write-ahead log only (a recorder that cannot read back, so runs
+    /// cannot be resumed from it); memory stays the runtime's own.
+    pub fn log(mut self, log: Arc<dyn SessionLog>) -> Self {
+        self.log = Some(log);
         self
     }
 
@@ -209,7 +222,7 @@ impl Runtime {
         live: Option<mpsc::UnboundedReceiver<Control>>,
         tick_every: Option<Duration>,
     ) -> Outcome {
-        if let (Some(store), Begin::Fresh(_)) = (&self.store, &begin) {
+        if let (Some(store), Begin::Fresh(_)) = (&self.log, &begin) {
             let created = store.begin(session.deployment(), session.config(), wall_ms());
             if let Err(e) = created {
                 return Outcome {
@@ -223,7 +236,7 @@ impl Runtime {
         // spawned task's future and the run's (about 1.2 KiB per live session).
         let agent = Box::new(
             AgentLoop::new(session, self.model_id.clone())
-                .keep_intents(self.store.is_some())
+                .keep_intents(self.log.is_some())
                 .schedule(schedule),
         );
         let mut run = Run::new(self, agent, &begin, hub, live, tick_every);

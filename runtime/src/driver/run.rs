@@ -16,7 +16,7 @@ use tokio::time::{Instant, sleep_until};
 use super::{Outcome, Runtime};
 use crate::hub::EventHub;
 use crate::models::Model;
-use crate::store::{SessionStore, StoreError, StoredSession};
+use crate::store::{SessionLog, StoreError, StoredSession};
 
 /// How a run begins: a new session with the user's request, or a stored one picking up.
 pub(super) enum Begin {
@@ -252,7 +252,7 @@ impl<'a> Run<'a> {
             result,
             ..
         } = stepped;
-        if let (Some(store), Some(intent)) = (&self.rt.store, intent) {
+        if let (Some(store), Some(intent)) = (&self.rt.log, intent) {
             let step = Step { n, t_ms, intent };
             let events = match &result {
                 Ok(t) => t.events.as_slice(),
@@ -293,7 +293,7 @@ impl<'a> Run<'a> {
 /// on a commit at the same moment can share it (see [`crate::store::GroupCommit`]); on a
 /// current-thread runtime, where that is impossible, it waits in place.
 fn append_off_executor(
-    store: &dyn SessionStore,
+    store: &dyn SessionLog,
     tenant: &str,
     session: &str,
     step: &Step,

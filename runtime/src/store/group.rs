@@ -9,7 +9,9 @@ use std::thread;
 use serde_json::Value;
 
 use super::sqlite::{NewSession, Row, SqliteStore, Write};
-use super::{SessionRecord, SessionStore, Step, StoreError, StoredSession};
+use super::{
+    SessionLog, SessionRecord, SessionStore, Step, StoreError, StoredSession, TenantMemory,
+};
 use kernel::BundleSources;
 use kernel::event::Event;
 
@@ -72,21 +74,14 @@ fn write(store: &SqliteStore, group: Vec<Job>) {
     }
 }
 
-impl SessionStore for GroupCommit {
-    fn put_bundle(&self, sources: &BundleSources) -> Result<String, StoreError> {
-        self.inner.put_bundle(sources)
-    }
-
-    fn bundle(&self, hash: &str) -> Result<BundleSources, StoreError> {
-        self.inner.bundle(hash)
-    }
-
-    fn has_bundle(&self, hash: &str) -> Result<bool, StoreError> {
-        self.inner.has_bundle(hash)
-    }
-
-    fn create(&self, record: &SessionRecord) -> Result<(), StoreError> {
-        self.submit(Write::Create(NewSession::new(record)?))
+impl SessionLog for GroupCommit {
+    fn begin(
+        &self,
+        deployment: &kernel::Deployment,
+        config: &kernel::SessionConfig,
+        started_wall_ms: u64,
+    ) -> Result<(), StoreError> {
+        super::begin_session(self, deployment, config, started_wall_ms)
     }
 
     fn append(
@@ -99,15 +94,9 @@ impl SessionStore for GroupCommit {
         // Serializing happens here, on the appending thread, so the writer only writes.
         self.submit(Write::Append(Row::new(tenant, session, step, events)?))
     }
+}
 
-    fn load(&self, tenant: &str, session: &str) -> Result<StoredSession, StoreError> {
-        self.inner.load(tenant, session)
-    }
-
-    fn sessions(&self) -> Result<Vec<(String, String)>, StoreError> {
-        self.inner.sessions()
-    }
-
+impl TenantMemory for GroupCommit {
     fn memory_get(
         &self,
         tenant: &str,
@@ -126,5 +115,31 @@ impl SessionStore for GroupCommit {
         labels: &[String],
     ) -> Result<(), StoreError> {
         self.inner.memory_put(tenant, scope, key, value, labels)
+    }
+}
+
+impl SessionStore for GroupCommit {
+    fn put_bundle(&self, sources: &BundleSources) -> Result<String, StoreError> {
+        self.inner.put_bundle(sources)
+    }
+
+    fn bundle(&self, hash: &str) -> Result<BundleSources, StoreError> {
+        self.inner.bundle(hash)
+    }
+
+    fn has_bundle(&self, hash: &str) -> Result<bool, StoreError> {
+        self.inner.has_bundle(hash)
+    }
+
+    fn create(&self, record: &SessionRecord) -> Result<(), StoreError> {
+        self.submit(Write::Create(NewSession::new(record)?))
+    }
+
+    fn load(&self, tenant: &str, session: &str) -> Result<StoredSession, StoreError> {
+        self.inner.load(tenant, session)
+    }
+
+    fn sessions(&self) -> Result<Vec<(String, String)>, StoreError> {
+        self.inner.sessions()
     }
 }

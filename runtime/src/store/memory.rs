@@ -3,7 +3,9 @@
 use std::collections::BTreeMap;
 use std::sync::Mutex;
 
-use super::{SessionRecord, SessionStore, Step, StoreError, StoredSession};
+use super::{
+    SessionLog, SessionRecord, SessionStore, Step, StoreError, StoredSession, TenantMemory,
+};
 use kernel::BundleSources;
 use kernel::event::Event;
 
@@ -30,6 +32,72 @@ impl InMemoryStore {
             .lock()
             .map_err(|_| StoreError::Backend("a writer panicked holding the lock".into()))?;
         f(&mut inner)
+    }
+}
+
+impl SessionLog for InMemoryStore {
+    fn begin(
+        &self,
+        deployment: &kernel::Deployment,
+        config: &kernel::SessionConfig,
+        started_wall_ms: u64,
+    ) -> Result<(), StoreError> {
+        super::begin_session(self, deployment, config, started_wall_ms)
+    }
+
+    fn append(
+        &self,
+        tenant: &str,
+        session: &str,
+        step: &Step,
+        events: &[Event],
+    ) -> Result<(), StoreError> {
+        self.with(|i| {
+            let s = i
+                .sessions
+                .get_mut(&(tenant.to_owned(), session.to_owned()))
+                .ok_or_else(|| StoreError::NotFound(format!("session {tenant}/{session}")))?;
+            let found = s.steps.len() as u64;
+            let next_seq = s.events.len() as u64;
+            if step.n != found || events.first().is_some_and(|e| e.seq != next_seq) {
+                return Err(StoreError::Conflict {
+                    tenant: tenant.to_owned(),
+                    session: session.to_owned(),
+                    expected: step.n,
+                    found,
+                });
+            }
+            s.steps.push(step.clone());
+            s.events.extend_from_slice(events);
+            Ok(())
+        })
+    }
+}
+
+impl TenantMemory for InMemoryStore {
+    fn memory_get(
+        &self,
+        tenant: &str,
+        scope: &str,
+        key: &str,
+    ) -> Result<Option<(serde_json::Value, Vec<String>)>, StoreError> {
+        let k = (tenant.to_owned(), scope.to_owned(), key.to_owned());
+        self.with(|i| Ok(i.memory.get(&k).cloned()))
+    }
+
+    fn memory_put(
+        &self,
+        tenant: &str,
+        scope: &str,
+        key: &str,
+        value: &serde_json::Value,
+        labels: &[String],
+    ) -> Result<(), StoreError> {
+        let k = (tenant.to_owned(), scope.to_owned(), key.to_owned());
+        self.with(|i| {
+            i.memory.insert(k, (value.clone(), labels.to_vec()));
+            Ok(())
+        })
     }
 }
 
@@ -78,34 +146,6 @@ impl SessionStore for InMemoryStore {
         })
     }
 
-    fn append(
-        &self,
-        tenant: &str,
-        session: &str,
-        step: &Step,
-        events: &[Event],
-    ) -> Result<(), StoreError> {
-        self.with(|i| {
-            let s = i
-                .sessions
-                .get_mut(&(tenant.to_owned(), session.to_owned()))
-                .ok_or_else(|| StoreError::NotFound(format!("session {tenant}/{session}")))?;
-            let found = s.steps.len() as u64;
-            let next_seq = s.events.len() as u64;
-            if step.n != found || events.first().is_some_and(|e| e.seq != next_seq) {
-                return Err(StoreError::Conflict {
-                    tenant: tenant.to_owned(),
-                    session: session.to_owned(),
-                    expected: step.n,
-                    found,
-                });
-            }
-            s.steps.push(step.clone());
-            s.events.extend_from_slice(events);
-            Ok(())
-        })
-    }
-
     fn load(&self, tenant: &str, session: &str) -> Result<StoredSession, StoreError> {
         self.with(|i| {
             i.sessions
@@ -117,30 +157,5 @@ impl SessionStore for InMemoryStore {
 
     fn sessions(&self) -> Result<Vec<(String, String)>, StoreError> {
         self.with(|i| Ok(i.sessions.keys().cloned().collect()))
-    }
-
-    fn memory_get(
-        &self,
-        tenant: &str,
-        scope: &str,
-        key: &str,
-    ) -> Result<Option<(serde_json::Value, Vec<String>)>, StoreError> {
-        let k = (tenant.to_owned(), scope.to_owned(), key.to_owned());
-        self.with(|i| Ok(i.memory.get(&k).cloned()))
-    }
-
-    fn memory_put(
-        &self,
-        tenant: &str,
-        scope: &str,
-        key: &str,
-        value: &serde_json::Value,
-        labels: &[String],
-    ) -> Result<(), StoreError> {
-        let k = (tenant.to_owned(), scope.to_owned(), key.to_owned());
-        self.with(|i| {
-            i.memory.insert(k, (value.clone(), labels.to_vec()));
-            Ok(())
-        })
     }
 }

@@ -82,40 +82,17 @@ pub enum StoreError {
     Backend(String),
 }
 
-/// Where sessions are kept.
-pub trait SessionStore: Send + Sync {
-    /// Keeps a bundle once; returns its hash.
-    fn put_bundle(&self, sources: &BundleSources) -> Result<String, StoreError>;
-    /// A bundle by hash.
-    fn bundle(&self, hash: &str) -> Result<BundleSources, StoreError>;
-    /// Whether a bundle is kept; stores answer without reading it back.
-    fn has_bundle(&self, hash: &str) -> Result<bool, StoreError> {
-        match self.bundle(hash) {
-            Ok(_) => Ok(true),
-            Err(StoreError::NotFound(_)) => Ok(false),
-            Err(e) => Err(e),
-        }
-    }
-    /// Creates a session; [`StoreError::Exists`] when the id is taken for the tenant.
-    fn create(&self, record: &SessionRecord) -> Result<(), StoreError>;
-
-    /// Keeps `deployment`'s bundle and creates the session under it.
+/// The write-ahead log a driver needs: create a session, append its steps. The whole contract a
+/// recorder has to meet (a test double, a forwarder); [`SessionStore`] adds reading back.
+pub trait SessionLog: Send + Sync {
+    /// Keeps `deployment`'s bundle and creates the session under it; [`StoreError::Exists`] when
+    /// the id is taken for the tenant.
     fn begin(
         &self,
         deployment: &kernel::Deployment,
         config: &SessionConfig,
         started_wall_ms: u64,
-    ) -> Result<(), StoreError> {
-        let bundle = deployment.bundle_hash();
-        if !self.has_bundle(bundle)? {
-            self.put_bundle(deployment.sources())?;
-        }
-        self.create(&SessionRecord {
-            config: config.clone(),
-            bundle: bundle.to_owned(),
-            started_wall_ms,
-        })
-    }
+    ) -> Result<(), StoreError>;
     /// Appends one step and its events atomically; [`StoreError::Conflict`] unless `step.n` is the
     /// log's length.
     fn append(
@@ -125,13 +102,12 @@ pub trait SessionStore: Send + Sync {
         step: &Step,
         events: &[Event],
     ) -> Result<(), StoreError>;
-    /// One session, whole.
-    fn load(&self, tenant: &str, session: &str) -> Result<StoredSession, StoreError>;
-    /// Every (tenant, session id), sorted.
-    fn sessions(&self) -> Result<Vec<(String, String)>, StoreError>;
+}
 
-    /// A memory entry and its labels. Keyed by tenant first: no call can reach another tenant's
-    /// scope, whatever scope name it passes.
+/// Durable memory entries with their labels. Keyed by tenant first: no call can reach another
+/// tenant's scope, whatever scope name it passes.
+pub trait TenantMemory: Send + Sync {
+    /// A memory entry and its labels.
     fn memory_get(
         &self,
         tenant: &str,
@@ -147,4 +123,46 @@ pub trait SessionStore: Send + Sync {
         value: &serde_json::Value,
         labels: &[String],
     ) -> Result<(), StoreError>;
+}
+
+/// Where sessions are kept: the log, read back (resume, audit), bundles kept once by content hash,
+/// and tenant memory.
+pub trait SessionStore: SessionLog + TenantMemory {
+    /// Keeps a bundle once; returns its hash.
+    fn put_bundle(&self, sources: &BundleSources) -> Result<String, StoreError>;
+    /// A bundle by hash.
+    fn bundle(&self, hash: &str) -> Result<BundleSources, StoreError>;
+    /// Whether a bundle is kept; stores answer without reading it back.
+    fn has_bundle(&self, hash: &str) -> Result<bool, StoreError> {
+        match self.bundle(hash) {
+            Ok(_) => Ok(true),
+            Err(StoreError::NotFound(_)) => Ok(false),
+            Err(e) => Err(e),
+        }
+    }
+    /// Creates a session; [`StoreError::Exists`] when the id is taken for the tenant.
+    fn create(&self, record: &SessionRecord) -> Result<(), StoreError>;
+    /// One session, whole.
+    fn load(&self, tenant: &str, session: &str) -> Result<StoredSession, StoreError>;
+    /// Every (tenant, session id), sorted.
+    fn sessions(&self) -> Result<Vec<(String, String)>, StoreError>;
+}
+
+/// [`SessionLog::begin`] for a store: keeps the bundle unless it is kept already, then creates
+/// the session under it.
+pub fn begin_session<S: SessionStore + ?Sized>(
+    store: &S,
+    deployment: &kernel::Deployment,
+    config: &SessionConfig,
+    started_wall_ms: u64,
+) -> Result<(), StoreError> {
+    let bundle = deployment.bundle_hash();
+    if !store.has_bundle(bundle)? {
+        store.put_bundle(deployment.sources())?;
+    }
+    store.create(&SessionRecord {
+        config: config.clone(),
+        bundle: bundle.to_owned(),
+        started_wall_ms,
+    })
 }

@@ -21,7 +21,9 @@ use rusqlite::config::DbConfig;
 use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
 use serde_json::{Map, Value};
 
-use super::{SessionRecord, SessionStore, Step, StoreError, StoredSession};
+use super::{
+    SessionLog, SessionRecord, SessionStore, Step, StoreError, StoredSession, TenantMemory,
+};
 use kernel::BundleSources;
 use kernel::event::{Event, sha256_hex};
 
@@ -451,6 +453,77 @@ impl SqliteStore {
     }
 }
 
+impl SessionLog for SqliteStore {
+    fn begin(
+        &self,
+        deployment: &kernel::Deployment,
+        config: &kernel::SessionConfig,
+        started_wall_ms: u64,
+    ) -> Result<(), StoreError> {
+        super::begin_session(self, deployment, config, started_wall_ms)
+    }
+
+    fn append(
+        &self,
+        tenant: &str,
+        session: &str,
+        step: &Step,
+        events: &[Event],
+    ) -> Result<(), StoreError> {
+        let row = Row::new(tenant, session, step, events)?;
+        self.with(|c| {
+            let tx = c
+                .transaction_with_behavior(TransactionBehavior::Immediate)
+                .map_err(backend)?;
+            row.write(&tx)?;
+            tx.commit().map_err(backend)
+        })
+    }
+}
+
+impl TenantMemory for SqliteStore {
+    fn memory_get(
+        &self,
+        tenant: &str,
+        scope: &str,
+        key: &str,
+    ) -> Result<Option<(Value, Vec<String>)>, StoreError> {
+        self.with(|c| {
+            let row: Option<(String, String)> = c
+                .query_row(
+                    "SELECT value, labels FROM memory WHERE tenant = ?1 AND scope = ?2 AND key = ?3",
+                    params![tenant, scope, key],
+                    |r| Ok((r.get(0)?, r.get(1)?)),
+                )
+                .optional()
+                .map_err(backend)?;
+            let at = format!("memory {tenant}/{scope}/{key}");
+            row.map(|(v, l)| Ok((from_json(&v, &at)?, from_json(&l, &at)?)))
+                .transpose()
+        })
+    }
+
+    fn memory_put(
+        &self,
+        tenant: &str,
+        scope: &str,
+        key: &str,
+        value: &Value,
+        labels: &[String],
+    ) -> Result<(), StoreError> {
+        let (value, labels) = (to_json(value)?, to_json(&labels)?);
+        self.with(|c| {
+            c.execute(
+                "INSERT INTO memory (tenant, scope, key, value, labels) VALUES (?1, ?2, ?3, ?4, ?5)
+                 ON CONFLICT (tenant, scope, key) DO UPDATE SET value = ?4, labels = ?5",
+                params![tenant, scope, key, value, labels],
+            )
+            .map_err(backend)?;
+            Ok(())
+        })
+    }
+}
+
 impl SessionStore for SqliteStore {
     fn put_bundle(&self, sources: &BundleSources) -> Result<String, StoreError> {
         let hash = sources.hash();
@@ -489,23 +562,6 @@ impl SessionStore for SqliteStore {
     fn create(&self, record: &SessionRecord) -> Result<(), StoreError> {
         let new = NewSession::new(record)?;
         self.with(|c| new.write(c))
-    }
-
-    fn append(
-        &self,
-        tenant: &str,
-        session: &str,
-        step: &Step,
-        events: &[Event],
-    ) -> Result<(), StoreError> {
-        let row = Row::new(tenant, session, step, events)?;
-        self.with(|c| {
-            let tx = c
-                .transaction_with_behavior(TransactionBehavior::Immediate)
-                .map_err(backend)?;
-            row.write(&tx)?;
-            tx.commit().map_err(backend)
-        })
     }
 
     fn load(&self, tenant: &str, session: &str) -> Result<StoredSession, StoreError> {
@@ -571,47 +627,6 @@ impl SessionStore for SqliteStore {
                 steps,
                 events,
             })
-        })
-    }
-
-    fn memory_get(
-        &self,
-        tenant: &str,
-        scope: &str,
-        key: &str,
-    ) -> Result<Option<(Value, Vec<String>)>, StoreError> {
-        self.with(|c| {
-            let row: Option<(String, String)> = c
-                .query_row(
-                    "SELECT value, labels FROM memory WHERE tenant = ?1 AND scope = ?2 AND key = ?3",
-                    params![tenant, scope, key],
-                    |r| Ok((r.get(0)?, r.get(1)?)),
-                )
-                .optional()
-                .map_err(backend)?;
-            let at = format!("memory {tenant}/{scope}/{key}");
-            row.map(|(v, l)| Ok((from_json(&v, &at)?, from_json(&l, &at)?)))
-                .transpose()
-        })
-    }
-
-    fn memory_put(
-        &self,
-        tenant: &str,
-        scope: &str,
-        key: &str,
-        value: &Value,
-        labels: &[String],
-    ) -> Result<(), StoreError> {
-        let (value, labels) = (to_json(value)?, to_json(&labels)?);
-        self.with(|c| {
-            c.execute(
-                "INSERT INTO memory (tenant, scope, key, value, labels) VALUES (?1, ?2, ?3, ?4, ?5)
-                 ON CONFLICT (tenant, scope, key) DO UPDATE SET value = ?4, labels = ?5",
-                params![tenant, scope, key, value, labels],
-            )
-            .map_err(backend)?;
-            Ok(())
         })
     }
 

@@ -1,4 +1,4 @@
-//! `arbiter drive`: play a scenario durably into a store, with some tools as real programs;
+//! `arbiter play`: play a scenario durably into a store, with some tools as real programs;
 //! run it again after a crash and it resumes from the store.
 
 use std::collections::BTreeMap;
@@ -32,14 +32,14 @@ pub fn run(args: &Args) -> miette::Result<ExitCode> {
     let loaded = eval::load(&args.file)?;
     let deployment = Arc::new(eval::deployment(&loaded)?);
     let store = super::audit::store_option(&args.store)?;
-    let durable = eval::durable::Durable::open(
+    let resumable = eval::resumable::Resumable::open(
         Arc::new(store),
         &deployment,
         &loaded.session_config(),
         tools,
     )
     .map_err(|e| miette!("{}: {e}", args.store))?;
-    let run = eval::replay::replay_durable(&loaded, deployment, durable)?;
+    let run = eval::replay::replay_resumable(&loaded, deployment, resumable)?;
     println!(
         "status: {}; {} events",
         run.status.as_str(),

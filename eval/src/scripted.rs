@@ -121,7 +121,7 @@ impl Tool for ScriptedTool {
 }
 
 /// Runs a (turn-scripted) scenario through the driver.
-pub async fn drive(
+pub async fn run_on_runtime(
     s: &LoadedScenario,
     deployment: Arc<Deployment>,
 ) -> Result<Outcome, ScenarioError> {

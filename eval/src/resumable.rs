@@ -1,4 +1,4 @@
-//! Durable scripted runs: the replay's agent loop with a store underneath and real subprocess
+//! Resumable scripted runs: the replay's agent loop with a store underneath and real subprocess
 //! tools, resumable after the process dies at any point.
 //!
 //! Write-ahead: every step is appended (with its events) before the player acts on its effects, so
@@ -19,7 +19,7 @@ use runtime::tools::{SubprocessTool, Tool, ToolCall, result_intent};
 use serde_json::Value;
 
 /// A store-backed run in progress.
-pub struct Durable {
+pub struct Resumable {
     store: Arc<dyn SessionStore>,
     tenant: String,
     session: String,
@@ -40,7 +40,7 @@ pub struct Durable {
     pub in_doubt: usize,
 }
 
-impl Durable {
+impl Resumable {
     /// Opens the session in `store` (resuming it when it exists).
     pub fn open(
         store: Arc<dyn SessionStore>,
