@@ -424,8 +424,8 @@ fn a_bundle_is_kept_once_under_its_hash_and_sessions_name_it() {
     let deployment = Arc::new(
         kernel::pack::load_packs(&common::repo().join("policies"), &["support"]).expect("packs"),
     );
-    let hash = deployment.sources().hash();
-    assert_eq!(deployment.bundle_hash(), hash);
+    let hash = deployment.sources().hash().expect("hash");
+    assert_eq!(deployment.bundle_hash().expect("bundle hash"), hash);
     for store in [&sqlite as &dyn SessionStore, &memory] {
         assert!(!store.has_bundle(&hash).expect("has"));
         store.begin(&deployment, &config("b1"), 0).expect("begin");

@@ -7,7 +7,7 @@ use serde_json::Value;
 
 pub use crate::bundle::BundleHashes;
 use crate::error::{LoadError, LoadErrors, full_message};
-use crate::event::{canonical_json, sha256_hex};
+use crate::event::{HashError, canonical_json, sha256_hex};
 use crate::gate::{
     Ask, Decision, Gate, Mode, RequestContext, load_policies, load_schema, validate_policies,
 };
@@ -25,7 +25,7 @@ pub struct Deployment {
     schema_text: String,
     sources: BundleSources,
     /// [`BundleSources::hash`], computed on first use: every session a store begins names it.
-    bundle_hash: std::sync::OnceLock<String>,
+    bundle_hash: std::sync::OnceLock<Result<String, HashError>>,
 }
 
 /// Everything a deployment was built from, so a store can keep it once (by [`BundleSources::hash`])
@@ -48,9 +48,10 @@ pub struct BundleSources {
 
 impl BundleSources {
     /// SHA-256 over the canonical JSON of every source: the bundle's identity in a store.
-    pub fn hash(&self) -> String {
-        let value = serde_json::to_value(self).unwrap_or_default();
-        sha256_hex(canonical_json(&value).as_bytes())
+    pub fn hash(&self) -> Result<String, HashError> {
+        let value = serde_json::to_value(self)
+            .map_err(|e| <HashError as serde::ser::Error>::custom(e.to_string()))?;
+        Ok(sha256_hex(canonical_json(&value).as_bytes()))
     }
 
     /// Rebuilds the deployment.
@@ -103,8 +104,12 @@ impl Deployment {
 
     /// The hash a store keeps [`Deployment::sources`] under, computed once per deployment
     /// (serializing and hashing every source is far dearer than the session it names).
-    pub fn bundle_hash(&self) -> &str {
-        self.bundle_hash.get_or_init(|| self.sources.hash())
+    /// A bundle that cannot be serialized has no hash, and no store may keep it under one.
+    pub fn bundle_hash(&self) -> Result<&str, HashError> {
+        self.bundle_hash
+            .get_or_init(|| self.sources.hash())
+            .as_deref()
+            .map_err(Clone::clone)
     }
 
     /// The hashes recorded in every decision.

@@ -211,8 +211,19 @@ pub enum StepError {
         errors: Vec<ArgumentError>,
     },
     /// The session's principal, user, budget or another entity it needs is not in the deployment.
-    #[error("{0}")]
-    BadSession(String),
+    #[error("{message}")]
+    BadSession {
+        /// What is missing or wrong.
+        message: String,
+    },
+    /// An event of the step has no canonical JSON, so it cannot be hashed into the chain. Nothing
+    /// of the step is recorded or performed, and the session fails: a log with a gap or an
+    /// unhashed event would pass for a whole one.
+    #[error("the step cannot be recorded: {reason}")]
+    Unrecordable {
+        /// Why its event could not be hashed.
+        reason: String,
+    },
 }
 
 fn describe(errors: &[ArgumentError]) -> String {

@@ -35,6 +35,8 @@ pub enum Fault {
     ForgetKeyedPolicies,
     /// The kernel's own evaluator reads `a && b` as `a`.
     CompiledAndSkipsRight,
+    /// The third event has no canonical JSON (as if its body could not be serialized).
+    UnhashableEvent,
 }
 
 #[cfg(feature = "faults")]

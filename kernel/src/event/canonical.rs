@@ -13,7 +13,7 @@ use serde::ser::{self, Serialize};
 
 /// Why a value has no canonical JSON: a map key that is not a string, or a `Serialize` impl that
 /// failed. (`serde_json::to_value` fails on the same values.)
-#[derive(Debug)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Error(String);
 
 impl Display for Error {

@@ -6,6 +6,7 @@ mod chain;
 mod jsonl;
 mod kinds;
 
+pub use canonical::Error as HashError;
 pub(crate) use chain::hash_of;
 pub use chain::sha256_hex;
 pub use chain::{GENESIS, canonical_json, event_hash};

@@ -39,8 +39,9 @@ struct Uids {
 
 impl Uids {
     fn of(config: &SessionConfig) -> Result<Self, StepError> {
-        let bad =
-            |what: &str, id: &str, e: String| StepError::BadSession(format!("{what} `{id}`: {e}"));
+        let bad = |what: &str, id: &str, e: String| StepError::BadSession {
+            message: format!("{what} `{id}`: {e}"),
+        };
         Ok(Self {
             tenant: Arc::new(
                 uid("Tenant", &config.tenant).map_err(|e| bad("tenant", &config.tenant, e))?,
@@ -102,6 +103,8 @@ pub struct Session {
     last_t: u64,
     seq: u64,
     head: String,
+    /// Why an event of the step being taken could not be hashed.
+    unrecordable: Option<String>,
     counts: Counts,
     labels: BTreeSet<String>,
     history: History,
@@ -121,8 +124,9 @@ impl Session {
     /// A new session in `created` status. Fails when the budget entity is missing or has no
     /// integer `limit` (a missing agent or user is not an error here: requests from them deny).
     pub fn new(deployment: Arc<Deployment>, config: SessionConfig) -> Result<Self, StepError> {
-        let bad =
-            |what: &str, id: &str, e: String| StepError::BadSession(format!("{what} `{id}`: {e}"));
+        let bad = |what: &str, id: &str, e: String| StepError::BadSession {
+            message: format!("{what} `{id}`: {e}"),
+        };
         let uids = Uids::of(&config)?;
         let limit = deployment
             .gate
@@ -167,6 +171,7 @@ impl Session {
             last_t: 0,
             seq: 0,
             head: GENESIS.to_owned(),
+            unrecordable: None,
             counts: Counts::default(),
             labels: BTreeSet::new(),
             history,
@@ -250,11 +255,38 @@ impl Session {
         {
             self.phase = Phase::Running;
         }
+        let seq = self.seq;
+        let kind = intent.kind();
         let mut result = self.step_inner(intent, now);
+        if let Some(reason) = self.unrecordable.take() {
+            // The step's first event links to the head the chain had before it.
+            let head = match &result {
+                Ok(t) => t.events.first().map(|e| e.prev.clone()),
+                Err(r) => Some(r.event.prev.clone()),
+            };
+            let head = head.unwrap_or_else(|| self.head.clone());
+            return Err(self.unrecordable_step(now, kind, reason, (seq, head)));
+        }
         if let (Ok(t), Some(trace)) = (&mut result, &mut self.trace) {
             t.traced = std::mem::take(trace);
         }
         result
+    }
+
+    /// A step one of whose events could not be hashed: the chain goes back to where it was before
+    /// the step, the session fails, and the step is answered with a `rejected` event saying why
+    /// (its body holds strings only, which always hash).
+    fn unrecordable_step(
+        &mut self,
+        now: u64,
+        kind: &str,
+        reason: String,
+        (seq, head): (u64, String),
+    ) -> Rejected {
+        self.seq = seq;
+        self.head = head;
+        self.phase = Phase::Ended(Status::Failed);
+        self.reject(now, kind, StepError::Unrecordable { reason })
     }
 
     fn step_inner(&mut self, intent: Intent, now: u64) -> Result<Transition, Rejected> {
@@ -462,9 +494,24 @@ impl Session {
         if crate::faults::active(crate::faults::Fault::BrokenChain) && event.seq == 3 {
             event.prev = crate::event::GENESIS.to_owned();
         }
-        // Serializing an `Event` cannot fail: it holds only strings, integers, booleans and JSON
-        // values, and its maps have string keys.
-        event.hash = crate::event::hash_of(&event).unwrap_or_default();
+        // An event that cannot be hashed must never reach a log: `step` turns the whole step
+        // into a failure (see `unrecordable_step`).
+        let hashed = if crate::faults::active(crate::faults::Fault::UnhashableEvent)
+            && event.seq == 2
+            && !matches!(event.body, EventBody::Rejected { .. })
+        {
+            Err(serde::ser::Error::custom(
+                "injected fault: unhashable event",
+            ))
+        } else {
+            crate::event::hash_of(&event)
+        };
+        match hashed {
+            Ok(hash) => event.hash = hash,
+            Err(e) => {
+                self.unrecordable.get_or_insert_with(|| e.to_string());
+            }
+        }
         self.head.clone_from(&event.hash);
         self.seq += 1;
         event

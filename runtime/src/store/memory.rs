@@ -103,7 +103,7 @@ impl TenantMemory for InMemoryStore {
 
 impl SessionStore for InMemoryStore {
     fn put_bundle(&self, sources: &BundleSources) -> Result<String, StoreError> {
-        let hash = sources.hash();
+        let hash = sources.hash()?;
         self.with(|i| {
             i.bundles
                 .entry(hash.clone())

@@ -77,6 +77,9 @@ pub enum StoreError {
     /// Stored data does not decode.
     #[error("corrupt store: {0}")]
     Corrupt(String),
+    /// A bundle has no canonical JSON, so it has no hash to be kept under.
+    #[error("the bundle cannot be hashed: {0}")]
+    Unhashable(#[from] kernel::event::HashError),
     /// The backend failed (I/O, locking, SQL).
     #[error("store backend: {0}")]
     Backend(String),
@@ -156,7 +159,7 @@ pub fn begin_session<S: SessionStore + ?Sized>(
     config: &SessionConfig,
     started_wall_ms: u64,
 ) -> Result<(), StoreError> {
-    let bundle = deployment.bundle_hash();
+    let bundle = deployment.bundle_hash()?;
     if !store.has_bundle(bundle)? {
         store.put_bundle(deployment.sources())?;
     }

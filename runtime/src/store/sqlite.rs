@@ -526,7 +526,7 @@ impl TenantMemory for SqliteStore {
 
 impl SessionStore for SqliteStore {
     fn put_bundle(&self, sources: &BundleSources) -> Result<String, StoreError> {
-        let hash = sources.hash();
+        let hash = sources.hash()?;
         let text = to_json(sources)?;
         self.with(|c| {
             c.execute(
