@@ -131,6 +131,40 @@ fn a_failing_expectation_is_explained_and_fails_the_run() {
     );
 }
 
+/// The README's walkthrough, as written there: raising the refund approval threshold above the
+/// named scenario's 12,000 makes its approval expectations fail, and `arbiter test` says which.
+#[test]
+fn the_readme_walkthrough_edit_breaks_the_approval_scenario() {
+    let dir = scratch();
+    let scenario = dir.join("scenarios").join("refund_approval_granted.toml");
+    std::fs::copy(
+        repo().join("scenarios/support/refund_approval_granted.toml"),
+        &scenario,
+    )
+    .expect("copy");
+    let before = arbiter(&["test", s(&scenario)]);
+    assert!(before.status.success(), "{}", text(&before));
+    assert!(text(&before).contains("1 passed, 0 failed"));
+
+    let policy = dir.join("policies/support/support.cedar");
+    let cedar = std::fs::read_to_string(&policy).expect("read");
+    assert!(cedar.contains("context.input.amount > 5000"));
+    write(
+        &policy,
+        &cedar.replace("context.input.amount > 5000", "context.input.amount > 15000"),
+    );
+    let after = arbiter(&["test", s(&scenario)]);
+    let t = text(&after);
+    assert!(!after.status.success(), "{t}");
+    for m in [
+        "expected decision #1 on `issue_refund` to be deny by `support.refund.approval`",
+        "expected a `approval_requested` event, got none",
+        "0 passed, 1 failed",
+    ] {
+        assert!(t.contains(m), "missing `{m}` in:\n{t}");
+    }
+}
+
 #[test]
 fn malformed_scenarios_are_located() {
     let dir = scratch();
