@@ -4,8 +4,7 @@
     clippy::unwrap_used,
     clippy::expect_used,
     clippy::panic,
-    clippy::indexing_slicing,
-    reason = "tests, benches and examples may fail loudly"
+    clippy::indexing_slicing
 )]
 
 #[path = "../../eval/tests/common/mod.rs"]
@@ -151,7 +150,10 @@ fn the_readme_walkthrough_edit_breaks_the_approval_scenario() {
     assert!(cedar.contains("context.input.amount > 5000"));
     write(
         &policy,
-        &cedar.replace("context.input.amount > 5000", "context.input.amount > 15000"),
+        &cedar.replace(
+            "context.input.amount > 5000",
+            "context.input.amount > 15000",
+        ),
     );
     let after = arbiter(&["test", s(&scenario)]);
     let t = text(&after);

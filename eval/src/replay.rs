@@ -248,12 +248,8 @@ impl Player {
                 }
                 Next::Wait { until } => until,
             };
-            let awaiting_effect = matches!(
-                self.agent.session().status(),
-                Status::WaitingModel | Status::WaitingTool | Status::WaitingMemory
-            );
             match self.pending.take() {
-                Some(pending) if awaiting_effect => self.answer_pending(pending, until),
+                Some(pending) if self.agent.awaits_effect() => self.answer_pending(pending, until),
                 pending => {
                     self.pending = pending;
                     // Nobody will answer, and the script is exhausted.

@@ -4,8 +4,7 @@
     clippy::unwrap_used,
     clippy::expect_used,
     clippy::panic,
-    clippy::indexing_slicing,
-    reason = "tests, benches and examples may fail loudly"
+    clippy::indexing_slicing
 )]
 
 mod common;

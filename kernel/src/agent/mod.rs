@@ -207,6 +207,15 @@ impl AgentLoop {
         self.transcript.as_ref().map_or(&[], |t| &t.messages)
     }
 
+    /// Whether the session waits on the result of an effect (a model call, a tool call or a memory
+    /// read): only then is the driver's effect in flight worth waiting for.
+    pub fn awaits_effect(&self) -> bool {
+        matches!(
+            self.session.status(),
+            Status::WaitingModel | Status::WaitingTool | Status::WaitingMemory
+        )
+    }
+
     /// When the next scheduled control falls due.
     pub fn next_control_at(&self) -> Option<u64> {
         self.schedule.front().map(|(at, _)| *at)

@@ -6,9 +6,9 @@ use std::future::Future;
 use std::pin::Pin;
 use std::time::Duration;
 
+use kernel::Step;
 use kernel::agent::{AgentLoop, Answer, Control, Estimate, Message, Next, Plan, Planner, Stepped};
 use kernel::event::Event;
-use kernel::{Status, Step};
 use serde_json::Value;
 use tokio::sync::mpsc;
 use tokio::time::{Instant, sleep_until};
@@ -157,11 +157,8 @@ impl<'a> Run<'a> {
                 }
                 Next::Wait { until } => until,
             };
-            let awaiting_effect = matches!(
-                self.agent.session().status(),
-                Status::WaitingModel | Status::WaitingTool | Status::WaitingMemory
-            );
-            let Some(mut fut) = self.in_flight.take().filter(|_| awaiting_effect) else {
+            let awaits_effect = self.agent.awaits_effect();
+            let Some(mut fut) = self.in_flight.take().filter(|_| awaits_effect) else {
                 if !self.next_control(until).await {
                     return; // nothing more to say, nobody else to hear from
                 }
