@@ -1,12 +1,10 @@
 //! Arbiter's evaluation layer: the scenario format, deterministic replay on the kernel's agent
 //! loop, expectations, snapshot rendering and fuzzing; scenarios run on the async runtime
-//! (`scripted`) or resumably into a store with real tools (`resumable`); agent files, audits and
-//! the scripted model server the `arbiter` commands use.
+//! (`scripted`) or resumably into a store with real tools (`resumable`); audits and the scripted
+//! model server the `arbiter` commands use.
 #![forbid(unsafe_code)]
 
-pub mod agent;
 pub mod audit;
-pub mod error;
 pub mod expect;
 pub mod fake_model;
 pub mod fuzz;
@@ -17,9 +15,10 @@ pub mod scripted;
 pub mod snapshot;
 pub mod suite;
 
-pub use error::ScenarioError;
 pub use expect::{Failure, check};
 pub use replay::{Run, deployment, replay};
+/// A scenario that cannot be read, parsed or run: the runtime's located file error.
+pub use runtime::FileError as ScenarioError;
 pub use scenario::{LoadedScenario, Scenario, load, parse};
 
 use std::path::{Path, PathBuf};

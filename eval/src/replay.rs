@@ -14,7 +14,7 @@ use kernel::pack::builder_for;
 use kernel::{Deployment, Effect, Event, Intent, Session, Source, Status, Step};
 use serde_json::Value;
 
-use crate::error::ScenarioError;
+use crate::ScenarioError;
 use crate::fuzz::{Monitor, Property, Violation};
 use crate::scenario::{LoadedScenario, ToolResponse, ToolScript, Turn, default_response};
 
@@ -43,7 +43,7 @@ pub fn deployment(s: &LoadedScenario) -> Result<Deployment, ScenarioError> {
     let root = s.policies_root()?;
     let packs: Vec<&str> = s.scenario.packs.iter().map(String::as_str).collect();
     let wrap = |source| ScenarioError::Policies {
-        scenario: s.source.name.clone(),
+        file: s.source.name.clone(),
         source,
     };
     let mut builder = builder_for(&root, &packs).map_err(wrap)?;

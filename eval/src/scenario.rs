@@ -9,7 +9,7 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use crate::error::ScenarioError;
+use crate::ScenarioError;
 
 /// A scripted run: who, against which policies, what the model and tools do, what happens from
 /// outside, and what must come out.

@@ -14,7 +14,7 @@ use runtime::{
     Tool, ToolCall, ToolError, ToolFuture, ToolOutput,
 };
 
-use crate::error::ScenarioError;
+use crate::ScenarioError;
 use crate::scenario::{LoadedScenario, ToolScript, Turn};
 
 /// The scenario's model turns, one per call.

@@ -9,11 +9,15 @@
 //! - [`models`]: the model interface and its OpenAI-compatible adapter;
 //! - [`store`]: session stores (memory, SQLite, group commit);
 //! - [`telemetry`], [`hub`]: events as `tracing` records, and live per-session subscribers;
-//! - [`driver`]: drives sessions with all of the above.
+//! - [`driver`]: drives sessions with all of the above;
+//! - [`agent_file`]: an agent file (policies, who runs it, model endpoint, tools) made into a
+//!   [`Runtime`], with [`FileError`] for any file Arbiter reads.
 #![deny(unsafe_code)]
 #![warn(missing_docs)]
 
+pub mod agent_file;
 pub mod driver;
+mod error;
 pub mod hub;
 pub mod models;
 pub mod store;
@@ -21,6 +25,7 @@ pub mod telemetry;
 pub mod tools;
 
 pub use driver::{Control, Outcome, Runtime, SessionHandle, SharedMemory};
+pub use error::FileError;
 pub use hub::{Delivery, EventHub, Subscriber};
 pub use models::{
     Estimate, Message, Model, ModelCall, ModelError, ModelFuture, ModelReply, ToolRequest,

@@ -36,7 +36,7 @@ pub struct Args {
 }
 
 pub fn run(args: &Args) -> miette::Result<ExitCode> {
-    let agent = eval::agent::load(&args.file, &|var| std::env::var(var).ok())?;
+    let agent = runtime::agent_file::load(&args.file, &|var| std::env::var(var).ok())?;
     let prompt = args
         .prompt
         .clone()

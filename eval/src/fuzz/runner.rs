@@ -10,7 +10,7 @@ use proptest::test_runner::{Config, RngAlgorithm, TestRng, TestRunner};
 use super::case::{Case, Outcome, case, run};
 use super::property::Property;
 use super::world::{MODEL, World};
-use crate::error::ScenarioError;
+use crate::ScenarioError;
 use crate::scenario::{Expect, Scenario, SessionSpec};
 
 /// Shrinking stops after this many attempts.

@@ -13,7 +13,7 @@ use proptest::prelude::Rng;
 use proptest::test_runner::TestRng;
 use serde_json::{Value, json};
 
-use crate::error::ScenarioError;
+use crate::ScenarioError;
 
 /// Tenants of every generated world.
 pub const TENANTS: [&str; 2] = ["t0", "t1"];
@@ -202,7 +202,7 @@ impl World {
 
         let packs: Vec<&str> = pack.into_iter().collect();
         let wrap = |source| ScenarioError::Policies {
-            scenario: format!("generated world on {packs:?}"),
+            file: format!("generated world on {packs:?}"),
             source,
         };
         let mut builder = builder_for(root, &packs).map_err(wrap)?;

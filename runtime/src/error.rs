@@ -1,4 +1,5 @@
-//! Errors of the evaluation layer, each naming its file and, when known, line and column.
+//! The error of a file Arbiter reads (an agent file, a scenario): which file and, when known,
+//! line and column, or why its policies did not load.
 
 use std::path::PathBuf;
 
@@ -7,9 +8,9 @@ use kernel::{Located, Source};
 use miette::{Diagnostic, LabeledSpan, SourceCode};
 use thiserror::Error;
 
-/// A scenario that cannot be read, parsed or run.
+/// A file that cannot be read, parsed or used.
 #[derive(Debug, Error)]
-pub enum ScenarioError {
+pub enum FileError {
     /// The file could not be read.
     #[error("cannot read {path}: {source}")]
     Io {
@@ -18,7 +19,7 @@ pub enum ScenarioError {
         /// The OS error.
         source: std::io::Error,
     },
-    /// The file is not a valid scenario.
+    /// The file is not valid.
     #[error("{at}: {message}")]
     Invalid {
         /// Where.
@@ -27,18 +28,19 @@ pub enum ScenarioError {
         message: String,
     },
     /// Its policies do not load.
-    #[error("{scenario}: policies do not load: {source}")]
+    #[error("{file}: policies do not load: {source}")]
     Policies {
-        /// The scenario file.
-        scenario: String,
+        /// The file that named them.
+        file: String,
         /// Why.
         #[source]
         source: PackError,
     },
 }
 
-impl ScenarioError {
-    pub(crate) fn invalid(source: &Source, span: Option<(usize, usize)>, message: &str) -> Self {
+impl FileError {
+    /// The file `source` is invalid at `span` (byte offset and length; the whole file when unknown).
+    pub fn invalid(source: &Source, span: Option<(usize, usize)>, message: &str) -> Self {
         let at = span.map_or_else(|| source.whole(), |(o, l)| source.locate(o, l));
         Self::Invalid {
             at,
@@ -47,7 +49,7 @@ impl ScenarioError {
     }
 }
 
-impl Diagnostic for ScenarioError {
+impl Diagnostic for FileError {
     fn source_code(&self) -> Option<&dyn SourceCode> {
         match self {
             Self::Invalid { at, .. } => at.source_code(),

@@ -33,14 +33,14 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::models::openai::{OpenAiConfig, OpenAiModel, Pricing};
+use crate::{Credentials, HttpTool, Runtime, SubprocessTool, Tool};
 use cedar_policy::EvalResult;
 use kernel::{Deployment, Mode, SessionConfig, Source};
-use runtime::models::openai::{OpenAiConfig, OpenAiModel, Pricing};
-use runtime::{Credentials, HttpTool, Runtime, SubprocessTool, Tool};
 use serde::Deserialize;
 use toml::Spanned;
 
-use crate::ScenarioError;
+use crate::FileError;
 
 /// The file as written.
 #[derive(Debug, Clone, Deserialize)]
@@ -140,15 +140,15 @@ pub struct Agent {
 
 /// Loads an agent file and everything it names; `env` reads environment variables (injected so
 /// tests need not touch the process environment).
-pub fn load(path: &Path, env: &dyn Fn(&str) -> Option<String>) -> Result<Agent, ScenarioError> {
-    let text = std::fs::read_to_string(path).map_err(|e| ScenarioError::Io {
+pub fn load(path: &Path, env: &dyn Fn(&str) -> Option<String>) -> Result<Agent, FileError> {
+    let text = std::fs::read_to_string(path).map_err(|e| FileError::Io {
         path: path.into(),
         source: e,
     })?;
     let source = Source::new(path.display().to_string(), text);
     let file: AgentFile = toml::from_str(&source.text).map_err(|e| {
         let span = e.span().map(|s| (s.start, s.len()));
-        ScenarioError::invalid(&source, span, e.message())
+        FileError::invalid(&source, span, e.message())
     })?;
     let dir = path.parent().unwrap_or(Path::new("."));
     let root = match &file.policies {
@@ -157,18 +157,15 @@ pub fn load(path: &Path, env: &dyn Fn(&str) -> Option<String>) -> Result<Agent, 
             .ancestors()
             .map(|a| a.join("policies"))
             .find(|p| p.join("schema.cedarschema").is_file())
-            .ok_or_else(|| {
-                ScenarioError::invalid(&source, None, "no `policies/` above this file")
-            })?,
+            .ok_or_else(|| FileError::invalid(&source, None, "no `policies/` above this file"))?,
     };
     let packs: Vec<&str> = file.packs.iter().map(String::as_str).collect();
-    let deployment =
-        kernel::pack::load_packs(&root, &packs).map_err(|e| ScenarioError::Policies {
-            scenario: source.name.clone(),
-            source: e,
-        })?;
+    let deployment = kernel::pack::load_packs(&root, &packs).map_err(|e| FileError::Policies {
+        file: source.name.clone(),
+        source: e,
+    })?;
     let at = |span: std::ops::Range<usize>, message: String| {
-        ScenarioError::invalid(&source, Some((span.start, span.len())), &message)
+        FileError::invalid(&source, Some((span.start, span.len())), &message)
     };
 
     let m = file.model.get_ref();
