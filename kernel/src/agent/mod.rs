@@ -192,16 +192,6 @@ impl AgentLoop {
         &self.session
     }
 
-    /// The session, to change how it runs (tracing); stepping it directly bypasses the loop.
-    pub fn session_mut(&mut self) -> &mut Session {
-        &mut self.session
-    }
-
-    /// Gives the session back.
-    pub fn into_session(self) -> Session {
-        self.session
-    }
-
     /// The conversation so far (empty when not kept).
     pub fn transcript(&self) -> &[Message] {
         self.transcript.as_ref().map_or(&[], |t| &t.messages)
