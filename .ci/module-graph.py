@@ -1,5 +1,7 @@
 #!/usr/bin/env python3
-"""Prints the kernel's module import graph and fails if its top-level modules form a cycle.
+"""Prints the kernel's module import graph; fails if its top-level modules form a cycle or if
+the module map in `kernel/src/lib.rs` is not true (a module missing from it, or importing a module
+listed on the same or a later line).
 
 Reads `kernel/src`: a file's dependencies are the top-level modules it names as `crate::NAME`
 (in `use` lines and paths) outside comments and `#[cfg(test)]` modules. Used by `.ci/run`.
@@ -59,3 +61,34 @@ for n in edges:
 for n in sorted(edges, key=lambda n: (layer[n], n)):
     deps = ", ".join(sorted(m for m in edges[n] if m in edges)) or "-"
     print(f"{layer[n]}  {n:12} <- {deps}")
+
+# The map: numbered items of `kernel/src/lib.rs`'s doc, each naming modules in backticks.
+lib = open(os.path.join(root, "lib.rs"), encoding="utf-8").read()
+items, current = [], None
+for line in lib.splitlines():
+    if not line.startswith("//!"):
+        continue
+    text = line[3:].strip()
+    m = re.match(r"(\d+)\.\s", text)
+    if m:
+        current = set()
+        items.append(current)
+    elif not text:
+        current = None
+    if current is not None:
+        for name in re.findall(r"\[?`([a-z_]+)`\]?", text):
+            if name in edges:
+                current.add(name)
+line_of = {}
+for i, names in enumerate(items):
+    for n in names:
+        line_of.setdefault(n, i)
+problems = [f"{n} is not in the module map of kernel/src/lib.rs" for n in sorted(edges) if n not in line_of]
+for n in sorted(edges):
+    for m in sorted(edges[n]):
+        if m in line_of and n in line_of and line_of[m] >= line_of[n]:
+            problems.append(f"{n} (map line {line_of[n] + 1}) imports {m} (map line {line_of[m] + 1})")
+if problems:
+    print("\n".join(problems), file=sys.stderr)
+    sys.exit(1)
+print(f"module map: {len(items)} lines, every import runs to an earlier line")
