@@ -6,6 +6,7 @@
 //! session past its limits.
 
 mod calls;
+mod chain;
 mod context;
 mod contract;
 mod lifecycle;
@@ -21,11 +22,12 @@ use cedar_policy::{EntityUid, EvalResult};
 
 use crate::deployment::Deployment;
 use crate::error::StepError;
-use crate::event::{Event, EventBody, GENESIS};
+use crate::event::{Event, EventBody};
 use crate::gate::{Decision, Obligations};
 use crate::history::History;
 use crate::intent::Intent;
 use crate::tools::uid;
+use chain::Chain;
 use proposal::Proposal;
 
 /// The entity uids a session's requests are made of, resolved once.
@@ -101,10 +103,7 @@ pub struct Session {
     phase: Phase,
     started_at: Option<u64>,
     last_t: u64,
-    seq: u64,
-    head: String,
-    /// Why an event of the step being taken could not be hashed.
-    unrecordable: Option<String>,
+    chain: Chain,
     counts: Counts,
     labels: BTreeSet<String>,
     history: History,
@@ -169,9 +168,7 @@ impl Session {
             phase: Phase::Created,
             started_at: None,
             last_t: 0,
-            seq: 0,
-            head: GENESIS.to_owned(),
-            unrecordable: None,
+            chain: Chain::new(),
             counts: Counts::default(),
             labels: BTreeSet::new(),
             history,
@@ -232,7 +229,7 @@ impl Session {
 
     /// The next `seq` and the hash of the last event (the chain head).
     pub fn head(&self) -> (u64, &str) {
-        (self.seq, &self.head)
+        self.chain.head()
     }
 
     /// Makes every later [`Transition`] carry the exact Cedar requests behind its decisions
@@ -255,16 +252,16 @@ impl Session {
         {
             self.phase = Phase::Running;
         }
-        let seq = self.seq;
+        let (seq, _) = self.chain.head();
         let kind = intent.kind();
         let mut result = self.step_inner(intent, now);
-        if let Some(reason) = self.unrecordable.take() {
+        if let Some(reason) = self.chain.take_unrecordable() {
             // The step's first event links to the head the chain had before it.
             let head = match &result {
                 Ok(t) => t.events.first().map(|e| e.prev.clone()),
                 Err(r) => Some(r.event.prev.clone()),
             };
-            let head = head.unwrap_or_else(|| self.head.clone());
+            let head = head.unwrap_or_else(|| self.chain.head().1.to_owned());
             return Err(self.unrecordable_step(now, kind, reason, (seq, head)));
         }
         if let (Ok(t), Some(trace)) = (&mut result, &mut self.trace) {
@@ -283,8 +280,7 @@ impl Session {
         reason: String,
         (seq, head): (u64, String),
     ) -> Rejected {
-        self.seq = seq;
-        self.head = head;
+        self.chain.rewind(seq, head);
         self.phase = Phase::Ended(Status::Failed);
         self.reject(now, kind, StepError::Unrecordable { reason })
     }
@@ -481,40 +477,8 @@ impl Session {
 
     /// Appends an event to the chain.
     fn emit(&mut self, now: u64, body: EventBody, decision: Option<Decision>) -> Event {
-        let mut event = Event {
-            seq: self.seq,
-            session: self.config.id.clone(),
-            tenant: self.config.tenant.clone(),
-            t_ms: now,
-            body,
-            decision,
-            prev: std::mem::take(&mut self.head),
-            hash: String::new(),
-        };
-        if crate::faults::active(crate::faults::Fault::BrokenChain) && event.seq == 3 {
-            event.prev = crate::event::GENESIS.to_owned();
-        }
-        // An event that cannot be hashed must never reach a log: `step` turns the whole step
-        // into a failure (see `unrecordable_step`).
-        let hashed = if crate::faults::active(crate::faults::Fault::UnhashableEvent)
-            && event.seq == 2
-            && !matches!(event.body, EventBody::Rejected { .. })
-        {
-            Err(serde::ser::Error::custom(
-                "injected fault: unhashable event",
-            ))
-        } else {
-            crate::event::hash_of(&event)
-        };
-        match hashed {
-            Ok(hash) => event.hash = hash,
-            Err(e) => {
-                self.unrecordable.get_or_insert_with(|| e.to_string());
-            }
-        }
-        self.head.clone_from(&event.hash);
-        self.seq += 1;
-        event
+        self.chain
+            .link(&self.config.id, &self.config.tenant, now, body, decision)
     }
 
     fn emit_into(
