@@ -116,7 +116,10 @@ fn jsonl_round_trips_and_verifies() {
     assert_eq!(decode_jsonl(&text).expect("decodes"), events);
     let summary = verify_jsonl(&text).expect("verifies");
     assert_eq!(summary.events, events.len());
-    assert_eq!(summary.sessions.get("s1"), Some(&(events.len() as u64)));
+    assert_eq!(
+        summary.sessions.get(&("acme".to_owned(), "s1".to_owned())),
+        Some(&(events.len() as u64))
+    );
 }
 
 fn lines() -> Vec<String> {
@@ -217,4 +220,96 @@ fn interleaved_sessions_verify_independently() {
         .collect();
     let summary = verify(&mixed).expect("both chains verify");
     assert_eq!(summary.sessions.len(), 2);
+}
+
+/// Re-chains `lines` after an edit, as a forger who can write the file would.
+fn rechain(lines: Vec<String>) -> Vec<String> {
+    let mut prev = kernel::event::GENESIS.to_owned();
+    lines
+        .into_iter()
+        .map(|line| {
+            let mut v: Value = serde_json::from_str(&line).expect("json");
+            v["prev"] = json!(prev);
+            let h = kernel::event::event_hash(&v);
+            v["hash"] = json!(h);
+            prev = h;
+            v.to_string()
+        })
+        .collect()
+}
+
+#[test]
+fn an_empty_log_proves_nothing_and_is_refused() {
+    for text in ["", "\n", "  \n\n"] {
+        let err = verify_jsonl(text).expect_err("an empty log must not verify");
+        assert_eq!(err.problem, ChainProblem::Empty, "{text:?}");
+    }
+}
+
+#[test]
+fn a_duplicate_key_is_refused_wherever_it_is() {
+    let l = lines();
+    // At the top level: a second `t_ms` that a reader might see instead of the hashed one.
+    let mut top = l.clone();
+    top[2] = top[2].replacen("{\"seq\"", "{\"t_ms\":999,\"seq\"", 1);
+    assert!(top[2].contains("\"t_ms\":999"), "{}", top[2]);
+    let err = verify(&top).expect_err("duplicate top-level key");
+    assert!(
+        matches!(err.problem, ChainProblem::Malformed(ref m) if m.contains("duplicate key `t_ms`")),
+        "{err}"
+    );
+    assert_eq!(err.line, 3);
+    // Deep inside a payload.
+    let mut deep = l.clone();
+    let i = deep
+        .iter()
+        .position(|x| x.contains("\"kind\":\"decision\"") || x.contains("\"payload\":{"))
+        .expect("a payload object");
+    deep[i] = deep[i].replacen("\"payload\":{", "\"payload\":{\"x\":1,\"x\":2,", 1);
+    let err = verify(&deep).expect_err("duplicate nested key");
+    assert!(
+        matches!(err.problem, ChainProblem::Malformed(ref m) if m.contains("duplicate key `x`")),
+        "{err}"
+    );
+    assert!(decode_jsonl(&deep.join("\n")).is_err());
+}
+
+#[test]
+fn a_byte_order_mark_is_not_tampering() {
+    let text = format!("\u{feff}{}", encode_jsonl(&scripted_run()));
+    let summary = verify_jsonl(&text).expect("a BOM before the first line is fine");
+    assert_eq!(summary.events, scripted_run().len());
+    assert_eq!(decode_jsonl(&text).expect("decodes"), scripted_run());
+}
+
+#[test]
+fn chains_are_kept_per_tenant_and_session() {
+    // Another tenant's session with the same id interleaves with the first: both verify.
+    let a = lines();
+    let b = rechain(
+        lines()
+            .into_iter()
+            .map(|x| x.replace("\"tenant\":\"acme\"", "\"tenant\":\"globex\""))
+            .collect(),
+    );
+    let mixed: Vec<String> = a
+        .iter()
+        .zip(&b)
+        .flat_map(|(x, y)| [x.clone(), y.clone()])
+        .collect();
+    let summary = verify(&mixed).expect("two tenants may use the same session id");
+    assert_eq!(
+        summary.sessions.get(&("acme".to_owned(), "s1".to_owned())),
+        Some(&(a.len() as u64))
+    );
+    assert_eq!(
+        summary
+            .sessions
+            .get(&("globex".to_owned(), "s1".to_owned())),
+        Some(&(b.len() as u64))
+    );
+    // Moving one event to the other tenant breaks both chains there.
+    let mut moved = a.clone();
+    moved[3] = moved[3].replace("\"tenant\":\"acme\"", "\"tenant\":\"globex\"");
+    assert!(verify(&moved).is_err());
 }

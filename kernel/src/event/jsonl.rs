@@ -24,19 +24,27 @@ pub fn encode_jsonl<'a>(events: impl IntoIterator<Item = &'a Event>) -> String {
     String::from_utf8(out).unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned())
 }
 
-/// Typed events from JSONL (blank lines skipped). The error names the 1-based line.
+/// A leading UTF-8 byte order mark is an editor's, not the log's.
+fn without_bom(text: &str) -> &str {
+    text.strip_prefix('\u{feff}').unwrap_or(text)
+}
+
+/// Typed events from JSONL (blank lines skipped; a duplicate key anywhere is refused). The error
+/// names the 1-based line.
 pub fn decode_jsonl(text: &str) -> Result<Vec<Event>, ChainError> {
     let mut events = Vec::new();
-    for (i, line) in text.lines().enumerate() {
+    for (i, line) in without_bom(text).lines().enumerate() {
         if line.trim().is_empty() {
             continue;
         }
-        let event = serde_json::from_str(line).map_err(|e| ChainError {
-            line: i + 1,
-            session: None,
-            seq: None,
-            problem: ChainProblem::Malformed(e.to_string()),
-        })?;
+        let event = super::strict::parse(line)
+            .and_then(serde_json::from_value)
+            .map_err(|e| ChainError {
+                line: i + 1,
+                session: None,
+                seq: None,
+                problem: ChainProblem::Malformed(e.to_string()),
+            })?;
         events.push(event);
     }
     Ok(events)
@@ -47,8 +55,8 @@ pub fn decode_jsonl(text: &str) -> Result<Vec<Event>, ChainError> {
 pub struct ChainSummary {
     /// Events checked.
     pub events: usize,
-    /// Sessions, each with its number of events.
-    pub sessions: BTreeMap<String, u64>,
+    /// Sessions by (tenant, session id), each with its number of events.
+    pub sessions: BTreeMap<(String, String), u64>,
 }
 
 /// The first place a log stops being the log the kernel wrote.
@@ -77,9 +85,12 @@ fn describe(session: &Option<String>, seq: &Option<u64>) -> String {
 /// Kinds of chain breakage.
 #[derive(Debug, Clone, PartialEq, Eq, Error)]
 pub enum ChainProblem {
-    /// Not a JSON event.
+    /// Not a JSON event (a duplicate key included).
     #[error("not a valid event: {0}")]
     Malformed(String),
+    /// The log holds no event at all: it proves nothing, whatever was deleted.
+    #[error("the log holds no event")]
+    Empty,
     /// The content no longer matches its hash: the event was edited.
     #[error(
         "content does not match its hash (recorded {recorded}, computed {computed}): the event was edited"
@@ -103,15 +114,16 @@ pub enum ChainProblem {
     BrokenLink,
 }
 
-/// Verifies every session chain in a JSONL log (sessions may interleave).
+/// Verifies every session chain in a JSONL log (sessions, keyed by tenant and id, may
+/// interleave).
 ///
-/// Detects any edit, deletion, insertion or reordering; the error names the first bad `seq`.
-/// Truncating a log's tail leaves a valid shorter chain: anchoring the last hash elsewhere is what
-/// catches that.
+/// Detects any edit, deletion, insertion or reordering inside a chain, a duplicate key anywhere,
+/// and an empty log; the error names the first bad `seq`. Truncating a log's tail leaves a valid
+/// shorter chain: anchoring the last hash elsewhere is what catches that.
 pub fn verify_jsonl(text: &str) -> Result<ChainSummary, ChainError> {
-    let mut heads: BTreeMap<String, (u64, String)> = BTreeMap::new();
+    let mut heads: BTreeMap<(String, String), (u64, String)> = BTreeMap::new();
     let mut events = 0;
-    for (i, line) in text.lines().enumerate() {
+    for (i, line) in without_bom(text).lines().enumerate() {
         if line.trim().is_empty() {
             continue;
         }
@@ -121,7 +133,7 @@ pub fn verify_jsonl(text: &str) -> Result<ChainSummary, ChainError> {
             seq,
             problem,
         };
-        let value: Value = serde_json::from_str(line)
+        let value: Value = super::strict::parse(line)
             .map_err(|e| bad(None, None, ChainProblem::Malformed(e.to_string())))?;
         let session = value
             .get("session")
@@ -139,16 +151,18 @@ pub fn verify_jsonl(text: &str) -> Result<ChainSummary, ChainError> {
                 .unwrap_or("")
                 .to_owned()
         };
-        let (recorded, prev) = (field("hash"), field("prev"));
+        let (recorded, prev, tenant) = (field("hash"), field("prev"), field("tenant"));
         let computed = event_hash(&value);
         if computed != recorded {
             let problem = ChainProblem::Edited { recorded, computed };
             return Err(bad(Some(session), Some(seq), problem));
         }
-        let (expected, expected_prev) = match heads.get(&session) {
+        let key = (tenant, session);
+        let (expected, expected_prev) = match heads.get(&key) {
             Some((last, hash)) => (last + 1, hash.as_str()),
             None => (0, GENESIS),
         };
+        let session = key.1.clone();
         if seq != expected {
             return Err(bad(
                 Some(session),
@@ -159,8 +173,16 @@ pub fn verify_jsonl(text: &str) -> Result<ChainSummary, ChainError> {
         if prev != expected_prev {
             return Err(bad(Some(session), Some(seq), ChainProblem::BrokenLink));
         }
-        heads.insert(session, (seq, recorded));
+        heads.insert(key, (seq, recorded));
         events += 1;
+    }
+    if events == 0 {
+        return Err(ChainError {
+            line: 1,
+            session: None,
+            seq: None,
+            problem: ChainProblem::Empty,
+        });
     }
     let sessions = heads
         .into_iter()

@@ -5,6 +5,7 @@ mod canonical;
 mod chain;
 mod jsonl;
 mod kinds;
+mod strict;
 
 pub use canonical::Error as HashError;
 pub(crate) use chain::hash_of;
