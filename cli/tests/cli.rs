@@ -167,6 +167,25 @@ fn the_readme_walkthrough_edit_breaks_the_approval_scenario() {
     }
 }
 
+/// `arbiter play --tool NAME=PROGRAM` with a name the scenario has no tool of is an error, not a
+/// silently scripted tool (issue 16, "smaller").
+#[test]
+fn play_refuses_a_tool_the_scenario_does_not_have() {
+    let dir = scratch();
+    let db = dir.join("play.db");
+    let o = arbiter(&[
+        "play",
+        "scenarios/recovery/append_notes.toml",
+        "--store",
+        &format!("sqlite:{}", db.display()),
+        "--tool",
+        "apend_note=/bin/true",
+    ]);
+    assert!(!o.status.success(), "{}", text(&o));
+    assert!(text(&o).contains("no tool `apend_note`"), "{}", text(&o));
+    assert!(text(&o).contains("append_note"), "{}", text(&o));
+}
+
 #[test]
 fn malformed_scenarios_are_located() {
     let dir = scratch();

@@ -23,6 +23,13 @@ pub enum PackError {
         /// The OS error.
         source: std::io::Error,
     },
+    /// A pack name that is not a plain folder name (`../x`, `a/b`, empty): packs live directly
+    /// under the policy folder, and a name must not reach outside it.
+    #[error("`{name}` is not a pack name: use letters, digits, `_` and `-` only")]
+    BadName {
+        /// The name given.
+        name: String,
+    },
     /// The files were read but are not a valid bundle.
     #[error(transparent)]
     #[diagnostic(transparent)]
@@ -42,6 +49,13 @@ pub fn builder_for(root: &Path, packs: &[&str]) -> Result<DeploymentBuilder, Pac
     let mut dirs = vec!["base"];
     dirs.extend(packs.iter().copied().filter(|p| *p != "base"));
     for pack in dirs {
+        if pack.is_empty()
+            || !pack
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
+        {
+            return Err(PackError::BadName { name: pack.into() });
+        }
         let dir = root.join(pack);
         if !dir.is_dir() {
             return Err(PackError::Io {

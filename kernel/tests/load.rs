@@ -271,6 +271,18 @@ fn a_missing_pack_is_an_io_error_naming_the_path() {
 }
 
 #[test]
+fn a_pack_name_cannot_reach_outside_the_policy_folder() {
+    // `../policies/demo` names a real folder: without the check it would load.
+    for name in ["../policies/demo", "demo/../demo", "..", "", "/etc"] {
+        let err = load_packs(&root(), &[name]).err().expect("refused");
+        assert!(
+            matches!(&err, PackError::BadName { name: n } if n == name),
+            "{name:?}: {err}"
+        );
+    }
+}
+
+#[test]
 fn decisions_carry_the_hashes_of_the_bundle_in_force() {
     use kernel::{Intent, Mode, Session};
     let d = std::sync::Arc::new(load_packs(&root(), &["demo"]).expect("demo"));

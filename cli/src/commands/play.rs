@@ -31,6 +31,14 @@ pub fn run(args: &Args) -> miette::Result<ExitCode> {
     }
     let loaded = eval::load(&args.file)?;
     let deployment = Arc::new(eval::deployment(&loaded)?);
+    // A mistyped name would leave the tool scripted while the user believes it real.
+    let known: Vec<&str> = deployment.tool_names().collect();
+    if let Some(name) = tools.keys().find(|n| !known.contains(&n.as_str())) {
+        return Err(miette!(
+            "--tool {name}: the scenario's deployment has no tool `{name}` (it has: {})",
+            known.join(", ")
+        ));
+    }
     let store = super::audit::store_option(&args.store)?;
     let resumable = eval::resumable::Resumable::open(
         Arc::new(store),
