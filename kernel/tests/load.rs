@@ -270,6 +270,47 @@ fn a_missing_pack_is_an_io_error_naming_the_path() {
     );
 }
 
+/// Text Cedar's parser or the policy index would recurse through once per level or clause is
+/// refused before it is parsed, with the place it goes too far (it aborted the process).
+#[test]
+fn deeply_nested_or_huge_policies_are_refused_with_a_location() {
+    let deep = format!(
+        "@id(\"deep\")\npermit(principal, action, resource) when {{ {}true{} }};\n",
+        "(".repeat(1000),
+        ")".repeat(1000)
+    );
+    let clauses: Vec<String> = (0..5000)
+        .map(|i| format!("context.session.steps > {i}"))
+        .collect();
+    let wide = format!(
+        "@id(\"wide\")\npermit(principal, action, resource) when {{ {} }};\n",
+        clauses.join(" && ")
+    );
+    for (text, needle) in [(deep, "nested deeper than 64"), (wide, "more than 500")] {
+        let built = kernel::pack::builder_for(&root(), &["demo"])
+            .expect("packs")
+            .policies(kernel::Source::new("extra.cedar", text))
+            .build();
+        let errors = built.err().expect("refused").0;
+        let err = errors
+            .iter()
+            .find(|e| e.to_string().contains(needle))
+            .unwrap_or_else(|| panic!("no `{needle}` in {errors:?}"));
+        assert!(err.to_string().starts_with("extra.cedar:2:"), "{err}");
+    }
+    // Inside the limits, a nested condition still loads.
+    let fine = format!(
+        "@id(\"fine\")\npermit(principal, action, resource) when {{ {}true{} }};\n",
+        "(".repeat(60),
+        ")".repeat(60)
+    );
+    kernel::pack::builder_for(&root(), &["demo"])
+        .expect("packs")
+        .policies(kernel::Source::new("extra.cedar", fine))
+        .build()
+        .expect("60 levels load");
+}
+
 #[test]
 fn a_pack_name_cannot_reach_outside_the_policy_folder() {
     // `../policies/demo` names a real folder: without the check it would load.

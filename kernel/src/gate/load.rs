@@ -72,6 +72,13 @@ pub(crate) fn load_policies(
     let mut set = PolicySet::new();
     let mut meta: HashMap<PolicyId, PolicyMeta> = HashMap::new();
     for source in sources {
+        if let Err((offset, message)) = super::limits::check(&source.text) {
+            errors.push(LoadError::PolicySyntax {
+                at: source.locate(offset, 1),
+                message,
+            });
+            continue;
+        }
         let parsed = match PolicySet::from_str(&source.text) {
             Ok(p) => p,
             Err(e) => {

@@ -6,6 +6,7 @@ mod decision;
 mod demand;
 mod index;
 mod keyed;
+mod limits;
 mod load;
 mod set;
 mod value;
