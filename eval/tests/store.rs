@@ -593,3 +593,85 @@ fn group_commit_keeps_every_concurrent_log_whole_and_refuses_conflicts_alone() {
     }
     assert_eq!(verify_failures(store.as_ref()), Vec::<String>::new());
 }
+
+/// Data at the deepest nesting intake accepts (`kernel::MAX_JSON_DEPTH`) reads back from every
+/// reader: the SQLite store (steps and events), JSONL, and `audit verify` (issue 16, 2).
+#[test]
+fn data_at_the_depth_bound_reads_back_from_the_store_and_jsonl() {
+    let mut deep = serde_json::json!("bottom");
+    for _ in 0..kernel::MAX_JSON_DEPTH {
+        deep = serde_json::json!([deep]);
+    }
+    let path = temp_db("deep");
+    let store = SqliteStore::open(&path).expect("open");
+    let deployment = Arc::new(
+        kernel::pack::load_packs(&common::repo().join("policies"), &["support"]).expect("packs"),
+    );
+    store.begin(&deployment, &config("deep"), 0).expect("begin");
+    let mut session = Session::new(Arc::clone(&deployment), config("deep")).expect("session");
+    let mut events = Vec::new();
+    let mut n = 0;
+    let mut apply = |session: &mut Session, intent: Intent, t_ms: u64| {
+        let produced = match session.step(intent.clone(), t_ms) {
+            Ok(t) => t,
+            Err(r) => panic!("{r}"),
+        };
+        store
+            .append(
+                "shopco",
+                "deep",
+                &Step { n, t_ms, intent },
+                &produced.events,
+            )
+            .expect("append");
+        n += 1;
+        events.extend(produced.events.clone());
+        produced
+    };
+    apply(
+        &mut session,
+        Intent::Start {
+            request: "hi".into(),
+        },
+        0,
+    );
+    let t = apply(
+        &mut session,
+        Intent::CallTool {
+            tool: "lookup_order".into(),
+            input: serde_json::json!({"order_id": "ord-1"}),
+            estimated_cost: 0,
+        },
+        1,
+    );
+    let call_id = t
+        .effects
+        .iter()
+        .find_map(|e| match e {
+            kernel::Effect::CallTool { call_id, .. } => Some(call_id.clone()),
+            _ => None,
+        })
+        .expect("a tool call");
+    let t = apply(
+        &mut session,
+        Intent::ToolReturned {
+            call_id,
+            output: deep,
+            cost: 0,
+        },
+        2,
+    );
+    assert!(t.events.iter().any(|e| e.body.kind() == "tool_returned"));
+
+    let loaded = store
+        .load("shopco", "deep")
+        .expect("the store reads it back");
+    assert_eq!(loaded.events, events);
+    let text = kernel::event::encode_jsonl(&events);
+    assert_eq!(
+        kernel::event::decode_jsonl(&text).expect("jsonl reads back"),
+        events
+    );
+    kernel::event::verify_jsonl(&text).expect("verifies");
+    assert!(verify_failures(&store).is_empty());
+}

@@ -216,6 +216,14 @@ pub enum StepError {
         /// What is missing or wrong.
         message: String,
     },
+    /// Data from outside is nested deeper than [`crate::MAX_JSON_DEPTH`] levels.
+    #[error("{what} is nested deeper than {limit} levels")]
+    TooDeep {
+        /// Which data.
+        what: String,
+        /// The bound.
+        limit: usize,
+    },
     /// An event of the step has no canonical JSON, so it cannot be hashed into the chain. Nothing
     /// of the step is recorded or performed, and the session fails: a log with a gap or an
     /// unhashed event would pass for a whole one.

@@ -190,3 +190,27 @@ pub struct Step {
     /// The intent.
     pub intent: Intent,
 }
+
+/// How deep JSON from outside (tool arguments and outputs, model replies, memory writes) may be
+/// nested. Every reader of a log (serde_json stops at 128 levels) must read back what was
+/// recorded, and an event or a store row wraps the data in a few levels of its own: the bound
+/// stays well below.
+pub const MAX_JSON_DEPTH: usize = 64;
+
+/// Whether `value` is nested deeper than [`MAX_JSON_DEPTH`]. Iterative: a value built in
+/// process can be deeper than any stack.
+pub(crate) fn too_deep(value: &Value) -> bool {
+    let mut stack = vec![(value, 1usize)];
+    while let Some((v, depth)) = stack.pop() {
+        let children: Box<dyn Iterator<Item = &Value>> = match v {
+            Value::Array(items) => Box::new(items.iter()),
+            Value::Object(fields) => Box::new(fields.values()),
+            _ => continue,
+        };
+        if depth > MAX_JSON_DEPTH {
+            return true;
+        }
+        stack.extend(children.map(|c| (c, depth + 1)));
+    }
+    false
+}

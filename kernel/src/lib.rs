@@ -55,7 +55,7 @@ pub use error::{LoadError, LoadErrors, StepError};
 pub use event::{Event, EventBody};
 pub use gate::{Basis, Decision, DeterminingPolicy, Mode, Obligations, Traced, Verdict};
 pub use history::CounterSpec;
-pub use intent::{Intent, Step};
+pub use intent::{Intent, MAX_JSON_DEPTH, Step};
 pub use session::{Effect, Rejected, Session, SessionConfig, Status, Transition};
 pub use source::{Located, Source};
 pub use tools::{ArgumentError, BUILTIN_ACTIONS, Risk, ToolSpec, uid};

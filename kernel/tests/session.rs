@@ -877,3 +877,58 @@ fn a_session_needs_an_existing_budget() {
     let err = Session::new(demo(), cfg).err().expect("no budget");
     assert!(err.to_string().contains("nope"), "{err}");
 }
+
+/// `depth` arrays inside each other around a string.
+fn nested(depth: usize) -> serde_json::Value {
+    let mut v = json!("bottom");
+    for _ in 0..depth {
+        v = json!([v]);
+    }
+    v
+}
+
+/// JSON nested near serde_json's reading limit (128) from a tool or model was recorded but could
+/// not be read back (the event adds levels). Intake now bounds it well below every reader's
+/// limit: a too-deep result is the call's failure, too-deep arguments a rejection — and the log
+/// always reads back.
+#[test]
+fn too_deeply_nested_data_is_refused_at_intake_and_the_log_reads_back() {
+    use kernel::event::{decode_jsonl, encode_jsonl};
+    let mut s = started();
+    let mut log = Vec::new();
+
+    let t = step(&mut s, tool("web_search", json!({"query": "q"})), 1);
+    let id = call_id(&t);
+    log.extend(t.events);
+    let t = step(&mut s, returned(&id, nested(125)), 2);
+    assert!(kinds(&t).contains(&"call_failed"), "{:?}", kinds(&t));
+    assert!(
+        t.events.iter().any(|e| serde_json::to_string(e)
+            .unwrap_or_default()
+            .contains("nested deeper than 64")),
+        "{:?}",
+        t.events
+    );
+    log.extend(t.events);
+
+    // Just inside the bound, the output is taken as it is.
+    let t = step(&mut s, tool("web_search", json!({"query": "r"})), 3);
+    let id = call_id(&t);
+    log.extend(t.events);
+    let t = step(&mut s, returned(&id, nested(kernel::MAX_JSON_DEPTH - 1)), 4);
+    assert!(kinds(&t).contains(&"tool_returned"), "{:?}", kinds(&t));
+    log.extend(t.events);
+
+    // Arguments too deep are rejected before any policy runs.
+    let err = s
+        .step(
+            tool("web_search", json!({"query": "q", "x": nested(100)})),
+            5,
+        )
+        .expect_err("too deep");
+    assert!(err.to_string().contains("nested deeper than 64"), "{err}");
+    log.push(*err.event);
+
+    let text = encode_jsonl(&log);
+    assert_eq!(decode_jsonl(&text).expect("reads back"), log);
+}

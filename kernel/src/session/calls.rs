@@ -15,6 +15,12 @@ const RETRY_BASE_MS: u64 = 100;
 impl Session {
     /// Rejects calls to unknown tools and arguments that fail the tool's JSON Schema.
     pub(super) fn check_tool(&self, tool: &str, input: &Value) -> Result<(), StepError> {
+        if crate::intent::too_deep(input) {
+            return Err(StepError::TooDeep {
+                what: format!("the arguments of `{tool}`"),
+                limit: crate::intent::MAX_JSON_DEPTH,
+            });
+        }
         #[expect(
             clippy::panic,
             reason = "a deliberate bug (feature `faults`, test-only) that the fuzzer must catch"

@@ -25,7 +25,7 @@ use crate::error::StepError;
 use crate::event::{Event, EventBody};
 use crate::gate::{Decision, Obligations};
 use crate::history::History;
-use crate::intent::Intent;
+use crate::intent::{Intent, MAX_JSON_DEPTH, too_deep};
 use crate::tools::uid;
 use chain::Chain;
 use proposal::Proposal;
@@ -302,6 +302,7 @@ impl Session {
             traced: Vec::new(),
         };
         let kind = intent.kind();
+        let intent = bound_results(intent);
         match (std::mem::replace(&mut self.phase, Phase::Created), intent) {
             (Phase::Created, Intent::Start { request }) => Ok(self.start(now, request, tr)),
             (
@@ -346,6 +347,14 @@ impl Session {
                 Ok(self.propose(now, Proposal::Read { scope, key }, Vec::new(), tr))
             }
             (Phase::Running, Intent::WriteMemory { scope, key, value }) => {
+                self.phase = Phase::Running;
+                if too_deep(&value) {
+                    let error = StepError::TooDeep {
+                        what: format!("the value written to `{scope}/{key}`"),
+                        limit: MAX_JSON_DEPTH,
+                    };
+                    return Err(self.reject(now, kind, error));
+                }
                 Ok(self.propose(now, Proposal::Write { scope, key, value }, Vec::new(), tr))
             }
             (
@@ -512,6 +521,33 @@ impl Session {
         let id = format!("{prefix}-{}", self.next_id);
         self.next_id += 1;
         id
+    }
+}
+
+/// A tool's output or a model's reply nested deeper than the log can hold is that call's failure
+/// (not retried: the same call would answer the same), so the session moves on and the log stays
+/// readable.
+fn bound_results(intent: Intent) -> Intent {
+    let (call_id, cost, whose) = match &intent {
+        Intent::ToolReturned {
+            call_id,
+            output,
+            cost,
+        } if too_deep(output) => (call_id, *cost, "the tool's output"),
+        Intent::ModelResponded {
+            call_id,
+            output,
+            cost,
+            ..
+        } if too_deep(output) => (call_id, *cost, "the model's reply"),
+        _ => return intent,
+    };
+    Intent::CallFailed {
+        call_id: call_id.clone(),
+        error: format!("{whose} is nested deeper than {MAX_JSON_DEPTH} levels"),
+        retryable: false,
+        cost,
+        jitter_ms: 0,
     }
 }
 
