@@ -167,7 +167,7 @@ fn tamper(name: &str, sql: &str) -> Vec<String> {
 
 #[test]
 fn tampered_deleted_reordered_rows_and_blobs_are_detected() {
-    // A step's events are one JSON array in its row (schema version 4).
+    // A step's events are one JSON array in its row (schema version 4 on).
     let edited = tamper(
         "edit",
         "UPDATE steps SET events = replace(events, '\"mode\":\"enforce\"', '\"mode\":\"log_only\"') WHERE n = 0",
@@ -190,7 +190,7 @@ fn tampered_deleted_reordered_rows_and_blobs_are_detected() {
 
     let blob = tamper(
         "blob",
-        "UPDATE blobs SET body = replace(body, 'ord-', 'ORD-')",
+        "UPDATE tenant_blobs SET body = replace(body, 'ord-', 'ORD-')",
     );
     assert_eq!(blob.len(), 1, "a blob edit must break the chain: {blob:?}");
 }
@@ -673,5 +673,186 @@ fn data_at_the_depth_bound_reads_back_from_the_store_and_jsonl() {
         events
     );
     kernel::event::verify_jsonl(&text).expect("verifies");
+    assert!(verify_failures(&store).is_empty());
+}
+
+/// Records session `id` (tenant shopco) whose one tool call returns `output`; its events.
+fn record_output(store: &SqliteStore, id: &str, output: serde_json::Value) -> Vec<kernel::Event> {
+    let root = common::repo().join("policies");
+    let deployment = Arc::new(kernel::pack::load_packs(&root, &["support"]).expect("packs"));
+    store.begin(&deployment, &config(id), 0).expect("begin");
+    let mut session = Session::new(Arc::clone(&deployment), config(id)).expect("session");
+    let mut events = Vec::new();
+    let mut n = 0;
+    let mut apply = |session: &mut Session, intent: Intent, t_ms: u64| {
+        let produced = match session.step(intent.clone(), t_ms) {
+            Ok(t) => t,
+            Err(r) => panic!("{r}"),
+        };
+        store
+            .append("shopco", id, &Step { n, t_ms, intent }, &produced.events)
+            .expect("append");
+        n += 1;
+        events.extend(produced.events.clone());
+        produced
+    };
+    apply(
+        &mut session,
+        Intent::Start {
+            request: "hi".into(),
+        },
+        0,
+    );
+    let t = apply(
+        &mut session,
+        Intent::CallTool {
+            tool: "lookup_order".into(),
+            input: serde_json::json!({"order_id": "ord-1"}),
+            estimated_cost: 0,
+        },
+        1,
+    );
+    let call_id = t
+        .effects
+        .iter()
+        .find_map(|e| match e {
+            kernel::Effect::CallTool { call_id, .. } => Some(call_id.clone()),
+            _ => None,
+        })
+        .expect("a tool call");
+    apply(
+        &mut session,
+        Intent::ToolReturned {
+            call_id,
+            output,
+            cost: 0,
+        },
+        2,
+    );
+    events
+}
+
+/// Tool data can look like the store's own blob references: `{"$blob": "<hash>"}` in an output,
+/// even naming another session's stored payload. It must read back as the data it was, never as
+/// a reference (issue 16, 2).
+#[test]
+fn data_that_imitates_a_blob_reference_reads_back_as_data() {
+    let path = temp_db("imitation");
+    let store = SqliteStore::open(&path).expect("open");
+    // Session a's large output is stored out of line.
+    let secret = serde_json::json!({"card": "4111 1111 1111 1111", "pad": "x".repeat(400)});
+    let a = record_output(&store, "a", secret.clone());
+    let hash = kernel::event::sha256_hex(secret.to_string().as_bytes());
+    // Session b's tool answers with what looks like a reference to it; c's with a dangling one.
+    let b = record_output(&store, "b", serde_json::json!({"$blob": hash}));
+    let c = record_output(&store, "c", serde_json::json!({"$blob": "0000"}));
+    assert_eq!(store.load("shopco", "a").expect("a").events, a);
+    assert_eq!(store.load("shopco", "b").expect("b reads back").events, b);
+    assert_eq!(store.load("shopco", "c").expect("c reads back").events, c);
+    assert!(
+        verify_failures(&store).is_empty(),
+        "{:?}",
+        verify_failures(&store)
+    );
+    let text = serde_json::to_string(&b).expect("json");
+    assert!(
+        !text.contains("4111"),
+        "another session's payload leaked into b"
+    );
+}
+
+/// Stored payloads are kept per tenant: the same payload recorded by two tenants is two blobs,
+/// and one tenant's blob never completes another tenant's events.
+#[test]
+fn blobs_are_scoped_by_tenant() {
+    let path = temp_db("scoped");
+    let store = SqliteStore::open(&path).expect("open");
+    let payload = serde_json::json!({"pad": "y".repeat(400)});
+    let events = record_output(&store, "a", payload);
+    // The same events filed under another tenant (the store does not read them).
+    let deployment = Arc::new(
+        kernel::pack::load_packs(&common::repo().join("policies"), &["support"]).expect("packs"),
+    );
+    let mut other = config("a");
+    other.tenant = "globex".into();
+    store.begin(&deployment, &other, 0).expect("begin");
+    let steps = store.load("shopco", "a").expect("a").steps;
+    let mut at = 0;
+    for (step, count) in steps.iter().zip([1usize, 2, 2]) {
+        let _ = count;
+        let end = events
+            .iter()
+            .position(|e| e.t_ms > step.t_ms)
+            .unwrap_or(events.len());
+        store
+            .append("globex", "a", step, &events[at..end])
+            .expect("append");
+        at = end;
+    }
+    drop(store);
+    let conn = Connection::open(&path).expect("raw");
+    let kept: i64 = conn
+        .query_row("SELECT COUNT(*) FROM tenant_blobs", [], |r| r.get(0))
+        .expect("count");
+    assert_eq!(kept, 2, "one blob per tenant");
+    conn.execute("DELETE FROM tenant_blobs WHERE tenant = 'shopco'", [])
+        .expect("delete");
+    drop(conn);
+    let store = SqliteStore::open(&path).expect("open");
+    assert!(store.load("shopco", "a").is_err(), "shopco's blob is gone");
+    assert_eq!(
+        store
+            .load("globex", "a")
+            .expect("globex keeps its own")
+            .events,
+        events
+    );
+}
+
+/// Rows written before schema version 5 marked moved fields in the event (`{"$blob": hash}`,
+/// payloads in `blobs`); after migrating they still read back and verify.
+#[test]
+fn version_4_rows_with_blob_references_still_read_back() {
+    let path = temp_db("v4blobs");
+    let store = SqliteStore::open(&path).expect("open");
+    let events = record_output(&store, "old", serde_json::json!({"pad": "z".repeat(400)}));
+    drop(store);
+    // Rewrite the rows the way version 4 wrote them.
+    let conn = Connection::open(&path).expect("raw");
+    let rows: Vec<(i64, String, String)> = conn
+        .prepare("SELECT n, events, deflated FROM steps WHERE session = 'old'")
+        .expect("prepare")
+        .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+        .expect("query")
+        .collect::<Result<_, _>>()
+        .expect("rows");
+    let mut rewritten = 0;
+    for (n, text, deflated) in rows {
+        let mut values: Vec<serde_json::Value> = serde_json::from_str(&text).expect("events");
+        let moved: Vec<Vec<(String, String)>> = serde_json::from_str(&deflated).expect("moved");
+        for (value, fields) in values.iter_mut().zip(&moved) {
+            for (field, hash) in fields {
+                value["payload"][field.as_str()] = serde_json::json!({"$blob": hash});
+                rewritten += 1;
+            }
+        }
+        conn.execute(
+            "UPDATE steps SET events = ?1, deflated = NULL WHERE session = 'old' AND n = ?2",
+            params![serde_json::to_string(&values).expect("json"), n],
+        )
+        .expect("update");
+    }
+    assert!(rewritten > 0, "the output must have been moved out");
+    conn.execute_batch(
+        "INSERT INTO blobs (hash, body) SELECT hash, body FROM tenant_blobs;
+         DELETE FROM tenant_blobs;",
+    )
+    .expect("legacy blobs");
+    drop(conn);
+    let store = SqliteStore::open(&path).expect("open");
+    assert_eq!(
+        store.load("shopco", "old").expect("reads back").events,
+        events
+    );
     assert!(verify_failures(&store).is_empty());
 }

@@ -6,9 +6,12 @@
 //! concurrent sessions' appends land on different B-tree pages, and every row written is a page
 //! the commit writes to the WAL (one row per event as well made each append cost twice the pages).
 //! Large payload fields (tool inputs and outputs, model outputs, memory values: anything over
-//! [`INLINE_LIMIT`] bytes of JSON) are stored once in `blobs` by SHA-256 and referenced from the
-//! event as `{"$blob": "<hash>"}`; the hash chain covers the inflated event, so a tampered blob
-//! is caught like a tampered row.
+//! [`INLINE_LIMIT`] bytes of JSON) are stored once per tenant in `tenant_blobs` by SHA-256. Which
+//! fields were moved out is recorded beside the events (the step row's `deflated` column), never
+//! inside them, so data cannot imitate a reference; the hash chain covers the inflated event, so
+//! a tampered blob is caught like a tampered row. (Rows written before schema version 5 marked a
+//! moved field in the event itself as `{"$blob": "<hash>"}`, stored in `blobs`; they are read as
+//! they were written.)
 //!
 //! The schema is versioned with `PRAGMA user_version`; [`MIGRATIONS`] upgrades a file from any
 //! earlier version in order, each in its own transaction.
@@ -19,7 +22,7 @@ use std::time::Duration;
 
 use rusqlite::config::DbConfig;
 use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
-use serde_json::{Map, Value};
+use serde_json::Value;
 
 use super::{
     SessionLog, SessionRecord, SessionStore, Step, StoreError, StoredSession, TenantMemory,
@@ -31,7 +34,7 @@ use kernel::event::{Event, sha256_hex};
 pub const INLINE_LIMIT: usize = 256;
 
 /// Schema versions, in order: version `i + 1` is reached by running `MIGRATIONS[i]`.
-pub const MIGRATIONS: [&str; 4] = [
+pub const MIGRATIONS: [&str; 5] = [
     // 1: sessions, their steps and events, bundles by hash.
     "CREATE TABLE bundles (hash TEXT PRIMARY KEY, sources TEXT NOT NULL);
      CREATE TABLE sessions (tenant TEXT NOT NULL, id TEXT NOT NULL, record TEXT NOT NULL,
@@ -52,6 +55,11 @@ pub const MIGRATIONS: [&str; 4] = [
     // before keep NULL in both columns and their events stay rows of `events`.
     "ALTER TABLE steps ADD COLUMN end_seq INTEGER;
      ALTER TABLE steps ADD COLUMN events TEXT;",
+    // 5: which payload fields a step's events moved out is kept beside them (`deflated`: per
+    // event, its [field, hash] pairs), and moved payloads are kept per tenant.
+    "ALTER TABLE steps ADD COLUMN deflated TEXT;
+     CREATE TABLE tenant_blobs (tenant TEXT NOT NULL, hash TEXT NOT NULL, body TEXT NOT NULL,
+                                PRIMARY KEY (tenant, hash));",
 ];
 
 /// A SQLite file holding sessions.
@@ -168,32 +176,31 @@ fn from_json<T: serde::de::DeserializeOwned>(text: &str, what: &str) -> Result<T
     serde_json::from_str(text).map_err(|e| StoreError::Corrupt(format!("{what}: {e}")))
 }
 
-/// The event's JSON with large payload fields moved out; the blobs to store.
-fn deflate(event: &Event) -> Result<(String, Blobs), StoreError> {
+/// The event's JSON with large payload fields moved out (left `null`), which fields those were
+/// with their hashes, and the blobs to store.
+fn deflate(event: &Event) -> Result<(String, Moved, Blobs), StoreError> {
     // Most events carry no large field, and no payload field is longer than the whole body: when
     // the body is short, the event is written directly, without building a `Value` to edit.
     let mut body = Count(0);
     serde_json::to_writer(&mut body, &event.body)
         .map_err(|e| StoreError::Corrupt(e.to_string()))?;
     if body.0 <= INLINE_LIMIT {
-        return Ok((to_json(event)?, Vec::new()));
+        return Ok((to_json(event)?, Vec::new(), Vec::new()));
     }
     let mut value = serde_json::to_value(event).map_err(|e| StoreError::Corrupt(e.to_string()))?;
-    let mut blobs = Vec::new();
+    let (mut moved, mut blobs) = (Vec::new(), Vec::new());
     if let Some(Value::Object(payload)) = value.get_mut("payload") {
-        for field in payload.values_mut() {
+        for (name, field) in payload.iter_mut() {
             let text = field.to_string();
             if text.len() > INLINE_LIMIT {
                 let hash = sha256_hex(text.as_bytes());
-                *field = Value::Object(Map::from_iter([(
-                    "$blob".to_owned(),
-                    Value::String(hash.clone()),
-                )]));
+                *field = Value::Null;
+                moved.push((name.clone(), hash.clone()));
                 blobs.push((hash, text));
             }
         }
     }
-    Ok((value.to_string(), blobs))
+    Ok((value.to_string(), moved, blobs))
 }
 
 /// Counts the bytes written to it.
@@ -210,8 +217,9 @@ impl std::io::Write for Count {
     }
 }
 
-/// Puts blob-referenced fields back.
-fn inflate(c: &Connection, mut value: Value, at: &str) -> Result<Event, StoreError> {
+/// Puts the fields a row written before schema version 5 marked `{"$blob": ...}` back, from
+/// `blobs`.
+fn inflate_legacy(c: &Connection, mut value: Value, at: &str) -> Result<Event, StoreError> {
     if let Some(Value::Object(payload)) = value.get_mut("payload") {
         for field in payload.values_mut() {
             let Some(hash) = field
@@ -231,6 +239,31 @@ fn inflate(c: &Connection, mut value: Value, at: &str) -> Result<Event, StoreErr
                 body.ok_or_else(|| StoreError::Corrupt(format!("{at}: blob {hash} is missing")))?;
             *field = from_json(&body, &format!("{at}: blob {hash}"))?;
         }
+    }
+    serde_json::from_value(value).map_err(|e| StoreError::Corrupt(format!("{at}: {e}")))
+}
+
+/// Puts the fields a step row moved out back, from the tenant's blobs: only the fields its
+/// `deflated` column names, whatever the data looks like.
+fn inflate(
+    c: &Connection,
+    tenant: &str,
+    mut value: Value,
+    moved: &[(String, String)],
+    at: &str,
+) -> Result<Event, StoreError> {
+    for (name, hash) in moved {
+        let body: Option<String> = c
+            .prepare_cached("SELECT body FROM tenant_blobs WHERE tenant = ?1 AND hash = ?2")
+            .and_then(|mut st| st.query_row(params![tenant, hash], |r| r.get(0)).optional())
+            .map_err(backend)?;
+        let body =
+            body.ok_or_else(|| StoreError::Corrupt(format!("{at}: blob {hash} is missing")))?;
+        let field = value
+            .get_mut("payload")
+            .and_then(|p| p.get_mut(name.as_str()))
+            .ok_or_else(|| StoreError::Corrupt(format!("{at}: no payload field `{name}`")))?;
+        *field = from_json(&body, &format!("{at}: blob {hash}"))?;
     }
     serde_json::from_value(value).map_err(|e| StoreError::Corrupt(format!("{at}: {e}")))
 }
@@ -296,11 +329,16 @@ pub(crate) struct Row {
     seqs: Option<(u64, u64)>,
     /// The step's events, deflated, as one JSON array.
     events: String,
+    /// Per event, the fields moved out of it and their hashes (`[]` when none was).
+    deflated: String,
     blobs: Blobs,
 }
 
 /// Payload fields moved out of an event: (SHA-256, JSON text).
 type Blobs = Vec<(String, String)>;
+
+/// Which payload fields of one event were moved out: (field, SHA-256).
+type Moved = Vec<(String, String)>;
 
 impl Row {
     pub(crate) fn new(
@@ -310,16 +348,21 @@ impl Row {
         events: &[Event],
     ) -> Result<Self, StoreError> {
         let mut text = String::from("[");
-        let mut blobs = Vec::new();
+        let (mut blobs, mut deflated) = (Vec::new(), Vec::new());
         for (i, event) in events.iter().enumerate() {
-            let (one, moved) = deflate(event)?;
+            let (one, moved, out) = deflate(event)?;
             if i > 0 {
                 text.push(',');
             }
             text.push_str(&one);
-            blobs.extend(moved);
+            deflated.push(moved);
+            blobs.extend(out);
         }
         text.push(']');
+        // Most steps move nothing: an empty list says so for all their events.
+        if deflated.iter().all(Vec::is_empty) {
+            deflated.clear();
+        }
         Ok(Self {
             tenant: tenant.to_owned(),
             session: session.to_owned(),
@@ -331,6 +374,7 @@ impl Row {
                 .zip(events.last())
                 .map(|(a, z)| (a.seq, z.seq)),
             events: text,
+            deflated: to_json(&deflated)?,
             blobs,
         })
     }
@@ -373,13 +417,15 @@ impl Row {
         }
         let end_seq = self.seqs.map_or(next_seq, |(_, last)| last + 1);
         for (hash, body) in &self.blobs {
-            c.prepare_cached("INSERT OR IGNORE INTO blobs (hash, body) VALUES (?1, ?2)")
-                .and_then(|mut st| st.execute(params![hash, body]))
-                .map_err(backend)?;
+            c.prepare_cached(
+                "INSERT OR IGNORE INTO tenant_blobs (tenant, hash, body) VALUES (?1, ?2, ?3)",
+            )
+            .and_then(|mut st| st.execute(params![tenant, hash, body]))
+            .map_err(backend)?;
         }
         c.prepare_cached(
-            "INSERT INTO steps (tenant, session, n, t_ms, intent, end_seq, events)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+            "INSERT INTO steps (tenant, session, n, t_ms, intent, end_seq, events, deflated)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
         )
         .and_then(|mut st| {
             st.execute(params![
@@ -389,7 +435,8 @@ impl Row {
                 self.t_ms as i64,
                 self.intent,
                 end_seq as i64,
-                self.events
+                self.events,
+                self.deflated
             ])
         })
         .map_err(backend)?;
@@ -592,24 +639,25 @@ impl SessionStore for SqliteStore {
             let mut events = Vec::with_capacity(raw.len());
             for (seq, text) in raw {
                 let at = format!("session {tenant}/{session} row seq {seq}");
-                events.push(inflate(c, from_json(&text, &at)?, &at)?);
+                events.push(inflate_legacy(c, from_json(&text, &at)?, &at)?);
             }
 
             let mut q = c
                 .prepare(
-                    "SELECT n, t_ms, intent, events FROM steps WHERE tenant = ?1 AND session = ?2
-                     ORDER BY n",
+                    "SELECT n, t_ms, intent, events, deflated FROM steps
+                     WHERE tenant = ?1 AND session = ?2 ORDER BY n",
                 )
                 .map_err(backend)?;
-            let raw: Vec<(i64, i64, String, Option<String>)> = q
+            type Raw = (i64, i64, String, Option<String>, Option<String>);
+            let raw: Vec<Raw> = q
                 .query_map(params![tenant, session], |r| {
-                    Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?))
+                    Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?))
                 })
                 .map_err(backend)?
                 .collect::<Result<_, _>>()
                 .map_err(backend)?;
             let mut steps = Vec::with_capacity(raw.len());
-            for (n, t_ms, intent, step_events) in raw {
+            for (n, t_ms, intent, step_events, deflated) in raw {
                 let at = format!("session {tenant}/{session} step {n}");
                 steps.push(Step {
                     n: u64::try_from(n).map_err(backend)?,
@@ -618,8 +666,17 @@ impl SessionStore for SqliteStore {
                 });
                 let Some(text) = step_events else { continue };
                 let values: Vec<Value> = from_json(&text, &at)?;
+                // Rows from before schema version 5 have no `deflated` column value.
+                let moved: Option<Vec<Moved>> = deflated.map(|d| from_json(&d, &at)).transpose()?;
                 for (i, value) in values.into_iter().enumerate() {
-                    events.push(inflate(c, value, &format!("{at} event {i}"))?);
+                    let at = format!("{at} event {i}");
+                    events.push(match &moved {
+                        Some(moved) => {
+                            let none = Vec::new();
+                            inflate(c, tenant, value, moved.get(i).unwrap_or(&none), &at)?
+                        }
+                        None => inflate_legacy(c, value, &at)?,
+                    });
                 }
             }
             Ok(StoredSession {
