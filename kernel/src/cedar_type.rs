@@ -205,6 +205,19 @@ impl CedarType {
                 Ok(Val::Set(out))
             }
             (Self::Record(fields), Value::Object(map)) => {
+                // A schema's properties are the whole record: an argument it does not declare
+                // would reach the tool while no policy can see it. (An object schema without
+                // properties is free-form and stays so.)
+                if !fields.is_empty()
+                    && let Some(extra) = map
+                        .keys()
+                        .find(|k| fields.binary_search_by(|f| f.name.as_str().cmp(k)).is_err())
+                {
+                    return Err(ArgumentError {
+                        path: format!("{path}/{extra}"),
+                        message: "is not declared by the tool's schema".into(),
+                    });
+                }
                 let mut out = Vec::with_capacity(fields.len());
                 for f in fields {
                     let sub = format!("{path}/{}", f.name);

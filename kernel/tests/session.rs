@@ -932,3 +932,34 @@ fn too_deeply_nested_data_is_refused_at_intake_and_the_log_reads_back() {
     let text = encode_jsonl(&log);
     assert_eq!(decode_jsonl(&text).expect("reads back"), log);
 }
+
+/// An argument the tool's schema does not declare would reach the tool while no policy could see
+/// it (a `bcc` to an outside address). Records are closed: it is refused, naming the argument,
+/// even where the schema leaves `additionalProperties` open (issue 16, 4).
+#[test]
+fn an_argument_the_schema_does_not_declare_is_refused() {
+    let mut s = started();
+    let err = s
+        .step(
+            tool(
+                "read_crm",
+                json!({"customer_id": "c1", "bcc": "eve@evil.example"}),
+            ),
+            1,
+        )
+        .expect_err("undeclared argument");
+    match &err.error {
+        kernel::StepError::InvalidArguments { errors, .. } => {
+            assert!(
+                errors
+                    .iter()
+                    .any(|e| e.path == "/bcc" && e.message.contains("not declared")),
+                "{errors:?}"
+            );
+        }
+        other => panic!("{other:?}"),
+    }
+    // Declared arguments alone still go through.
+    let t = step(&mut s, tool("read_crm", json!({"customer_id": "c1"})), 2);
+    assert!(kinds(&t).contains(&"tool_called"), "{:?}", kinds(&t));
+}
