@@ -963,3 +963,67 @@ fn an_argument_the_schema_does_not_declare_is_refused() {
     let t = step(&mut s, tool("read_crm", json!({"customer_id": "c1"})), 2);
     assert!(kinds(&t).contains(&"tool_called"), "{:?}", kinds(&t));
 }
+
+/// `@approval("cfo")` names the role the approver must hold, on top of being an approver: the
+/// approve request's `context.approval_roles` carries every role the lifted policies name and
+/// `base.approval.role` forbids an approver without all of them (issue 16, 4).
+#[test]
+fn an_approval_annotation_names_the_role_the_approver_must_hold() {
+    let built = kernel::pack::builder_for(&root(), &["demo"])
+        .expect("packs")
+        .policies(kernel::Source::new(
+            "cfo.cedar",
+            r#"@id("cfo.large_refund")
+               @approval("cfo")
+               forbid (principal, action == Action::"refund", resource)
+               when { context.input.amount > 30000 };"#,
+        ))
+        .entities(kernel::Source::new(
+            "cfo.json",
+            r#"[{ "uid": { "type": "User", "id": "carl@acme" },
+                  "attrs": { "roles": ["approver", "cfo"] },
+                  "parents": [{ "type": "Tenant", "id": "acme" }] }]"#,
+        ))
+        .build()
+        .expect("builds");
+    let mut s = started_on(std::sync::Arc::new(built), config(Mode::Enforce));
+    let t = step(
+        &mut s,
+        tool("refund", json!({"order_id": "ord-7", "amount": 35_000})),
+        1,
+    );
+    let request_id = match &t.events[0].body {
+        EventBody::ApprovalRequested {
+            request_id,
+            policies,
+            ..
+        } => {
+            assert_eq!(policies, &["cfo.large_refund", "demo.refund.approval"]);
+            request_id.clone()
+        }
+        other => panic!("{other:?}"),
+    };
+    // Bob is an approver but not a CFO.
+    let t = step(
+        &mut s,
+        Intent::Approve {
+            user: "bob@acme".into(),
+            request_id: request_id.clone(),
+        },
+        2,
+    );
+    let d = t.decision.expect("decided");
+    assert!(!d.allowed());
+    assert_eq!(d.policies[0].id, "base.approval.role");
+    assert_eq!(s.status(), Status::WaitingApproval);
+    // Carl is both.
+    let t = step(
+        &mut s,
+        Intent::Approve {
+            user: "carl@acme".into(),
+            request_id,
+        },
+        3,
+    );
+    assert_eq!(kinds(&t)[0], "approval_granted");
+}

@@ -130,6 +130,14 @@ impl Session {
                     .min_annotation("approval_timeout_ms")
                     .map(|t| now.saturating_add(t));
                 let (action, resource) = (d.action.clone(), d.resource.clone());
+                let mut roles: Vec<String> = d
+                    .policies
+                    .iter()
+                    .filter(|p| policies.contains(&p.id))
+                    .filter_map(|p| p.annotations.get("approval").cloned())
+                    .collect();
+                roles.sort();
+                roles.dedup();
                 let body = EventBody::ApprovalRequested {
                     request_id: request_id.clone(),
                     action,
@@ -142,6 +150,7 @@ impl Session {
                     request_id,
                     proposal,
                     policies,
+                    roles,
                     expires_at,
                 });
                 return self.emit_into(tr, now, body, Some(d));

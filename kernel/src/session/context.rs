@@ -114,8 +114,10 @@ pub(crate) fn approve_extra(
     request_action: String,
     request_resource: String,
     policies: &[String],
+    roles: &[String],
 ) -> Vec<(&'static str, Val)> {
     vec![
+        ("approval_roles", strings(roles.iter().map(String::as_str))),
         ("granted", Val::Bool(granted)),
         ("request_action", Val::String(request_action)),
         ("request_resource", Val::String(request_resource)),

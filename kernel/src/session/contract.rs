@@ -108,7 +108,13 @@ fn check_request_contract(deployment: &Arc<Deployment>) -> Vec<(String, String)>
         (
             "approve",
             &actions.approve,
-            approve_extra(true, "probe".into(), "probe".into(), &["probe".into()]),
+            approve_extra(
+                true,
+                "probe".into(),
+                "probe".into(),
+                &["probe".into()],
+                &["probe".into()],
+            ),
         ),
         ("cancel", &actions.cancel, cancel_extra("probe")),
         ("endorse", &actions.endorse, endorse_extra("probe")),

@@ -54,7 +54,13 @@ impl Session {
             .action_resource(&self.deployment)
             .map(|(a, r)| (a.to_string(), r.to_string()))
             .unwrap_or_default();
-        let extra = approve_extra(granted, request_action, request_resource, &pending.policies);
+        let extra = approve_extra(
+            granted,
+            request_action,
+            request_resource,
+            &pending.policies,
+            &pending.roles,
+        );
         let d = self.ask_as_user(now, &user, &action, extra);
         if !d.allowed() {
             // An unauthorized verdict changes nothing, even in log_only mode: the request waits on.

@@ -82,6 +82,8 @@ struct PendingApproval {
     request_id: String,
     proposal: Proposal,
     policies: Vec<String>,
+    /// The roles the approver must hold: the `@approval` values of `policies`.
+    roles: Vec<String>,
     expires_at: Option<u64>,
 }
 
