@@ -156,12 +156,23 @@ fn is_end(e: &Event) -> bool {
 fn print_event(e: &Event, jsonl: bool) {
     if jsonl {
         print!("{}", encode_jsonl(std::slice::from_ref(e)));
-        return;
+    } else {
+        println!("{}", readable(e));
     }
+}
+
+/// One event as a line for a person. In `log_only` a denial did not stop anything, so it is
+/// marked as what it would have done.
+fn readable(e: &Event) -> String {
     let decision = e.decision.as_ref().map_or_else(String::new, |d| {
         let ids: Vec<&str> = d.policies.iter().map(|p| p.id.as_str()).collect();
+        let shadow = if d.mode == kernel::Mode::LogOnly && !d.allowed() {
+            " — log_only: would have denied, ran anyway"
+        } else {
+            ""
+        };
         format!(
-            "  [{} {}: {}]",
+            "  [{} {}: {}{shadow}]",
             action_name(d),
             format!("{:?}", d.effect).to_lowercase(),
             if ids.is_empty() {
@@ -171,19 +182,21 @@ fn print_event(e: &Event, jsonl: bool) {
             }
         )
     });
-    println!(
+    format!(
         "{:>8}ms #{:<3} {:<18} {}{decision}",
         e.t_ms,
         e.seq,
         e.body.kind(),
         detail(&e.body)
-    );
+    )
 }
 
 /// The part of a payload a person watching wants to see, cut to one line.
 fn detail(body: &EventBody) -> String {
     let text = match body {
-        EventBody::SessionStarted { request, .. } => request.clone(),
+        EventBody::SessionStarted { request, mode, .. } => {
+            format!("(mode {}) {request}", mode.as_str())
+        }
         EventBody::ModelCalled { model, attempt, .. } => format!("{model} (attempt {attempt})"),
         EventBody::ModelResponded {
             input_tokens,
@@ -238,5 +251,59 @@ fn detail(body: &EventBody) -> String {
         format!("{cut}...")
     } else {
         line
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+    use std::sync::Arc;
+
+    use kernel::{Intent, Mode, Session, SessionConfig};
+
+    use super::readable;
+
+    /// The readable output says the session's mode, and in `log_only` marks a denial that let the
+    /// call through (issue 16, 4).
+    #[test]
+    fn the_mode_and_log_only_denials_are_shown() {
+        let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../policies");
+        let deployment = Arc::new(kernel::pack::load_packs(&root, &["demo"]).expect("demo"));
+        let config = SessionConfig {
+            id: "s".into(),
+            tenant: "acme".into(),
+            user: "alice@acme".into(),
+            agent: "assistant@acme".into(),
+            budget: "acme".into(),
+            mode: Mode::LogOnly,
+        };
+        let mut s = Session::new(deployment, config).expect("session");
+        let started = s
+            .step(
+                Intent::Start {
+                    request: "hi".into(),
+                },
+                0,
+            )
+            .expect("start");
+        assert!(readable(&started.events[0]).contains("(mode log_only) hi"));
+        // No pack permits `wire_transfer`: denied, yet it runs in log_only.
+        let t = s
+            .step(
+                Intent::CallTool {
+                    tool: "wire_transfer".into(),
+                    input: serde_json::json!({"iban": "X", "amount": 1}),
+                    estimated_cost: 0,
+                },
+                1,
+            )
+            .expect("step");
+        let lines: Vec<String> = t.events.iter().map(readable).collect();
+        assert!(
+            lines
+                .iter()
+                .any(|l| l.contains("would have denied, ran anyway")),
+            "{lines:#?}"
+        );
     }
 }

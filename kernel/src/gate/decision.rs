@@ -19,6 +19,16 @@ pub enum Mode {
     LogOnly,
 }
 
+impl Mode {
+    /// As written in files and events: `enforce` or `log_only`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Enforce => "enforce",
+            Self::LogOnly => "log_only",
+        }
+    }
+}
+
 /// Allow or deny.
 #[cfg_attr(feature = "schemars", derive(schemars::JsonSchema))]
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
