@@ -131,12 +131,14 @@ fn play(
             .memory
             .iter()
             .map(|m| {
+                let tenant = m.tenant.clone().unwrap_or_else(|| config.tenant.clone());
                 (
-                    (m.scope.clone(), m.key.clone()),
+                    (tenant, m.scope.clone(), m.key.clone()),
                     (m.value.clone(), m.labels.clone()),
                 )
             })
             .collect(),
+        tenant: config.tenant.clone(),
         pending: None,
         monitor,
         invariants_only_for_properties: !expect.invariants,
@@ -224,7 +226,9 @@ struct Player {
     turns: ScriptedTurns,
     scripts: BTreeMap<String, ToolScript>,
     cursors: BTreeMap<String, usize>,
-    memory: BTreeMap<(String, String), (Value, Vec<String>)>,
+    /// Memory entries by (tenant, scope, key): a session reaches its own tenant's only, in any mode.
+    memory: BTreeMap<(String, String, String), (Value, Vec<String>)>,
+    tenant: String,
     pending: Option<Pending>,
     monitor: Option<Monitor>,
     invariants_only_for_properties: bool,
@@ -266,7 +270,10 @@ impl Player {
         let start = pending.not_before;
         let (latency, intent) = match &pending.kind {
             PendingKind::Memory { scope, key } => {
-                let entry = self.memory.get(&(scope.clone(), key.clone())).cloned();
+                let entry = self
+                    .memory
+                    .get(&(self.tenant.clone(), scope.clone(), key.clone()))
+                    .cloned();
                 let (value, labels) = entry.map_or((None, Vec::new()), |(v, l)| (Some(v), l));
                 (
                     0,
@@ -448,7 +455,8 @@ impl Player {
                     value,
                     labels,
                 } => {
-                    self.memory.insert((scope, key), (value, labels));
+                    self.memory
+                        .insert((self.tenant.clone(), scope, key), (value, labels));
                 }
                 Effect::Abort { .. } => self.pending = None,
             }

@@ -246,6 +246,10 @@ pub struct MemoryKey {
 #[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct MemoryEntry {
+    /// The tenant whose memory holds it (default: the session's). Memory is kept per tenant, so
+    /// another tenant's entry is never what a session reads, whatever scope it names.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tenant: Option<String>,
     /// `MemoryScope` entity id.
     pub scope: String,
     /// Key inside the scope.

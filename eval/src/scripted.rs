@@ -138,8 +138,9 @@ pub async fn run_on_runtime(
     }
     if let Ok(mut memory) = runtime.memory().lock() {
         for m in &s.scenario.memory {
+            let tenant = m.tenant.clone().unwrap_or_else(|| spec.tenant.clone());
             memory.insert(
-                (m.scope.clone(), m.key.clone()),
+                (tenant, m.scope.clone(), m.key.clone()),
                 (m.value.clone(), m.labels.clone()),
             );
         }

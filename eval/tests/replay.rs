@@ -33,3 +33,22 @@ fn a_run_whose_script_runs_out_stops_without_ending_the_session() {
     assert!(failures.is_empty());
     assert_eq!(run.status, kernel::Status::Running);
 }
+
+/// `log_only` lets denied calls run, but memory is kept per tenant: Northwind's read of
+/// `contoso/kb` finds nothing, never Contoso's entry (issue 16, 4: the mode switched isolation off).
+#[test]
+fn log_only_does_not_switch_tenant_isolation_off() {
+    let root = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    let file = root.join("../scenarios/enterprise/log_only_keeps_tenants_apart.toml");
+    let (_, run, failures) = eval::run_file(&file).expect("runs");
+    assert!(failures.is_empty(), "{failures:?}");
+    let loaded: Vec<&kernel::EventBody> = run
+        .events
+        .iter()
+        .map(|e| &e.body)
+        .filter(|b| matches!(b, kernel::EventBody::MemoryLoaded { .. }))
+        .collect();
+    assert_eq!(loaded.len(), 1, "{loaded:?}");
+    let text = serde_json::to_string(loaded[0]).expect("json");
+    assert!(!text.contains("secret"), "Contoso's entry leaked: {text}");
+}

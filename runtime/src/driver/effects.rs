@@ -120,7 +120,7 @@ impl Run<'_> {
                         .memory
                         .lock()
                         .ok()
-                        .and_then(|m| m.get(&(scope, key)).cloned()),
+                        .and_then(|m| m.get(&(self.tenant.clone(), scope, key)).cloned()),
                 };
                 let (value, labels) = entry.map_or((None, Vec::new()), |(v, l)| (Some(v), l));
                 let answer = Answer::result(Intent::MemoryLoaded {
@@ -143,7 +143,7 @@ impl Run<'_> {
                 }
                 None => {
                     if let Ok(mut m) = rt.memory.lock() {
-                        m.insert((scope, key), (value, labels));
+                        m.insert((self.tenant.clone(), scope, key), (value, labels));
                     }
                 }
             },

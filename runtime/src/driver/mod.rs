@@ -47,9 +47,10 @@ pub struct Outcome {
     pub store_error: Option<StoreError>,
 }
 
-/// Memory entries with their labels, by (scope, key): the memory of a runtime without a store,
-/// shared by every session it drives.
-pub type SharedMemory = BTreeMap<(String, String), (Value, Vec<String>)>;
+/// Memory entries with their labels, by (tenant, scope, key): the memory of a runtime without a
+/// store, shared by every session it drives. Keyed by tenant first, like a store's, so no session
+/// reaches another tenant's entries whatever its mode or the scope it names.
+pub type SharedMemory = BTreeMap<(String, String, String), (Value, Vec<String>)>;
 
 /// What performs a session's effects.
 pub struct Runtime {
