@@ -542,6 +542,10 @@ fn a_cedar_evaluation_error_denies_and_is_recorded() {
     );
     let d = t.decision.clone().expect("d");
     assert_eq!((d.effect, d.basis), (Verdict::Deny, Basis::Error));
+    // The policy that erred is named as such; `policies` keeps the satisfied permit, as Cedar
+    // reports it (issue 16, smaller).
+    assert_eq!(d.erred, ["test.overflow"]);
+    assert!(d.policies.iter().all(|p| p.id != "test.overflow"));
     assert!(
         d.errors
             .iter()

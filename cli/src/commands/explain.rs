@@ -60,6 +60,9 @@ pub fn run(args: &Args) -> miette::Result<ExitCode> {
             println!("  {} {} {}", p.effect, p.id, ann.join(" "));
         }
     }
+    if !d.erred.is_empty() {
+        println!("erred:       {} (an error denies)", d.erred.join(", "));
+    }
     let o = d.obligations();
     if o.timeout_ms.is_some() || o.max_retries.is_some() {
         println!(

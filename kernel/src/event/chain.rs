@@ -132,7 +132,11 @@ fn write_decision(d: &Decision, out: &mut Vec<u8>) {
     write_string(&d.bundle.schema, out);
     out.extend_from_slice(b"},\"effect\":");
     unit(&d.effect, out);
-    for (name, list) in [("errors", &d.errors), ("lifted", &d.lifted)] {
+    for (name, list) in [
+        ("erred", &d.erred),
+        ("errors", &d.errors),
+        ("lifted", &d.lifted),
+    ] {
         if !list.is_empty() {
             let _ = write!(out, ",\"{name}\":[");
             separated(out, list, |item, out| write_string(item, out));
@@ -221,6 +225,7 @@ mod tests {
             effect: Verdict::Allow,
             basis: Basis::Permitted,
             policies: vec![],
+            erred: vec![],
             errors: vec![],
             lifted: vec![],
             mode: Mode::LogOnly,
@@ -244,6 +249,7 @@ mod tests {
             policy("b", &[("timeout_ms", "5"), ("approval", "x\ny")]),
         ];
         d.errors = vec!["e1".into(), "e \"2\"".into()];
+        d.erred = vec!["a".into(), "b\"c".into()];
         d.lifted = vec!["l".into()];
         d.basis = Basis::NotPermitted;
         d.effect = Verdict::Deny;

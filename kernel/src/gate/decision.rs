@@ -94,6 +94,10 @@ pub struct Decision {
     pub basis: Basis,
     /// The determining policies (shared with the bundle: decisions are cloned into events).
     pub policies: Vec<Arc<DeterminingPolicy>>,
+    /// The policies whose evaluation failed, by `@id`, sorted: on an error denial, these decided
+    /// it (`policies` still lists the ones satisfied, as Cedar reports them).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub erred: Vec<String>,
     /// Evaluation or request errors; any error denies.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub errors: Vec<String>,
@@ -132,6 +136,7 @@ impl Decision {
             effect: Verdict::Deny,
             basis: Basis::NotPermitted,
             policies: Vec::new(),
+            erred: Vec::new(),
             errors: Vec::new(),
             lifted: Vec::new(),
             mode,

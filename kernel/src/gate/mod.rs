@@ -262,6 +262,18 @@ impl Gate {
             .collect();
         errors.sort_unstable();
         decision.errors = errors;
+        let mut erred: Vec<String> = responses
+            .iter()
+            .flat_map(|r| r.diagnostics().errors())
+            .map(|e| match e {
+                cedar_policy::AuthorizationError::PolicyEvaluationError(e) => {
+                    e.policy_id().to_string()
+                }
+            })
+            .collect();
+        erred.sort_unstable();
+        erred.dedup();
+        decision.erred = erred;
         decision.settle(allowed);
         if let (Some(trace), Some(request)) = (trace, request) {
             let full = ask.full.and_then(|context| {
