@@ -602,67 +602,9 @@ fn data_at_the_depth_bound_reads_back_from_the_store_and_jsonl() {
     for _ in 0..kernel::MAX_JSON_DEPTH {
         deep = serde_json::json!([deep]);
     }
-    let path = temp_db("deep");
-    let store = SqliteStore::open(&path).expect("open");
-    let deployment = Arc::new(
-        kernel::pack::load_packs(&common::repo().join("policies"), &["support"]).expect("packs"),
-    );
-    store.begin(&deployment, &config("deep"), 0).expect("begin");
-    let mut session = Session::new(Arc::clone(&deployment), config("deep")).expect("session");
-    let mut events = Vec::new();
-    let mut n = 0;
-    let mut apply = |session: &mut Session, intent: Intent, t_ms: u64| {
-        let produced = match session.step(intent.clone(), t_ms) {
-            Ok(t) => t,
-            Err(r) => panic!("{r}"),
-        };
-        store
-            .append(
-                "shopco",
-                "deep",
-                &Step { n, t_ms, intent },
-                &produced.events,
-            )
-            .expect("append");
-        n += 1;
-        events.extend(produced.events.clone());
-        produced
-    };
-    apply(
-        &mut session,
-        Intent::Start {
-            request: "hi".into(),
-        },
-        0,
-    );
-    let t = apply(
-        &mut session,
-        Intent::CallTool {
-            tool: "lookup_order".into(),
-            input: serde_json::json!({"order_id": "ord-1"}),
-            estimated_cost: 0,
-        },
-        1,
-    );
-    let call_id = t
-        .effects
-        .iter()
-        .find_map(|e| match e {
-            kernel::Effect::CallTool { call_id, .. } => Some(call_id.clone()),
-            _ => None,
-        })
-        .expect("a tool call");
-    let t = apply(
-        &mut session,
-        Intent::ToolReturned {
-            call_id,
-            output: deep,
-            cost: 0,
-        },
-        2,
-    );
-    assert!(t.events.iter().any(|e| e.body.kind() == "tool_returned"));
-
+    let store = SqliteStore::open(&temp_db("deep")).expect("open");
+    let events = record_output(&store, "deep", deep);
+    assert!(events.iter().any(|e| e.body.kind() == "tool_returned"));
     let loaded = store
         .load("shopco", "deep")
         .expect("the store reads it back");

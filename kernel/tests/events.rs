@@ -201,18 +201,7 @@ fn interleaved_sessions_verify_independently() {
         .map(|x| x.replace("\"session\":\"s1\"", "\"session\":\"s2\""))
         .collect();
     // Re-chain b: its hashes changed with the session id, so recompute them in order.
-    let mut prev = kernel::event::GENESIS.to_owned();
-    let b: Vec<String> = b
-        .into_iter()
-        .map(|line| {
-            let mut v: Value = serde_json::from_str(&line).expect("json");
-            v["prev"] = json!(prev);
-            let h = kernel::event::event_hash(&v);
-            v["hash"] = json!(h);
-            prev = h;
-            v.to_string()
-        })
-        .collect();
+    let b = rechain(b);
     let mixed: Vec<String> = a
         .iter()
         .zip(&b)
