@@ -1,5 +1,5 @@
 //! The snapshot form of an event stream: one canonical JSON line per event without `prev`, `hash`
-//! and the per-decision bundle hashes, then the bundle and chain head once. A policy edit then
+//! and the bundle hashes `session_started` records, then the bundle and chain head once. A policy edit then
 //! shows as the decisions it changed plus two trailer lines, not as every line of the log.
 
 use kernel::Event;
@@ -17,8 +17,9 @@ pub fn render(events: &[Event]) -> String {
             map.remove("hash");
             map.remove("session");
             map.remove("tenant");
-            if let Some(Value::Object(d)) = map.get_mut("decision") {
-                bundle = d.remove("bundle").or(bundle);
+            let started = map.get("kind").and_then(Value::as_str) == Some("session_started");
+            if started && let Some(Value::Object(payload)) = map.get_mut("payload") {
+                bundle = payload.remove("bundle").or(bundle);
             }
         }
         out.push_str(&canonical_json(&value));

@@ -112,7 +112,7 @@ impl Deployment {
             .map_err(Clone::clone)
     }
 
-    /// The hashes recorded in every decision.
+    /// The hashes each session records when it starts (`session_started`).
     pub fn hashes(&self) -> &BundleHashes {
         &self.gate.hashes
     }
@@ -174,13 +174,7 @@ impl Deployment {
             Err(error) => {
                 let unknown =
                     uid("Action", "unknown").unwrap_or_else(|_| self.actions.call_model.clone());
-                let mut d = Decision::new(
-                    &unknown,
-                    &unknown,
-                    &unknown,
-                    Mode::Enforce,
-                    &self.gate.hashes,
-                );
+                let mut d = Decision::new(&unknown, &unknown, &unknown, Mode::Enforce);
                 d.errors.push(format!("invalid request: {error}"));
                 d.settle(false);
                 return d;

@@ -324,25 +324,34 @@ fn a_pack_name_cannot_reach_outside_the_policy_folder() {
 }
 
 #[test]
-fn decisions_carry_the_hashes_of_the_bundle_in_force() {
-    use kernel::{Intent, Mode, Session};
+fn a_session_records_the_hashes_of_its_bundle_once_when_it_starts() {
+    use kernel::{EventBody, Intent, Mode, Session};
     let d = std::sync::Arc::new(load_packs(&root(), &["demo"]).expect("demo"));
     let mut s = Session::new(d.clone(), common::config(Mode::Enforce)).expect("session");
-    s.step(
-        Intent::Start {
-            request: "x".into(),
-        },
-        0,
-    )
-    .expect("start");
+    let started = s
+        .step(
+            Intent::Start {
+                request: "x".into(),
+            },
+            0,
+        )
+        .expect("start");
+    let EventBody::SessionStarted { bundle, .. } = &started.events[0].body else {
+        panic!("first event: {:?}", started.events[0].body)
+    };
+    let recorded = bundle.clone();
+    assert_eq!(&recorded, d.hashes());
     let t = s
         .step(
             common::tool("web_search", serde_json::json!({"query": "q"})),
             1,
         )
         .expect("call");
-    let recorded = t.decision.expect("decision").bundle;
-    assert_eq!(recorded.as_ref(), d.hashes());
+    let json = serde_json::to_string(&t.events).expect("json");
+    assert!(
+        !json.contains(&recorded.policies),
+        "later events do not repeat the bundle: {json}"
+    );
 
     let edited = base_builder()
         .policies(Source::new("extra.cedar", "@id(\"extra\") forbid (principal, action == Action::\"cancel\", resource) when { false };"))

@@ -21,6 +21,10 @@ use clap::{Parser, Subcommand};
 pub struct Cli {
     #[command(subcommand)]
     command: Command,
+    /// Sign the heads of sessions written to a store with this private key file (from `arbiter
+    /// keygen`); without it, the key in `ARBITER_SIGNING_KEY` (hex), if set.
+    #[arg(long, global = true)]
+    signing_key: Option<PathBuf>,
 }
 
 #[derive(Subcommand)]
@@ -64,37 +68,46 @@ enum Command {
         #[command(subcommand)]
         command: AuditCommand,
     },
+    /// Make an Ed25519 key pair for signing stores' checkpoints.
+    Keygen(audit::KeygenArgs),
     /// Print the JSON Schema of the scenario format.
     ScenarioSchema,
 }
 
 #[derive(Subcommand)]
 enum AuditCommand {
-    /// Verify the hash chains of a JSONL event log or of every session in a store (`sqlite:PATH`);
-    /// names the first bad seq.
-    Verify {
-        /// A JSONL file, or `sqlite:PATH`.
-        source: String,
-    },
-    /// Re-evaluate every recorded decision in a store and report any that would now differ.
+    /// Verify the hash chains of a JSONL event log, an export, or every session in a store
+    /// (`sqlite:PATH`), naming the first bad seq; with `--key`, every session's signed head and the
+    /// store's signed manifest too.
+    Verify(audit::VerifyArgs),
+    /// Replay every recorded session of a store or export and compare every event byte for byte
+    /// (or, with `--policies`, re-decide every decision under other policies).
     Recheck(audit::RecheckArgs),
+    /// Write a store as one self-contained JSONL file (bundles, sessions, steps, events,
+    /// checkpoints) that `verify` and `recheck` accept.
+    Export(audit::ExportArgs),
 }
 
 impl Cli {
     /// Runs the command; problems come back as located `miette` reports.
     pub fn run(self) -> miette::Result<ExitCode> {
+        let key = || audit::signing_key(self.signing_key.as_deref());
         match self.command {
             Command::Check { policies } => check::run(&policies),
             Command::Explain(args) => explain::run(&args),
             Command::Replay { file, events } => replay::run(&file, events),
-            Command::Test { paths, store } => test::run(&paths, store.as_deref()),
+            Command::Test { paths, store } => test::run(&paths, store.as_deref(), key()?),
             Command::Fuzz(args) => fuzz::run(&args),
-            Command::Run(args) => run::run(&args),
-            Command::Play(args) => play::run(&args),
+            Command::Run(args) => run::run(&args, key()?),
+            Command::Play(args) => play::run(&args, key()?),
+            Command::Keygen(args) => audit::keygen(&args),
             Command::FakeModel(args) => fake_model::run(&args),
             Command::Audit {
-                command: AuditCommand::Verify { source },
-            } => audit::verify(&source),
+                command: AuditCommand::Verify(args),
+            } => audit::verify(&args),
+            Command::Audit {
+                command: AuditCommand::Export(args),
+            } => audit::export(&args),
             Command::Audit {
                 command: AuditCommand::Recheck(args),
             } => audit::recheck(&args),

@@ -21,7 +21,7 @@ pub struct Args {
     tools: Vec<String>,
 }
 
-pub fn run(args: &Args) -> miette::Result<ExitCode> {
+pub fn run(args: &Args, key: Option<runtime::store::SigningKey>) -> miette::Result<ExitCode> {
     let mut tools = BTreeMap::new();
     for t in &args.tools {
         let (name, program) = t
@@ -39,14 +39,10 @@ pub fn run(args: &Args) -> miette::Result<ExitCode> {
             known.join(", ")
         ));
     }
-    let store = super::audit::store_option(&args.store)?;
-    let resumable = eval::resumable::Resumable::open(
-        Arc::new(store),
-        &deployment,
-        &loaded.session_config(),
-        tools,
-    )
-    .map_err(|e| miette!("{}: {e}", args.store))?;
+    let store = super::audit::store_option(&args.store, key)?;
+    let resumable =
+        eval::resumable::Resumable::open(store, &deployment, &loaded.session_config(), tools)
+            .map_err(|e| miette!("{}: {e}", args.store))?;
     let run = eval::replay::replay_resumable(&loaded, deployment, resumable)?;
     println!(
         "status: {}; {} events",

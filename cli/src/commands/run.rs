@@ -35,7 +35,7 @@ pub struct Args {
     resume: bool,
 }
 
-pub fn run(args: &Args) -> miette::Result<ExitCode> {
+pub fn run(args: &Args, key: Option<runtime::store::SigningKey>) -> miette::Result<ExitCode> {
     let agent = runtime::agent_file::load(&args.file, &|var| std::env::var(var).ok())?;
     let prompt = args
         .prompt
@@ -57,11 +57,10 @@ pub fn run(args: &Args) -> miette::Result<ExitCode> {
     let store = args
         .store
         .as_deref()
-        .map(super::audit::store_option)
+        .map(|s| super::audit::store_option(s, key))
         .transpose()?;
     let resume = match (&store, args.resume) {
         (Some(store), true) => {
-            use runtime::store::SessionStore;
             let stored = store
                 .load(&config.tenant, &config.id)
                 .map_err(|e| miette!("cannot resume: {e}"))?;
@@ -84,7 +83,7 @@ pub fn run(args: &Args) -> miette::Result<ExitCode> {
         let mut events = hub.subscribe();
         let mut rt = agent.runtime;
         if let Some(store) = store {
-            rt = rt.store(Arc::new(store));
+            rt = rt.store(store);
         }
         let rt = Arc::new(rt);
         let handle = match resume {

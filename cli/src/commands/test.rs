@@ -5,9 +5,15 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Instant;
 
-pub fn run(paths: &[PathBuf], store: Option<&str>) -> miette::Result<ExitCode> {
+pub fn run(
+    paths: &[PathBuf],
+    store: Option<&str>,
+    key: Option<runtime::store::SigningKey>,
+) -> miette::Result<ExitCode> {
     let files = eval::scenario_files(paths)?;
-    let store = store.map(super::audit::store_option).transpose()?;
+    let store = store
+        .map(|s| super::audit::store_option(s, key))
+        .transpose()?;
     let (mut passed, mut failed) = (0, 0);
     let mut details = Vec::new();
     let mut suite = eval::suite::Report::default();
@@ -24,8 +30,13 @@ pub fn run(paths: &[PathBuf], store: Option<&str>) -> miette::Result<ExitCode> {
             Ok((loaded, run, failures)) => {
                 if let Some(store) = &store {
                     let deployment = eval::deployment(&loaded)?;
-                    eval::audit::record(store, &deployment, &loaded.session_config(), &run)
-                        .map_err(|e| miette::miette!("{name}: cannot record: {e}"))?;
+                    eval::audit::record(
+                        store.as_ref(),
+                        &deployment,
+                        &loaded.session_config(),
+                        &run,
+                    )
+                    .map_err(|e| miette::miette!("{name}: cannot record: {e}"))?;
                 }
                 let decisions = eval::expect::decisions(&run.events).count();
                 let ok = failures.is_empty();

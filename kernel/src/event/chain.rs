@@ -124,13 +124,7 @@ fn write_decision(d: &Decision, out: &mut Vec<u8>) {
     write_string(&d.action, out);
     out.extend_from_slice(b",\"basis\":");
     unit(&d.basis, out);
-    out.extend_from_slice(b",\"bundle\":{\"entities\":");
-    write_string(&d.bundle.entities, out);
-    out.extend_from_slice(b",\"policies\":");
-    write_string(&d.bundle.policies, out);
-    out.extend_from_slice(b",\"schema\":");
-    write_string(&d.bundle.schema, out);
-    out.extend_from_slice(b"},\"effect\":");
+    out.extend_from_slice(b",\"effect\":");
     unit(&d.effect, out);
     for (name, list) in [
         ("erred", &d.erred),
@@ -205,7 +199,6 @@ mod tests {
 
     #[test]
     fn a_decision_is_written_as_the_generic_writer_writes_it() {
-        use crate::bundle::BundleHashes;
         use crate::gate::{Basis, DeterminingPolicy, Mode, Verdict};
         use std::sync::Arc;
         let policy = |id: &str, annotations: &[(&str, &str)]| {
@@ -229,11 +222,6 @@ mod tests {
             errors: vec![],
             lifted: vec![],
             mode: Mode::LogOnly,
-            bundle: Arc::new(BundleHashes {
-                policies: "p".into(),
-                schema: "s".into(),
-                entities: "e".into(),
-            }),
         };
         let both = |d: &Decision| {
             let mut generic = Vec::new();
@@ -344,18 +332,12 @@ mod tests {
         let direct = |e: &Event| hash_of(e).expect("canonical");
         let through_json = |e: &Event| event_hash(&serde_json::to_value(e).expect("json"));
         assert_eq!(direct(&event), through_json(&event));
-        let bundle = crate::bundle::BundleHashes {
-            policies: "p".into(),
-            schema: "s".into(),
-            entities: "e".into(),
-        };
         let uid = |s: &str| cedar_policy::EntityUid::from_str(s).expect("uid");
         let mut decision = crate::gate::Decision::new(
             &uid(r#"Agent::"a""#),
             &uid(r#"Action::"refund""#),
             &uid(r#"Tool::"refund""#),
             crate::gate::Mode::Enforce,
-            &std::sync::Arc::new(bundle),
         );
         decision.errors.push("boom".into());
         event.decision = Some(decision);

@@ -3,6 +3,7 @@
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
+use crate::bundle::BundleHashes;
 use crate::error::StepError;
 use crate::gate::{Decision, Mode, Obligations};
 
@@ -50,6 +51,8 @@ pub enum EventBody {
         mode: Mode,
         /// The user's request.
         request: String,
+        /// The policy set, schema and entities every decision of the session is made under.
+        bundle: BundleHashes,
     },
     /// A request was decided without producing any other event (usually a denial).
     Decision {
@@ -274,6 +277,18 @@ pub enum EventBody {
 }
 
 impl EventBody {
+    /// True for the four kinds that end a session (completed, failed, cancelled, limit reached):
+    /// nothing is appended after one.
+    pub fn ends_session(&self) -> bool {
+        matches!(
+            self,
+            Self::Completed { .. }
+                | Self::Failed { .. }
+                | Self::Cancelled { .. }
+                | Self::LimitReached { .. }
+        )
+    }
+
     /// The kind's name as it appears in JSON.
     pub fn kind(&self) -> &'static str {
         match self {

@@ -13,3 +13,4 @@ pub use chain::sha256_hex;
 pub use chain::{GENESIS, canonical_json, event_hash};
 pub use jsonl::{ChainError, ChainProblem, ChainSummary, decode_jsonl, encode_jsonl, verify_jsonl};
 pub use kinds::{Event, EventBody};
+pub use strict::parse as strict_parse;

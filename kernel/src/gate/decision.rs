@@ -1,12 +1,10 @@
-//! The decision record: what was asked, what Cedar answered, why, and under which bundle.
+//! The decision record: what was asked, what Cedar answered, why, and under which mode (the bundle is named once per session, in `session_started`).
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use cedar_policy::EntityUid;
 use serde::{Deserialize, Serialize};
-
-use crate::bundle::BundleHashes;
 
 /// Whether decisions are enforced or only recorded. Chosen explicitly when a session starts.
 #[cfg_attr(feature = "schemars", derive(schemars::JsonSchema))]
@@ -106,8 +104,6 @@ pub struct Decision {
     pub lifted: Vec<String>,
     /// The enforcement mode in force.
     pub mode: Mode,
-    /// The policy set, schema and entities in force.
-    pub bundle: Arc<BundleHashes>,
 }
 
 impl Decision {
@@ -116,19 +112,14 @@ impl Decision {
         action: &EntityUid,
         resource: &EntityUid,
         mode: Mode,
-        bundle: &Arc<BundleHashes>,
     ) -> Self {
         let names = [principal, action, resource].map(ToString::to_string);
-        Self::named(names, mode, bundle)
+        Self::named(names, mode)
     }
 
     /// A denial pending Cedar's answer, for a request whose principal, action and resource are
     /// given as written (`Type::"id"`).
-    pub(crate) fn named(
-        [principal, action, resource]: [String; 3],
-        mode: Mode,
-        bundle: &Arc<BundleHashes>,
-    ) -> Self {
+    pub(crate) fn named([principal, action, resource]: [String; 3], mode: Mode) -> Self {
         Self {
             principal,
             action,
@@ -140,7 +131,6 @@ impl Decision {
             errors: Vec::new(),
             lifted: Vec::new(),
             mode,
-            bundle: Arc::clone(bundle),
         }
     }
 

@@ -168,7 +168,7 @@ impl Gate {
         trace: Option<&mut Vec<Traced>>,
     ) -> Decision {
         let names = [ask.principal, ask.action, ask.resource].map(|uid| self.name(uid));
-        let mut decision = Decision::named(names, mode, &self.hashes);
+        let mut decision = Decision::named(names, mode);
         decision.lifted = lifted.to_vec();
         let invalid = |mut decision: Decision, error: String| {
             decision.errors.push(format!("invalid request: {error}"));

@@ -30,6 +30,7 @@ impl Session {
             budget: c.budget.clone(),
             mode: c.mode,
             request,
+            bundle: self.deployment.hashes().clone(),
         };
         self.emit_into(tr, now, body, None)
     }

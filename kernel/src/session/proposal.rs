@@ -116,7 +116,7 @@ impl Session {
         let deployment = std::sync::Arc::clone(&self.deployment);
         let (action, resource) = match proposal.action_resource(&deployment) {
             Ok(p) => p,
-            Err(e) => return self.refuse(&deployment, e),
+            Err(e) => return self.refuse(e),
         };
         let extra = match proposal {
             Proposal::Model {
@@ -177,10 +177,9 @@ impl Session {
         action: &EntityUid,
         extra: Vec<(&str, Val)>,
     ) -> Decision {
-        let deployment = std::sync::Arc::clone(&self.deployment);
         let principal = match uid("User", user) {
             Ok(p) => p,
-            Err(e) => return self.refuse(&deployment, e),
+            Err(e) => return self.refuse(e),
         };
         let agent = std::sync::Arc::clone(&self.uids.agent);
         self.decide(now, 1, (&principal, action, &*agent), Ok(extra), &[])
@@ -231,15 +230,9 @@ impl Session {
     }
 
     /// A denial for a request that could not even be formed (an unusable entity id).
-    fn refuse(&self, deployment: &Deployment, error: String) -> Decision {
+    fn refuse(&self, error: String) -> Decision {
         let agent = &self.uids.agent;
-        let mut d = Decision::new(
-            agent,
-            agent,
-            agent,
-            self.config.mode,
-            &deployment.gate.hashes,
-        );
+        let mut d = Decision::new(agent, agent, agent, self.config.mode);
         d.errors.push(format!("invalid request: {error}"));
         d.settle(false);
         d

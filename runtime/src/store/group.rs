@@ -10,7 +10,8 @@ use serde_json::Value;
 
 use super::sqlite::{NewSession, Row, SqliteStore, Write};
 use super::{
-    SessionLog, SessionRecord, SessionStore, Step, StoreError, StoredSession, TenantMemory,
+    Checkpoint, SessionLog, SessionRecord, SessionStore, Step, StoreError, StoredSession,
+    TenantMemory,
 };
 use kernel::BundleSources;
 use kernel::event::Event;
@@ -141,5 +142,18 @@ impl SessionStore for GroupCommit {
 
     fn sessions(&self) -> Result<Vec<(String, String)>, StoreError> {
         self.inner.sessions()
+    }
+
+    // Checkpoints are written once per many appends: they go straight to the file, unbatched.
+    fn put_checkpoint(&self, c: &Checkpoint) -> Result<(), StoreError> {
+        self.inner.put_checkpoint(c)
+    }
+
+    fn checkpoints(&self) -> Result<Vec<Checkpoint>, StoreError> {
+        self.inner.checkpoints()
+    }
+
+    fn last_checkpoint(&self) -> Result<Option<Checkpoint>, StoreError> {
+        self.inner.last_checkpoint()
     }
 }

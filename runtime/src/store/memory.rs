@@ -4,7 +4,8 @@ use std::collections::BTreeMap;
 use std::sync::Mutex;
 
 use super::{
-    SessionLog, SessionRecord, SessionStore, Step, StoreError, StoredSession, TenantMemory,
+    Checkpoint, SessionLog, SessionRecord, SessionStore, Step, StoreError, StoredSession,
+    TenantMemory,
 };
 use kernel::BundleSources;
 use kernel::event::Event;
@@ -20,9 +21,38 @@ struct Inner {
     bundles: BTreeMap<String, BundleSources>,
     sessions: BTreeMap<(String, String), StoredSession>,
     memory: BTreeMap<(String, String, String), (serde_json::Value, Vec<String>)>,
+    checkpoints: Vec<Checkpoint>,
 }
 
 impl InMemoryStore {
+    /// Appends a checkpoint as read from elsewhere, without the sequence check (see
+    /// [`InMemoryStore::restore`]).
+    pub fn restore_checkpoint(&self, c: Checkpoint) -> Result<(), StoreError> {
+        self.with(|i| {
+            i.checkpoints.push(c);
+            Ok(())
+        })
+    }
+
+    /// Puts a whole session in, as read from elsewhere (an export), without the append checks:
+    /// an audit of what was handed over must see it as it is. Refuses an id already taken.
+    pub fn restore(&self, session: StoredSession) -> Result<(), StoreError> {
+        let key = (
+            session.record.config.tenant.clone(),
+            session.record.config.id.clone(),
+        );
+        self.with(|i| {
+            if i.sessions.contains_key(&key) {
+                return Err(StoreError::Exists {
+                    tenant: key.0,
+                    session: key.1,
+                });
+            }
+            i.sessions.insert(key, session);
+            Ok(())
+        })
+    }
+
     fn with<T>(
         &self,
         f: impl FnOnce(&mut Inner) -> Result<T, StoreError>,
@@ -157,5 +187,27 @@ impl SessionStore for InMemoryStore {
 
     fn sessions(&self) -> Result<Vec<(String, String)>, StoreError> {
         self.with(|i| Ok(i.sessions.keys().cloned().collect()))
+    }
+
+    fn put_checkpoint(&self, c: &Checkpoint) -> Result<(), StoreError> {
+        self.with(|i| {
+            let found = i.checkpoints.len() as u64;
+            if c.n != found {
+                return Err(StoreError::CheckpointConflict {
+                    expected: c.n,
+                    found,
+                });
+            }
+            i.checkpoints.push(c.clone());
+            Ok(())
+        })
+    }
+
+    fn checkpoints(&self) -> Result<Vec<Checkpoint>, StoreError> {
+        self.with(|i| Ok(i.checkpoints.clone()))
+    }
+
+    fn last_checkpoint(&self) -> Result<Option<Checkpoint>, StoreError> {
+        self.with(|i| Ok(i.checkpoints.last().cloned()))
     }
 }

@@ -10,12 +10,17 @@
 //! Appends are checked against the log's current length: a second writer of the same session gets
 //! [`StoreError::Conflict`] and writes nothing (one writer per session).
 
+pub mod checkpoint;
+pub mod export;
 mod group;
 mod memory;
+mod signed;
 pub mod sqlite;
 
+pub use checkpoint::{Checkpoint, PublicKey, SigningKey};
 pub use group::GroupCommit;
 pub use memory::InMemoryStore;
+pub use signed::{CHECKPOINT_EVERY, Signed};
 
 use serde::{Deserialize, Serialize};
 use thiserror::Error;
@@ -70,6 +75,15 @@ pub enum StoreError {
         tenant: String,
         /// The session.
         session: String,
+    },
+    /// Another signer got there first: the store's checkpoint sequence was not where this signer
+    /// expected it.
+    #[error("another signer wrote checkpoint {expected} first (the store has {found})")]
+    CheckpointConflict {
+        /// The checkpoint this signer was about to write.
+        expected: u64,
+        /// How many checkpoints the store already has.
+        found: u64,
     },
     /// No such session or bundle.
     #[error("not found: {0}")]
@@ -149,6 +163,13 @@ pub trait SessionStore: SessionLog + TenantMemory {
     fn load(&self, tenant: &str, session: &str) -> Result<StoredSession, StoreError>;
     /// Every (tenant, session id), sorted.
     fn sessions(&self) -> Result<Vec<(String, String)>, StoreError>;
+    /// Appends a signed checkpoint; [`StoreError::CheckpointConflict`] unless `c.n` is the number
+    /// of checkpoints kept.
+    fn put_checkpoint(&self, c: &Checkpoint) -> Result<(), StoreError>;
+    /// Every checkpoint, in order of `n`.
+    fn checkpoints(&self) -> Result<Vec<Checkpoint>, StoreError>;
+    /// The last checkpoint, if any.
+    fn last_checkpoint(&self) -> Result<Option<Checkpoint>, StoreError>;
 }
 
 /// [`SessionLog::begin`] for a store: keeps the bundle unless it is kept already, then creates

@@ -25,7 +25,8 @@ use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
 use serde_json::Value;
 
 use super::{
-    SessionLog, SessionRecord, SessionStore, Step, StoreError, StoredSession, TenantMemory,
+    Checkpoint, SessionLog, SessionRecord, SessionStore, Step, StoreError, StoredSession,
+    TenantMemory,
 };
 use kernel::BundleSources;
 use kernel::event::{Event, sha256_hex};
@@ -34,7 +35,7 @@ use kernel::event::{Event, sha256_hex};
 pub const INLINE_LIMIT: usize = 256;
 
 /// Schema versions, in order: version `i + 1` is reached by running `MIGRATIONS[i]`.
-pub const MIGRATIONS: [&str; 5] = [
+pub const MIGRATIONS: [&str; 6] = [
     // 1: sessions, their steps and events, bundles by hash.
     "CREATE TABLE bundles (hash TEXT PRIMARY KEY, sources TEXT NOT NULL);
      CREATE TABLE sessions (tenant TEXT NOT NULL, id TEXT NOT NULL, record TEXT NOT NULL,
@@ -60,6 +61,8 @@ pub const MIGRATIONS: [&str; 5] = [
     "ALTER TABLE steps ADD COLUMN deflated TEXT;
      CREATE TABLE tenant_blobs (tenant TEXT NOT NULL, hash TEXT NOT NULL, body TEXT NOT NULL,
                                 PRIMARY KEY (tenant, hash));",
+    // 6: signed checkpoints, the store's manifest (`store::checkpoint`), one JSON body per row.
+    "CREATE TABLE checkpoints (n INTEGER PRIMARY KEY, body TEXT NOT NULL);",
 ];
 
 /// A SQLite file holding sessions.
@@ -698,6 +701,63 @@ impl SessionStore for SqliteStore {
                 .collect::<Result<_, _>>()
                 .map_err(backend)?;
             Ok(rows)
+        })
+    }
+
+    fn put_checkpoint(&self, c: &Checkpoint) -> Result<(), StoreError> {
+        let body = to_json(c)?;
+        self.with(|conn| {
+            let tx = conn
+                .transaction_with_behavior(TransactionBehavior::Immediate)
+                .map_err(backend)?;
+            let found: i64 = tx
+                .query_row("SELECT COUNT(*) FROM checkpoints", [], |r| r.get(0))
+                .map_err(backend)?;
+            let found = u64::try_from(found).map_err(backend)?;
+            if c.n != found {
+                return Err(StoreError::CheckpointConflict {
+                    expected: c.n,
+                    found,
+                });
+            }
+            let n = i64::try_from(c.n).map_err(backend)?;
+            tx.execute(
+                "INSERT INTO checkpoints (n, body) VALUES (?1, ?2)",
+                params![n, body],
+            )
+            .map_err(backend)?;
+            tx.commit().map_err(backend)
+        })
+    }
+
+    fn checkpoints(&self) -> Result<Vec<Checkpoint>, StoreError> {
+        self.with(|c| {
+            let mut q = c
+                .prepare("SELECT n, body FROM checkpoints ORDER BY n")
+                .map_err(backend)?;
+            let rows: Vec<(i64, String)> = q
+                .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+                .map_err(backend)?
+                .collect::<Result<_, _>>()
+                .map_err(backend)?;
+            rows.iter()
+                .map(|(n, body)| from_json(body, &format!("checkpoint row {n}")))
+                .collect()
+        })
+    }
+
+    fn last_checkpoint(&self) -> Result<Option<Checkpoint>, StoreError> {
+        self.with(|c| {
+            let row: Option<(i64, String)> = c
+                .query_row(
+                    "SELECT n, body FROM checkpoints ORDER BY n DESC LIMIT 1",
+                    [],
+                    |r| Ok((r.get(0)?, r.get(1)?)),
+                )
+                .optional()
+                .map_err(backend)?;
+            row.map(|(n, body)| from_json(&body, &format!("checkpoint row {n}")))
+                .transpose()
         })
     }
 }
