@@ -1,6 +1,7 @@
 //! Crash recovery for real: `arbiter play` runs a scripted agent whose tool is a real program
 //! appending to a file, and is killed with SIGKILL at 50+ pseudo-random points, then started again
-//! until the session completes. Every completed log must verify and re-check, hold each call's
+//! until the session completes. Every completed log must verify (its signed end included) and
+//! re-check, hold each call's
 //! result once, and the side-effect file must hold each call exactly once — no lost event, no
 //! duplicated effect.
 #![allow(
@@ -23,6 +24,9 @@ use runtime::store::SessionStore;
 use runtime::store::sqlite::SqliteStore;
 
 const KILLS: usize = 50;
+
+/// The runs sign their checkpoints with this seed (through `ARBITER_SIGNING_KEY`).
+const SEED: &str = "0101010101010101010101010101010101010101010101010101010101010101";
 
 /// An idempotent tool: appends its call id under a lock unless already there, then lingers, so
 /// kills land between the effect and the recorded result.
@@ -55,6 +59,7 @@ fn play(db: &Path, tool: &Path) -> std::process::Child {
             &format!("append_note={}", tool.display()),
         ])
         .current_dir(common::repo())
+        .env("ARBITER_SIGNING_KEY", SEED)
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
         .spawn()
@@ -123,11 +128,25 @@ fn check(db: &Path, notes: &Path, run: usize) -> usize {
         ),
         "run {run}: not completed"
     );
-    let verified = eval::audit::verify(&store).expect("verify");
+    // Signed through every crash: the end and its checkpoint were written in one transaction.
+    let key = runtime::store::SigningKey::from_hex(SEED)
+        .expect("seed")
+        .public();
+    let trust = eval::audit::Trust {
+        key: &key,
+        witness: None,
+    };
+    let verified = eval::audit::verify(&store, Some(&trust)).expect("verify");
     assert!(
-        matches!(verified[0].result, Ok(Ok(_))),
+        matches!(verified.sessions[0].result, Ok(Ok(_))),
         "run {run}: chain broken"
     );
+    assert_eq!(
+        verified.sessions[0].signature,
+        Some(eval::audit::Signature::Signed),
+        "run {run}: the ended session is not signed"
+    );
+    assert!(!verified.manifest.expect("manifest").failed(), "run {run}");
     let rechecked = eval::audit::recheck(&store, None).expect("recheck");
     assert!(
         rechecked[0].error.is_none() && rechecked[0].differences.is_empty(),

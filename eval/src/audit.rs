@@ -215,18 +215,15 @@ fn against_head(events: &[Event], c: &Checkpoint) -> Signature {
     }
 }
 
+/// Each session's last trusted checkpoint.
+type LastSigned = std::collections::BTreeMap<(String, String), Checkpoint>;
+
 /// Walks the checkpoint sequence: each must be signed by the trusted key and link to the one
 /// before. Returns the report and, for each session, its last trusted checkpoint.
 fn manifest(
     store: &dyn SessionStore,
     trust: &Trust<'_>,
-) -> Result<
-    (
-        Manifest,
-        std::collections::BTreeMap<(String, String), Checkpoint>,
-    ),
-    StoreError,
-> {
+) -> Result<(Manifest, LastSigned), StoreError> {
     let all = store.checkpoints()?;
     let mut m = Manifest {
         total: all.len() as u64,

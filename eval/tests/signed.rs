@@ -421,7 +421,7 @@ fn an_export_is_audited_as_the_store_it_came_from() {
     // The bundle's text edited: refused with its line, never audited under the wrong policies.
     let tampered = text.replacen("amount > 5000", "amount > 50000", 1);
     assert_ne!(tampered, text);
-    let err = export::read(&tampered).err().expect("refused");
+    let err = export::read(&tampered).expect_err("refused");
     assert!(err.to_string().starts_with("line 2:"), "{err}");
     // A duplicate key anywhere is refused.
     let dup = text.replacen(
@@ -431,8 +431,7 @@ fn an_export_is_audited_as_the_store_it_came_from() {
     );
     assert!(
         export::read(&dup)
-            .err()
-            .expect("refused")
+            .expect_err("refused")
             .to_string()
             .starts_with("line 1:")
     );

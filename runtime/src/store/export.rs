@@ -32,11 +32,11 @@ enum Line {
     },
     Bundle {
         hash: String,
-        sources: BundleSources,
+        sources: Box<BundleSources>,
     },
     Session(SessionRecord),
     Step(Owned<Step>),
-    Event(Event),
+    Event(Box<Event>),
     Checkpoint(Checkpoint),
 }
 
@@ -88,7 +88,10 @@ pub fn write(store: &dyn SessionStore, out: &mut dyn Write) -> Result<(), Export
         loaded.push(s);
     }
     for (hash, sources) in bundles {
-        line(&Line::Bundle { hash, sources })?;
+        line(&Line::Bundle {
+            hash,
+            sources: Box::new(sources),
+        })?;
     }
     for s in loaded {
         let (tenant, session) = (&s.record.config.tenant, &s.record.config.id);
@@ -101,7 +104,7 @@ pub fn write(store: &dyn SessionStore, out: &mut dyn Write) -> Result<(), Export
             }))?;
         }
         for event in s.events {
-            line(&Line::Event(event))?;
+            line(&Line::Event(Box::new(event)))?;
         }
     }
     for c in store.checkpoints()? {
@@ -196,7 +199,7 @@ pub fn read(text: &str) -> Result<InMemoryStore, ExportError> {
                 .get_mut(&(event.tenant.clone(), event.session.clone()))
                 .ok_or_else(|| unknown(&event.tenant, &event.session))?
                 .events
-                .push(event),
+                .push(*event),
             Line::Checkpoint(c) => store.restore_checkpoint(c)?,
         }
     }

@@ -82,26 +82,35 @@ impl SessionLog for InMemoryStore {
         step: &Step,
         events: &[Event],
     ) -> Result<(), StoreError> {
-        self.with(|i| {
-            let s = i
-                .sessions
-                .get_mut(&(tenant.to_owned(), session.to_owned()))
-                .ok_or_else(|| StoreError::NotFound(format!("session {tenant}/{session}")))?;
-            let found = s.steps.len() as u64;
-            let next_seq = s.events.len() as u64;
-            if step.n != found || events.first().is_some_and(|e| e.seq != next_seq) {
-                return Err(StoreError::Conflict {
-                    tenant: tenant.to_owned(),
-                    session: session.to_owned(),
-                    expected: step.n,
-                    found,
-                });
-            }
-            s.steps.push(step.clone());
-            s.events.extend_from_slice(events);
-            Ok(())
-        })
+        self.with(|i| append(i, tenant, session, step, events))
     }
+}
+
+/// The append checks and write, under the store's lock.
+fn append(
+    i: &mut Inner,
+    tenant: &str,
+    session: &str,
+    step: &Step,
+    events: &[Event],
+) -> Result<(), StoreError> {
+    let s = i
+        .sessions
+        .get_mut(&(tenant.to_owned(), session.to_owned()))
+        .ok_or_else(|| StoreError::NotFound(format!("session {tenant}/{session}")))?;
+    let found = s.steps.len() as u64;
+    let next_seq = s.events.len() as u64;
+    if step.n != found || events.first().is_some_and(|e| e.seq != next_seq) {
+        return Err(StoreError::Conflict {
+            tenant: tenant.to_owned(),
+            session: session.to_owned(),
+            expected: step.n,
+            found,
+        });
+    }
+    s.steps.push(step.clone());
+    s.events.extend_from_slice(events);
+    Ok(())
 }
 
 impl TenantMemory for InMemoryStore {
@@ -190,16 +199,27 @@ impl SessionStore for InMemoryStore {
     }
 
     fn put_checkpoint(&self, c: &Checkpoint) -> Result<(), StoreError> {
+        self.with(|i| put_checkpoint(i, c))
+    }
+
+    fn append_signed(
+        &self,
+        tenant: &str,
+        session: &str,
+        step: &Step,
+        events: &[Event],
+        checkpoint: &Checkpoint,
+    ) -> Result<(), StoreError> {
         self.with(|i| {
             let found = i.checkpoints.len() as u64;
-            if c.n != found {
+            if checkpoint.n != found {
                 return Err(StoreError::CheckpointConflict {
-                    expected: c.n,
+                    expected: checkpoint.n,
                     found,
                 });
             }
-            i.checkpoints.push(c.clone());
-            Ok(())
+            append(i, tenant, session, step, events)?;
+            put_checkpoint(i, checkpoint)
         })
     }
 
@@ -210,4 +230,16 @@ impl SessionStore for InMemoryStore {
     fn last_checkpoint(&self) -> Result<Option<Checkpoint>, StoreError> {
         self.with(|i| Ok(i.checkpoints.last().cloned()))
     }
+}
+
+fn put_checkpoint(i: &mut Inner, c: &Checkpoint) -> Result<(), StoreError> {
+    let found = i.checkpoints.len() as u64;
+    if c.n != found {
+        return Err(StoreError::CheckpointConflict {
+            expected: c.n,
+            found,
+        });
+    }
+    i.checkpoints.push(c.clone());
+    Ok(())
 }

@@ -166,6 +166,20 @@ pub trait SessionStore: SessionLog + TenantMemory {
     /// Appends a signed checkpoint; [`StoreError::CheckpointConflict`] unless `c.n` is the number
     /// of checkpoints kept.
     fn put_checkpoint(&self, c: &Checkpoint) -> Result<(), StoreError>;
+    /// [`SessionLog::append`] and [`SessionStore::put_checkpoint`] of the head it produces, in one
+    /// transaction where the store has them (SQLite, memory): a crash never leaves a session's
+    /// end unsigned. On any conflict neither is written. The default writes one after the other.
+    fn append_signed(
+        &self,
+        tenant: &str,
+        session: &str,
+        step: &Step,
+        events: &[Event],
+        checkpoint: &Checkpoint,
+    ) -> Result<(), StoreError> {
+        self.append(tenant, session, step, events)?;
+        self.put_checkpoint(checkpoint)
+    }
     /// Every checkpoint, in order of `n`.
     fn checkpoints(&self) -> Result<Vec<Checkpoint>, StoreError>;
     /// The last checkpoint, if any.

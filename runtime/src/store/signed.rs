@@ -1,10 +1,9 @@
 //! A store that signs: wraps any [`SessionStore`] and writes a signed checkpoint of a session's
 //! chain head when the session ends and at least every [`CHECKPOINT_EVERY`] events before that.
 //!
-//! The checkpoint is written after the append it covers is durable (the events come first), so a
-//! crash between the two leaves a session whose last events are unsigned, never a signature over
-//! events that are not there. A failed checkpoint write is returned as the append's error: the
-//! events are kept, and the driver stops the session rather than go on unsigned.
+//! The checkpoint is written in the same transaction as the append whose head it signs (where the
+//! store has transactions: SQLite and memory; [`SessionStore::append_signed`]), so a crash never
+//! leaves an ended session unsigned, and a signature never names events that are not there.
 
 use std::collections::HashMap;
 use std::sync::Mutex;
@@ -58,9 +57,16 @@ impl<S: SessionStore> Signed<S> {
         &self.inner
     }
 
-    /// Signs `head` as the store's next checkpoint. Another process signing into the same store
-    /// makes the write conflict; the signer then re-reads where the sequence is and tries again.
-    fn seal(&self, state: &mut State, head: Head) -> Result<Checkpoint, StoreError> {
+    /// Appends `events` together with the checkpoint of the head they produce, as the store's
+    /// next checkpoint. Another process signing into the same store makes the write conflict; the
+    /// signer then re-reads where the sequence is and tries again.
+    fn append_sealed(
+        &self,
+        state: &mut State,
+        step: &Step,
+        events: &[Event],
+        head: Head,
+    ) -> Result<(), StoreError> {
         let mut attempts = 0;
         loop {
             let (n, prev) = match &state.last {
@@ -71,10 +77,13 @@ impl<S: SessionStore> Signed<S> {
                 },
             };
             let c = self.key.sign(n, prev, head.clone());
-            match self.inner.put_checkpoint(&c) {
+            match self
+                .inner
+                .append_signed(&head.tenant, &head.session, step, events, &c)
+            {
                 Ok(()) => {
                     state.last = Some((c.n, c.hash()));
-                    return Ok(c);
+                    return Ok(());
                 }
                 Err(StoreError::CheckpointConflict { .. }) if attempts < 8 => {
                     attempts += 1;
@@ -83,6 +92,12 @@ impl<S: SessionStore> Signed<S> {
                 Err(e) => return Err(e),
             }
         }
+    }
+
+    fn lock(&self) -> Result<std::sync::MutexGuard<'_, State>, StoreError> {
+        self.state
+            .lock()
+            .map_err(|_| StoreError::Backend("a signer panicked holding the lock".into()))
     }
 }
 
@@ -96,6 +111,9 @@ impl<S: SessionStore> SessionLog for Signed<S> {
         self.inner.begin(deployment, config, started_wall_ms)
     }
 
+    /// Most appends only count: they go to the store concurrently, without the signer's lock.
+    /// An append that ends the session or reaches the interval is written together with its
+    /// checkpoint, one at a time (checkpoints are chained).
     fn append(
         &self,
         tenant: &str,
@@ -103,30 +121,28 @@ impl<S: SessionStore> SessionLog for Signed<S> {
         step: &Step,
         events: &[Event],
     ) -> Result<(), StoreError> {
-        self.inner.append(tenant, session, step, events)?;
         let Some(last) = events.last() else {
-            return Ok(());
+            return self.inner.append(tenant, session, step, events);
         };
-        let closed = last.body.ends_session();
-        let mut state = self
-            .state
-            .lock()
-            .map_err(|_| StoreError::Backend("a signer panicked holding the lock".into()))?;
         let key = (tenant.to_owned(), session.to_owned());
-        let unsigned = state.unsigned.get(&key).copied().unwrap_or(0) + events.len() as u64;
+        let closed = last.body.ends_session();
+        let unsigned = self.lock()?.unsigned.get(&key).copied().unwrap_or(0) + events.len() as u64;
         if !closed && unsigned < self.every {
-            state.unsigned.insert(key, unsigned);
+            self.inner.append(tenant, session, step, events)?;
+            self.lock()?.unsigned.insert(key, unsigned);
             return Ok(());
         }
-        state.unsigned.remove(&key);
         let head = Head {
-            tenant: key.0,
-            session: key.1,
+            tenant: key.0.clone(),
+            session: key.1.clone(),
             events: last.seq + 1,
             head: last.hash.clone(),
             closed,
         };
-        self.seal(&mut state, head).map(|_| ())
+        let mut state = self.lock()?;
+        self.append_sealed(&mut state, step, events, head)?;
+        state.unsigned.remove(&key);
+        Ok(())
     }
 }
 

@@ -531,6 +531,28 @@ impl SessionLog for SqliteStore {
     }
 }
 
+/// Writes checkpoint `c` in `tx`; [`StoreError::CheckpointConflict`] unless it is the next one.
+fn write_checkpoint(tx: &rusqlite::Transaction<'_>, c: &Checkpoint) -> Result<(), StoreError> {
+    let body = to_json(c)?;
+    let found: i64 = tx
+        .query_row("SELECT COUNT(*) FROM checkpoints", [], |r| r.get(0))
+        .map_err(backend)?;
+    let found = u64::try_from(found).map_err(backend)?;
+    if c.n != found {
+        return Err(StoreError::CheckpointConflict {
+            expected: c.n,
+            found,
+        });
+    }
+    let n = i64::try_from(c.n).map_err(backend)?;
+    tx.execute(
+        "INSERT INTO checkpoints (n, body) VALUES (?1, ?2)",
+        params![n, body],
+    )
+    .map_err(backend)?;
+    Ok(())
+}
+
 impl TenantMemory for SqliteStore {
     fn memory_get(
         &self,
@@ -705,27 +727,30 @@ impl SessionStore for SqliteStore {
     }
 
     fn put_checkpoint(&self, c: &Checkpoint) -> Result<(), StoreError> {
-        let body = to_json(c)?;
         self.with(|conn| {
             let tx = conn
                 .transaction_with_behavior(TransactionBehavior::Immediate)
                 .map_err(backend)?;
-            let found: i64 = tx
-                .query_row("SELECT COUNT(*) FROM checkpoints", [], |r| r.get(0))
+            write_checkpoint(&tx, c)?;
+            tx.commit().map_err(backend)
+        })
+    }
+
+    fn append_signed(
+        &self,
+        tenant: &str,
+        session: &str,
+        step: &Step,
+        events: &[Event],
+        checkpoint: &Checkpoint,
+    ) -> Result<(), StoreError> {
+        let row = Row::new(tenant, session, step, events)?;
+        self.with(|c| {
+            let tx = c
+                .transaction_with_behavior(TransactionBehavior::Immediate)
                 .map_err(backend)?;
-            let found = u64::try_from(found).map_err(backend)?;
-            if c.n != found {
-                return Err(StoreError::CheckpointConflict {
-                    expected: c.n,
-                    found,
-                });
-            }
-            let n = i64::try_from(c.n).map_err(backend)?;
-            tx.execute(
-                "INSERT INTO checkpoints (n, body) VALUES (?1, ?2)",
-                params![n, body],
-            )
-            .map_err(backend)?;
+            row.write(&tx)?;
+            write_checkpoint(&tx, checkpoint)?;
             tx.commit().map_err(backend)
         })
     }
