@@ -112,6 +112,47 @@ fn kernel_annotations_are_checked() {
 }
 
 #[test]
+fn approval_annotations_name_a_role_and_self_approval_only_says_allowed() {
+    for (annotations, wanted) in [
+        ("@approval(\"\")", "must name the role"),
+        (
+            "@approval(\"chief financial officer\")",
+            "must name the role",
+        ),
+        (
+            "@approval(\"cfo\")\n@self_approval(\"yes\")",
+            "the only value is",
+        ),
+        (
+            "@self_approval(\"allowed\")",
+            "only has an effect beside @approval",
+        ),
+    ] {
+        let text = format!(
+            "@id(\"p\")\n{annotations}\nforbid (principal, action == Action::\"call_tool\", resource);\n"
+        );
+        let errs = errors_of(
+            base_builder()
+                .policies(Source::new("ann.cedar", &text))
+                .build(),
+        );
+        assert!(
+            errs.iter().any(
+                |e| matches!(e, LoadError::Annotation { message, .. } if message.contains(wanted))
+            ),
+            "{annotations}: {errs:?}"
+        );
+    }
+    let fine = "@id(\"p\")\n@approval(\"cfo\")\n@self_approval(\"allowed\")\nforbid (principal, action == Action::\"call_tool\", resource);\n";
+    assert!(
+        base_builder()
+            .policies(Source::new("ok.cedar", fine))
+            .build()
+            .is_ok()
+    );
+}
+
+#[test]
 fn bad_entities_are_located_by_line() {
     let syntax = "[\n  {\"uid\": {\"type\": \"Tenant\", \"id\": \"t\"}, \"attrs\": {}, \"parents\": []},\n  oops\n]";
     let errs = errors_of(

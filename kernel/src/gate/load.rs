@@ -17,7 +17,7 @@ const NUMERIC: [&str; 3] = ["timeout_ms", "max_retries", "approval_timeout_ms"];
 /// Annotations that only mean something on a permit (obligations).
 const PERMIT_ONLY: [&str; 2] = ["timeout_ms", "max_retries"];
 /// Annotations that only mean something on a forbid.
-const FORBID_ONLY: [&str; 3] = ["approval", "approval_timeout_ms", "limit"];
+const FORBID_ONLY: [&str; 4] = ["approval", "approval_timeout_ms", "self_approval", "limit"];
 
 /// What the kernel keeps about each policy besides Cedar's own copy.
 pub(crate) struct PolicyMeta {
@@ -196,6 +196,25 @@ fn check_annotations(
         }
         if effect == "permit" && FORBID_ONLY.contains(&key.as_str()) {
             fail(format!("@{key} only has an effect on a forbid policy"));
+        }
+    }
+    if let Some(role) = annotations.get("approval")
+        && (role.is_empty() || role.chars().any(|c| c.is_whitespace() || c.is_control()))
+    {
+        fail(format!(
+            "@approval(\"{}\") must name the role an approver holds (one word, e.g. \"approver\")",
+            role.escape_debug()
+        ));
+    }
+    if let Some(value) = annotations.get("self_approval") {
+        if value != "allowed" {
+            fail(format!(
+                "@self_approval(\"{}\"): the only value is \"allowed\" (the session's own user may approve)",
+                value.escape_debug()
+            ));
+        }
+        if !annotations.contains_key("approval") {
+            fail("@self_approval only has an effect beside @approval".into());
         }
     }
     if annotations.contains_key("approval") && annotations.contains_key("limit") {

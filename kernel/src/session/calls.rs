@@ -138,6 +138,14 @@ impl Session {
                     .collect();
                 roles.sort();
                 roles.dedup();
+                let self_approval =
+                    d.policies
+                        .iter()
+                        .filter(|p| policies.contains(&p.id))
+                        .all(|p| {
+                            p.annotations.get("self_approval").map(String::as_str)
+                                == Some("allowed")
+                        });
                 let body = EventBody::ApprovalRequested {
                     request_id: request_id.clone(),
                     action,
@@ -151,6 +159,7 @@ impl Session {
                     proposal,
                     policies,
                     roles,
+                    self_approval,
                     expires_at,
                 });
                 return self.emit_into(tr, now, body, Some(d));

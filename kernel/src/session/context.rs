@@ -115,10 +115,12 @@ pub(crate) fn approve_extra(
     request_resource: String,
     policies: &[String],
     roles: &[String],
+    self_approval: bool,
 ) -> Vec<(&'static str, Val)> {
     vec![
         ("approval_roles", strings(roles.iter().map(String::as_str))),
         ("granted", Val::Bool(granted)),
+        ("self_approval", Val::Bool(self_approval)),
         ("request_action", Val::String(request_action)),
         ("request_resource", Val::String(request_resource)),
         ("policies", strings(policies.iter().map(String::as_str))),

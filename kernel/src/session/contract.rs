@@ -114,6 +114,7 @@ fn check_request_contract(deployment: &Arc<Deployment>) -> Vec<(String, String)>
                 "probe".into(),
                 &["probe".into()],
                 &["probe".into()],
+                false,
             ),
         ),
         ("cancel", &actions.cancel, cancel_extra("probe")),

@@ -61,6 +61,7 @@ impl Session {
             request_resource,
             &pending.policies,
             &pending.roles,
+            pending.self_approval,
         );
         let d = self.ask_as_user(now, &user, &action, extra);
         if !d.allowed() {

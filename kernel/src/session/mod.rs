@@ -84,6 +84,8 @@ struct PendingApproval {
     policies: Vec<String>,
     /// The roles the approver must hold: the `@approval` values of `policies`.
     roles: Vec<String>,
+    /// Whether every one of `policies` says `@self_approval("allowed")`.
+    self_approval: bool,
     expires_at: Option<u64>,
 }
 
