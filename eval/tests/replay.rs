@@ -25,12 +25,44 @@ fn every_scenario_replays_to_identical_bytes_and_a_valid_chain() {
 
 #[test]
 fn a_run_whose_script_runs_out_stops_without_ending_the_session() {
-    // Each turn's model call is denied (foreign agent), the turn dropped, and the run ends when
-    // the turns run out: the replay terminates without the session ending.
-    let file = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("../scenarios/enterprise/foreign_agent_denied.toml");
+    // Every model call is denied (a tight model-call limit), each turn is dropped, and the run
+    // ends when the turns run out: the replay terminates without the session ending.
+    let dir = std::env::temp_dir().join(format!("arbiter-replay-out-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("mkdir");
+    let file = dir.join("out.toml");
+    let policies = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../policies");
+    std::fs::write(
+        &file,
+        format!(
+            r#"name = "turns run out"
+packs = ["demo"]
+mode = "enforce"
+policies = "{}"
+policy_text = """
+@id("t.no_models")
+forbid (principal, action == Action::"call_model", resource);
+"""
+
+[session]
+tenant = "acme"
+user = "alice@acme"
+agent = "assistant@acme"
+budget = "acme"
+model = "small"
+request = "hi"
+
+[[turns]]
+answer = "unreachable"
+
+[expect]
+status = "running"
+"#,
+            policies.display()
+        ),
+    )
+    .expect("write");
     let (_, run, failures) = eval::run_file(&file).expect("runs");
-    assert!(failures.is_empty());
+    assert!(failures.is_empty(), "{failures:?}");
     assert_eq!(run.status, kernel::Status::Running);
 }
 

@@ -359,6 +359,7 @@ pub(crate) struct Actions {
     pub cancel: EntityUid,
     pub endorse: EntityUid,
     pub continue_session: EntityUid,
+    pub start_session: EntityUid,
 }
 
 impl Actions {
@@ -373,6 +374,7 @@ impl Actions {
             cancel: a("cancel")?,
             endorse: a("endorse")?,
             continue_session: a("continue_session")?,
+            start_session: a("start_session")?,
         })
     }
 }

@@ -798,17 +798,26 @@ fn tenants_cannot_reach_each_others_memory_tools_or_agents() {
         "base.tenant.tool"
     );
 
-    // An agent of another tenant cannot act inside acme's session.
+    // A session of another tenant's agent does not even start inside acme.
     let cfg = kernel::SessionConfig {
         agent: "assistant@globex".into(),
         ..config(Mode::Enforce)
     };
-    let mut s = started_on(demo(), cfg);
-    let t = step(&mut s, tool("web_search", json!({"query": "q"})), 1);
+    let mut s = Session::new(demo(), cfg).expect("session");
+    let t = step(
+        &mut s,
+        Intent::Start {
+            request: "hi".into(),
+        },
+        0,
+    );
     assert_eq!(
         t.decision.clone().expect("d").policies[0].id,
-        "base.tenant.principal"
+        "base.tenant.start"
     );
+    assert_eq!(s.status(), Status::Failed);
+    let t = s.step(tool("web_search", json!({"query": "q"})), 1);
+    assert!(t.is_err(), "nothing runs after a refused start");
 }
 
 #[test]

@@ -123,8 +123,9 @@ pub fn case(worlds: usize) -> impl Strategy<Value = Case> {
     )
         .prop_map(|(world, mode, tenant, crossed, mut steps)| {
             steps.insert(0, (0, Step::Start));
+            // Crossed: in t0 the user is the one no entity store holds, in t1 a user of t0.
             let (user, agent) = if crossed {
-                ((tenant + 1) % 3, (tenant + 1) % 2)
+                ((tenant * 2 + 3) % 4, (tenant + 1) % 2)
             } else {
                 (tenant * 2, tenant)
             };

@@ -195,6 +195,9 @@ impl World {
                 // request's own value).
                 "@id(\"gen.keyed.steps\")\nforbid (principal, action == Action::\"gt0\", resource)\nwhen { context.session.steps == 2 };",
                 "@id(\"gen.keyed.first\")\n@approval(\"approver\")\nforbid (principal, action == Action::\"gt0\", resource)\nwhen { 1 == context.session.steps && context.input.amount > 1000 };",
+                // Shadow mode is permitted for one tenant's agent only: log_only cases elsewhere
+                // are refused at start, and the oracle checks both.
+                "@id(\"gen.start.shadow\")\npermit (principal, action == Action::\"start_session\", resource == Agent::\"agent@t0\")\nwhen { context.mode == \"log_only\" };",
             ]
             .map(str::to_owned),
         );

@@ -127,6 +127,11 @@ pub(crate) fn approve_extra(
     ]
 }
 
+/// `context` attributes of a `start_session` request beyond session and history.
+pub(crate) fn start_extra(mode: crate::gate::Mode) -> Vec<(&'static str, Val)> {
+    vec![("mode", Val::String(mode.as_str().to_owned()))]
+}
+
 /// `context` attributes of a `cancel` request beyond session and history.
 pub(crate) fn cancel_extra(reason: &str) -> Vec<(&'static str, Val)> {
     vec![("reason", Val::String(reason.to_owned()))]

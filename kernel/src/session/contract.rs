@@ -104,7 +104,12 @@ fn check_request_contract(deployment: &Arc<Deployment>) -> Vec<(String, String)>
     );
     note("continue request".into(), s.ask_continue(0));
     let actions = &deployment.actions;
-    let users: [(&str, &EntityUid, Vec<_>); 3] = [
+    let users: [(&str, &EntityUid, Vec<_>); 4] = [
+        (
+            "start_session",
+            &actions.start_session,
+            super::context::start_extra(crate::gate::Mode::Enforce),
+        ),
         (
             "approve",
             &actions.approve,

@@ -1,6 +1,6 @@
 //! Start, approvals, the clock, cancellation and the end states.
 
-use super::context::{approve_extra, cancel_extra, endorse_extra};
+use super::context::{approve_extra, cancel_extra, endorse_extra, start_extra};
 use super::{Effect, PendingApproval, Phase, Session, Status, Transition};
 use crate::event::EventBody;
 use crate::gate::Decision;
@@ -23,7 +23,36 @@ impl Session {
             crate::provenance::USER,
             &std::collections::BTreeSet::new(),
         );
+        // Who may start a session, of which agent, in which mode, is policy's: a refusal holds in
+        // every mode (a `log_only` session that policy refuses does not run "anyway").
+        let action = std::sync::Arc::clone(&self.deployment)
+            .actions
+            .start_session
+            .clone();
+        let user = self.config.user.clone();
+        let d = self.ask_as_user(now, &user, &action, start_extra(self.config.mode));
         let c = &self.config;
+        if !d.allowed() {
+            let request = serde_json::json!({
+                "start_session": {"agent": c.agent, "user": c.user, "mode": c.mode.as_str()}
+            });
+            let mut tr = tr;
+            tr.decision = Some(d.clone());
+            let by = |ids: Vec<&str>| ids.join(", ");
+            let error = match d.basis {
+                crate::gate::Basis::Error => format!(
+                    "the session may not start: its authorization failed ({})",
+                    by(d.erred.iter().map(String::as_str).collect())
+                ),
+                crate::gate::Basis::Forbidden => format!(
+                    "the session may not start: forbidden by {}",
+                    by(d.policies.iter().map(|p| p.id.as_str()).collect())
+                ),
+                _ => "the session may not start: no policy permits it".to_owned(),
+            };
+            tr = self.emit_into(tr, now, EventBody::Decision { request }, Some(d));
+            return self.end(now, Status::Failed, EventBody::Failed { error }, None, tr);
+        }
         let body = EventBody::SessionStarted {
             agent: c.agent.clone(),
             user: c.user.clone(),
@@ -32,7 +61,7 @@ impl Session {
             request,
             bundle: self.deployment.hashes().clone(),
         };
-        self.emit_into(tr, now, body, None)
+        self.emit_into(tr, now, body, Some(d))
     }
 
     /// A user's verdict on a waiting request, itself authorized as `approve`. An approval lifts
