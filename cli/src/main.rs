@@ -12,6 +12,16 @@ use clap::Parser;
 #[global_allocator]
 static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
-fn main() -> miette::Result<ExitCode> {
-    commands::Cli::parse().run()
+/// A report is rendered whole, then written to stderr at once: stderr is unbuffered, and
+/// rendering writes piece by piece (a report on a long line took minutes, one write per character).
+fn main() -> ExitCode {
+    match commands::Cli::parse().run() {
+        Ok(code) => code,
+        Err(report) => {
+            use std::io::Write;
+            let text = format!("Error: {report:?}\n");
+            let _ = std::io::stderr().lock().write_all(text.as_bytes());
+            ExitCode::FAILURE
+        }
+    }
 }

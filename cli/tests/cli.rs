@@ -316,6 +316,10 @@ fn explain_shows_the_decision_policies_and_obligations() {
         t.contains("an approver can lift [demo.refund.approval]"),
         "{t}"
     );
+    assert!(
+        t.contains("cedar:       Deny by [demo.refund.approval]") && !t.contains("differs"),
+        "Cedar's own answer is shown beside the kernel's: {t}"
+    );
 
     let o = arbiter(&[
         "explain",
@@ -559,4 +563,31 @@ fn a_recorded_store_verifies_and_rechecks_from_the_cli() {
         &format!("sqlite:{}", s(&dir.join("missing.db"))),
     ]);
     assert_eq!(o.status.code(), Some(1), "{}", text(&o));
+}
+
+/// A 2 MB string literal beside a validation error: `check` names the file and line and prints a
+/// window of the line, not the line (it printed 51 MB, one character per write, for minutes).
+#[test]
+fn a_long_line_is_reported_in_a_window() {
+    let dir = scratch();
+    write(
+        &dir.join("policies/base/big.cedar"),
+        &format!(
+            "@id(\"big\")\nforbid (principal, action == Action::\"call_model\", resource) when {{ context.nope == \"{}\" }};\n",
+            "x".repeat(2 * 1024 * 1024)
+        ),
+    );
+    let o = arbiter(&["check", "--policies", s(&dir.join("policies"))]);
+    assert_eq!(o.status.code(), Some(1));
+    let out = text(&o);
+    assert!(
+        out.contains("big.cedar:2:"),
+        "{}",
+        &out[..out.len().min(2000)]
+    );
+    assert!(
+        out.len() < 64 * 1024,
+        "{} bytes of output for one error per pack",
+        out.len()
+    );
 }

@@ -35,6 +35,108 @@ pub(crate) struct Field {
     pub ty: CedarType,
 }
 
+/// Keywords that would change what a value may be in ways no Cedar type holds. Refused wherever
+/// they occur in a tool's schema, not only where typing looks (under `properties` and `items`):
+/// a `$ref` tucked under `additionalProperties` or `$defs` is as untyped as one at the top.
+const UNTYPED_KEYWORDS: [&str; 16] = [
+    "$ref",
+    "$dynamicRef",
+    "$defs",
+    "definitions",
+    "anyOf",
+    "oneOf",
+    "allOf",
+    "not",
+    "if",
+    "patternProperties",
+    "prefixItems",
+    "unevaluatedProperties",
+    "unevaluatedItems",
+    "dependentSchemas",
+    "propertyNames",
+    "contains",
+];
+
+/// The `format` values JSON Schema (2020-12) defines; any other is a typo or a private extension,
+/// which no validator checks.
+const FORMATS: [&str; 19] = [
+    "date-time",
+    "date",
+    "time",
+    "duration",
+    "email",
+    "idn-email",
+    "hostname",
+    "idn-hostname",
+    "ipv4",
+    "ipv6",
+    "uri",
+    "uri-reference",
+    "iri",
+    "iri-reference",
+    "uuid",
+    "uri-template",
+    "json-pointer",
+    "relative-json-pointer",
+    "regex",
+];
+
+/// Every place in `schema` (a tool's input schema) that uses a keyword with no Cedar type, or
+/// `additionalProperties`/`items` in a form Cedar cannot hold; each message names its JSON pointer.
+pub(crate) fn untyped_keywords(schema: &Value) -> Vec<String> {
+    fn walk(value: &Value, pointer: String, out: &mut Vec<String>, depth: usize) {
+        if depth > crate::MAX_JSON_DEPTH {
+            out.push(format!(
+                "at {pointer}: nested deeper than {}",
+                crate::MAX_JSON_DEPTH
+            ));
+            return;
+        }
+        match value {
+            Value::Object(map) => {
+                for (key, sub) in map {
+                    let here = format!("{pointer}/{}", escape(key));
+                    let untyped = UNTYPED_KEYWORDS.contains(&key.as_str())
+                        || (key == "additionalProperties" && !sub.is_boolean())
+                        || (key == "items" && sub.is_array());
+                    if untyped {
+                        out.push(format!(
+                            "at {here}: `{key}` has no Cedar type; describe the argument with one `type`"
+                        ));
+                    }
+                    // Under `properties` the keys are argument names, not keywords; `enum`,
+                    // `const`, `default` and `examples` hold data.
+                    if matches!(key.as_str(), "enum" | "const" | "default" | "examples") {
+                        continue;
+                    }
+                    if key == "properties"
+                        && let Value::Object(props) = sub
+                    {
+                        for (name, prop) in props {
+                            walk(prop, format!("{here}/{}", escape(name)), out, depth + 1);
+                        }
+                    } else {
+                        walk(sub, here, out, depth + 1);
+                    }
+                }
+            }
+            Value::Array(items) => {
+                for (i, item) in items.iter().enumerate() {
+                    walk(item, format!("{pointer}/{i}"), out, depth + 1);
+                }
+            }
+            _ => {}
+        }
+    }
+    /// A key as a JSON pointer token (RFC 6901).
+    fn escape(key: &str) -> String {
+        key.replace('~', "~0").replace('/', "~1")
+    }
+    let mut out = Vec::new();
+    walk(schema, String::new(), &mut out, 0);
+    out
+}
+
 impl CedarType {
     /// The Cedar type of the JSON Schema at `pointer`, or a message naming what cannot be typed.
     pub fn from_json_schema(schema: &Value, pointer: &str) -> Result<Self, String> {
@@ -52,7 +154,11 @@ impl CedarType {
             }
         }
         if let Some(values) = obj.get("enum").and_then(Value::as_array) {
-            return if values.iter().all(Value::is_string) {
+            return if values.is_empty() {
+                Err(format!(
+                    "at {here}: an empty `enum` admits no value: the tool could never be called"
+                ))
+            } else if values.iter().all(Value::is_string) {
                 Ok(Self::String)
             } else if values.iter().all(|v| v.is_i64()) {
                 Ok(Self::Long)
@@ -79,6 +185,13 @@ impl CedarType {
             "string" => Ok(match obj.get("format").and_then(Value::as_str) {
                 Some("date" | "date-time") => Self::DateTime,
                 Some("ipv4" | "ipv6") => Self::IpAddr,
+                Some(f) if !FORMATS.contains(&f) => {
+                    return Err(format!(
+                        "at {here}: unknown `format` \"{}\" (JSON Schema defines: {})",
+                        f.escape_debug(),
+                        FORMATS.join(", ")
+                    ));
+                }
                 _ => Self::String,
             }),
             "array" => {

@@ -9,7 +9,7 @@ pub use crate::bundle::BundleHashes;
 use crate::error::{LoadError, LoadErrors, full_message};
 use crate::event::{HashError, canonical_json, sha256_hex};
 use crate::gate::{
-    Ask, Decision, Gate, Mode, RequestContext, load_policies, load_schema, validate_policies,
+    Ask, Decision, Gate, Mode, RequestContext, Val, load_policies, load_schema, validate_policies,
 };
 use crate::history::Counters;
 use crate::source::{Located, Source};
@@ -180,19 +180,117 @@ impl Deployment {
                 return d;
             }
         };
-        let context =
-            cedar_policy::Context::from_json_value(context.clone(), Some((&self.gate.schema, &a)))
-                .map(RequestContext::Cedar)
-                .map_err(|e| full_message(&e));
+        let context = self.explained_context(&p, &a, &r, context);
+        // Checked whole against the schema above; trimmed, it is what a session would send, which
+        // is not validated per request either.
         let ask = Ask {
             principal: &p,
             action: &a,
             resource: &r,
             context,
             full: None,
-            validate: true,
+            validate: false,
         };
         self.gate.authorize(ask, &[], Mode::Enforce, None)
+    }
+
+    /// The context a session would hand the gate for this JSON: checked against the action's
+    /// context type, then built as the kernel's own values and trimmed to what the action's
+    /// policies read, so the policy index, the trimming and the kernel's evaluator all take part
+    /// as they do in a live session.
+    fn explained_context(
+        &self,
+        principal: &EntityUid,
+        action: &EntityUid,
+        resource: &EntityUid,
+        json: &Value,
+    ) -> Result<RequestContext, String> {
+        let cedar =
+            cedar_policy::Context::from_json_value(json.clone(), Some((&self.gate.schema, action)))
+                .map_err(|e| full_message(&e))?;
+        cedar_policy::Request::new(
+            principal.clone(),
+            action.clone(),
+            resource.clone(),
+            cedar.clone(),
+            Some(&self.gate.schema),
+        )
+        .map_err(|e| full_message(&e))?;
+        let demand = self.gate.demand(action);
+        let wants = |top: &str| demand.is_none_or(|d| d.wants(top));
+        let keys: Vec<&String> = json
+            .as_object()
+            .map(|m| m.keys().collect())
+            .unwrap_or_default();
+        let mut pairs = Vec::with_capacity(keys.len());
+        for key in keys {
+            // `input` is always kept, as a session keeps it (its errors must deny).
+            if key != "input" && !wants(key) {
+                continue;
+            }
+            let Some(value) = cedar.get(key) else {
+                continue;
+            };
+            let value = match (Val::from_eval_rebuilt(&value), demand) {
+                (Val::Record(fields), Some(d)) if key == "session" || key == "history" => {
+                    Val::Record(
+                        fields
+                            .into_iter()
+                            .filter(|(sub, _)| d.wants_in(key, sub))
+                            .collect(),
+                    )
+                }
+                (v, _) => v,
+            };
+            pairs.push((key.clone(), value));
+        }
+        Val::record(pairs).map(RequestContext::Built)
+    }
+
+    /// Cedar's own answer to the request `explain` decides, with the whole context and every
+    /// policy, none of the kernel's machinery: `(allowed, determining ids, errors)`. Shown beside
+    /// the kernel's decision, so an author sees both agree (or where they do not).
+    pub fn explain_cedar(
+        &self,
+        principal: &str,
+        action: &str,
+        resource: &str,
+        context: &Value,
+    ) -> Result<(bool, Vec<String>, Vec<String>), String> {
+        use std::str::FromStr;
+        let parse =
+            |what: &str, s: &str| EntityUid::from_str(s).map_err(|e| format!("{what} `{s}`: {e}"));
+        let (p, a, r) = (
+            parse("principal", principal)?,
+            parse("action", action)?,
+            parse("resource", resource)?,
+        );
+        let context =
+            cedar_policy::Context::from_json_value(context.clone(), Some((&self.gate.schema, &a)))
+                .map_err(|e| full_message(&e))?;
+        let request = cedar_policy::Request::new(p, a, r, context, Some(&self.gate.schema))
+            .map_err(|e| full_message(&e))?;
+        let response = cedar_policy::Authorizer::new().is_authorized(
+            &request,
+            &self.gate.policies.cedar,
+            &self.gate.entities,
+        );
+        let mut ids: Vec<String> = response
+            .diagnostics()
+            .reason()
+            .map(ToString::to_string)
+            .collect();
+        ids.sort();
+        let errors = response
+            .diagnostics()
+            .errors()
+            .map(ToString::to_string)
+            .collect();
+        Ok((
+            response.decision() == cedar_policy::Decision::Allow,
+            ids,
+            errors,
+        ))
     }
 
     pub(crate) fn tool_entry(&self, name: &str) -> Option<&Tool> {
@@ -443,6 +541,18 @@ fn collect_entities(
             }
             seen.insert(key, at);
             all.push(item);
+        }
+    }
+    // A tenant-private tool of a tenant that does not exist would serve nobody, silently.
+    for tool in tools.all() {
+        if let Some(tenant) = &tool.spec.tenant
+            && !seen.contains_key(&format!("Tenant::\"{tenant}\""))
+        {
+            errors.push(LoadError::Tool {
+                at: tool.at.clone(),
+                tool: tool.spec.name.clone(),
+                message: format!("owned by tenant `{tenant}`, which no entities file defines"),
+            });
         }
     }
     all.extend(tools.entities_json());

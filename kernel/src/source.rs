@@ -3,7 +3,11 @@
 use std::fmt;
 use std::sync::{Arc, OnceLock};
 
-use miette::{NamedSource, SourceSpan};
+use miette::{MietteError, MietteSpanContents, SourceCode, SourceSpan, SpanContents};
+
+/// Bytes of a long line shown on each side of what an error points at: a 2 MB string literal on
+/// one line must not print 2 MB.
+const WINDOW: usize = 160;
 
 /// A text the deployment is built from, with the name errors should cite (usually its path).
 ///
@@ -38,17 +42,60 @@ impl Source {
         }
     }
 
-    /// The location of byte `offset` (clamped to the text), carrying the text for rendering.
+    /// The location of byte `offset` (clamped to the text), carrying the text for rendering: the
+    /// whole text, or on a line longer than a few hundred bytes a window around the location.
     pub fn locate(&self, offset: usize, len: usize) -> Located {
         let offset = floor_char_boundary(&self.text, offset.min(self.text.len()));
         let (line, column) = self.line_column(offset);
+        let len = len.min(self.text.len() - offset);
+        let line_start = self
+            .text
+            .get(..offset)
+            .and_then(|t| t.rfind('\n'))
+            .map_or(0, |i| i + 1);
+        let line_end = self
+            .text
+            .get(offset..)
+            .and_then(|t| t.find('\n'))
+            .map_or(self.text.len(), |i| offset + i);
+        let snippet = if line_end - line_start <= 2 * WINDOW {
+            Snippet {
+                name: self.name.clone(),
+                text: Arc::clone(&self.text),
+                window: 0..self.text.len(),
+                line: 0,
+                column: 0,
+            }
+        } else {
+            let start =
+                floor_char_boundary(&self.text, offset.saturating_sub(WINDOW).max(line_start));
+            let end = floor_char_boundary(
+                &self.text,
+                offset
+                    .saturating_add(len.min(WINDOW))
+                    .saturating_add(WINDOW)
+                    .min(line_end),
+            );
+            Snippet {
+                name: self.name.clone(),
+                text: Arc::clone(&self.text),
+                window: start..end,
+                line: line - 1,
+                column: self
+                    .text
+                    .get(line_start..start)
+                    .map_or(0, |t| t.chars().count()),
+            }
+        };
+        let span_start = offset - snippet.window.start;
+        let span_len = len.min(snippet.window.end - offset);
         Located {
             file: self.name.clone(),
             line,
             column,
             snippet: Some(Box::new((
-                NamedSource::new(self.name.clone(), Arc::clone(&self.text)),
-                SourceSpan::new(offset.into(), len.min(self.text.len() - offset)),
+                snippet,
+                SourceSpan::new(span_start.into(), span_len),
             ))),
         }
     }
@@ -101,7 +148,43 @@ pub struct Located {
     pub line: usize,
     /// 1-based column; 0 when unknown.
     pub column: usize,
-    pub(crate) snippet: Option<Box<(NamedSource<Arc<str>>, SourceSpan)>>,
+    pub(crate) snippet: Option<Box<(Snippet, SourceSpan)>>,
+}
+
+/// The text an error underlines: `window` of `text`, which starts at 0-based `line` and `column`
+/// of the whole text (a window of a long line keeps the line's true number).
+#[derive(Debug, Clone)]
+pub(crate) struct Snippet {
+    name: String,
+    text: Arc<str>,
+    window: std::ops::Range<usize>,
+    line: usize,
+    column: usize,
+}
+
+impl SourceCode for Snippet {
+    fn read_span<'a>(
+        &'a self,
+        span: &SourceSpan,
+        context_lines_before: usize,
+        context_lines_after: usize,
+    ) -> Result<Box<dyn SpanContents<'a> + 'a>, MietteError> {
+        let data: &'a str = self.text.get(self.window.clone()).unwrap_or_default();
+        let inner = data.read_span(span, context_lines_before, context_lines_after)?;
+        let column = if inner.line() == 0 {
+            inner.column() + self.column
+        } else {
+            inner.column()
+        };
+        Ok(Box::new(MietteSpanContents::new_named(
+            self.name.clone(),
+            inner.data(),
+            *inner.span(),
+            inner.line() + self.line,
+            column,
+            inner.line_count(),
+        )))
+    }
 }
 
 impl Located {
@@ -194,7 +277,7 @@ mod tests {
         for (offset, want) in starts {
             let at = src.locate(offset, 1);
             assert_eq!((at.line, at.column), want, "offset {offset}");
-            let shared = at.snippet.as_ref().map(|b| b.0.inner());
+            let shared = at.snippet.as_ref().map(|b| &b.0.text);
             assert!(
                 shared.is_some_and(|t| Arc::ptr_eq(t, &src.text)),
                 "offset {offset}"

@@ -209,6 +209,122 @@ fn bad_tools_are_named_with_the_offending_schema_pointer() {
     assert!(errs.iter().any(|e| matches!(e, LoadError::Tool { at, message, .. } if at.line == 4 && message.contains("colour"))));
 }
 
+/// Tool metadata that used to pass `check` (issue 16, 3): each is refused, naming the tool and,
+/// for schemas, every offending JSON pointer.
+#[test]
+fn tool_metadata_check_refuses_what_no_cedar_type_or_tenant_holds() {
+    let tool = |name: &str, extra: &str, schema: &str| {
+        format!(r#"{{"name": {name}, "risk": "low"{extra}, "input_schema": {schema}}}"#)
+    };
+    let cases = [
+        (
+            tool(
+                r#""ghost_tool""#,
+                r#", "tenant": "nobody""#,
+                r#"{"type": "object"}"#,
+            ),
+            "ghost_tool",
+            "tenant `nobody`",
+        ),
+        (
+            tool(r#""pay\u202eyrev""#, "", r#"{"type": "object"}"#),
+            "pay\u{202e}yrev",
+            "bidirectional",
+        ),
+        (
+            tool(r#""nul\u0000""#, "", r#"{"type": "object"}"#),
+            "nul\0",
+            "control characters",
+        ),
+        (
+            tool(
+                r#""fmt""#,
+                "",
+                r#"{"type": "object", "properties": {"d": {"type": "string", "format": "dat"}}}"#,
+            ),
+            "fmt",
+            "unknown `format`",
+        ),
+        (
+            tool(
+                r#""empty_enum""#,
+                "",
+                r#"{"type": "object", "properties": {"e": {"enum": []}}}"#,
+            ),
+            "empty_enum",
+            "empty `enum`",
+        ),
+        (
+            tool(
+                r#""ref_deep""#,
+                "",
+                r##"{"type": "object", "additionalProperties": {"$ref": "#"}}"##,
+            ),
+            "ref_deep",
+            "/additionalProperties/$ref",
+        ),
+        (
+            tool(
+                r#""cycle""#,
+                "",
+                r##"{"type": "object", "$defs": {"n": {"$ref": "#/$defs/n"}}, "properties": {"n": {"$ref": "#/$defs/n"}}}"##,
+            ),
+            "cycle",
+            "/properties/n/$ref",
+        ),
+        (
+            tool(
+                r#""pattern""#,
+                "",
+                r#"{"type": "object", "patternProperties": {"^x": {"type": "string"}}}"#,
+            ),
+            "pattern",
+            "/patternProperties",
+        ),
+        (
+            tool(
+                r#""prefix""#,
+                "",
+                r#"{"type": "object", "properties": {"p": {"type": "array", "prefixItems": [{"type": "string"}], "items": {"type": "string"}}}}"#,
+            ),
+            "prefix",
+            "/properties/p/prefixItems",
+        ),
+        (
+            tool(
+                r#""uneval""#,
+                "",
+                r#"{"type": "object", "properties": {"o": {"type": "object", "unevaluatedProperties": false}}}"#,
+            ),
+            "uneval",
+            "/properties/o/unevaluatedProperties",
+        ),
+    ];
+    for (json, name, wanted) in cases {
+        let errs = errors_of(
+            base_builder()
+                .tools_json(Source::new("tool.json", json.clone()))
+                .build(),
+        );
+        assert!(
+            errs.iter().any(|e| matches!(e, LoadError::Tool { tool, message, .. } if tool == name && message.contains(wanted))),
+            "{json}: {errs:?}"
+        );
+    }
+    // Every offending place of one tool is reported, not only the first.
+    let two = tool(
+        r#""two""#,
+        "",
+        r#"{"type": "object", "properties": {"a": {"anyOf": []}, "b": {"oneOf": []}}}"#,
+    );
+    let errs = errors_of(
+        base_builder()
+            .tools_json(Source::new("two.json", two))
+            .build(),
+    );
+    assert_eq!(errs.len(), 2, "{errs:?}");
+}
+
 #[test]
 fn bad_counters_are_located() {
     let text = "[[counter]]\nname = \"x\"\naction = \"nope\"\n\n[[counter]]\nname = \"y\"\naction = \"send_email\"\nsum = \"subject\"\n";
@@ -405,4 +521,105 @@ fn a_session_records_the_hashes_of_its_bundle_once_when_it_starts() {
     );
     assert_eq!(edited.hashes().schema, recorded.schema);
     assert_eq!(edited.hashes().entities, recorded.entities);
+}
+
+/// Hostile inputs of about 10 MB each: every one is refused (or accepted) with a located error,
+/// never an abort (issue 16, 3). How long each takes is reported by `check`, not asserted here.
+#[test]
+fn ten_megabyte_hostile_inputs_are_refused_with_a_located_error() {
+    const MB10: usize = 10 * 1024 * 1024;
+    let policy = |name: &str, text: String| {
+        errors_of(base_builder().policies(Source::new(name, text)).build())
+    };
+    // A 10 MB string literal with a validation error beside it.
+    let literal = format!(
+        "@id(\"big\")\nforbid (principal, action == Action::\"call_model\", resource)\nwhen {{ context.nope == \"{}\" }};\n",
+        "x".repeat(MB10)
+    );
+    let errs = policy("literal.cedar", literal);
+    assert!(
+        errs.iter()
+            .any(|e| e.to_string().contains("literal.cedar:3")),
+        "{:?}",
+        errs.iter().map(ToString::to_string).collect::<Vec<_>>()
+    );
+    // 10 MB of nesting, and a chain of 10 MB of `&&`.
+    let nested = format!(
+        "@id(\"deep\")\npermit (principal, action, resource) when {{ {} }};",
+        "(".repeat(MB10)
+    );
+    assert!(!policy("deep.cedar", nested).is_empty());
+    let chain = format!(
+        "@id(\"long\")\npermit (principal, action, resource) when {{ {}true }};",
+        "true && ".repeat(MB10 / 8)
+    );
+    assert!(!policy("long.cedar", chain).is_empty());
+    // Entities and a tool schema nested 10 MB deep.
+    let errs = errors_of(
+        base_builder()
+            .entities(Source::new("deep.json", "[".repeat(MB10)))
+            .build(),
+    );
+    assert!(
+        errs.iter().any(|e| e.to_string().contains("deep.json")),
+        "{errs:?}"
+    );
+    let schema = format!(
+        "{{\"name\": \"deep\", \"description\": \"d\", \"risk\": \"low\", \"input_schema\": {}}}",
+        "{\"type\": \"object\", \"properties\": {\"a\": ".repeat(MB10 / 40)
+    );
+    let errs = errors_of(
+        base_builder()
+            .tools_json(Source::new("deep_tool.json", schema))
+            .build(),
+    );
+    assert!(
+        errs.iter()
+            .any(|e| e.to_string().contains("deep_tool.json")),
+        "{errs:?}"
+    );
+}
+
+/// `explain` decides as a session does (fail closed on an erroring forbid, through the index and
+/// the kernel's evaluator), and reports Cedar's own answer beside it, which skips the error.
+#[test]
+fn explain_decides_through_the_gate_and_shows_cedars_answer_beside_it() {
+    let overflow = "@id(\"overflow\")\nforbid (principal, action == Action::\"refund\", resource)\nwhen { context.input.amount * 4611686018427387904 > 0 };";
+    let d = base_builder()
+        .policies(Source::new("o.cedar", overflow))
+        .build()
+        .expect("loads");
+    let context = serde_json::json!({
+        "session": {"id": "x", "tenant": {"__entity": {"type": "Tenant", "id": "acme"}},
+            "user": {"__entity": {"type": "User", "id": "alice@acme"}},
+            "agent": {"__entity": {"type": "Agent", "id": "assistant@acme"}},
+            "steps": 0, "elapsed_ms": 0, "tokens": 0, "cost_spent": 0, "cost_reserved": 0,
+            "budget_limit": 2000000, "tool_calls": 0, "model_calls": 0, "attempt": 1,
+            "in_doubt": false, "labels": []},
+        "history": {"tools_called": [], "emails_recent": 0, "refund_total": 0},
+        "input": {"order_id": "ord-1", "amount": 4},
+        "provenance": {
+            "order_id": {"from_user": true, "from_trusted": false, "from_user_or_trusted": true, "from_untrusted": false, "novel": false, "labels": []},
+            "amount": {"from_user": true, "from_trusted": false, "from_user_or_trusted": true, "from_untrusted": false, "novel": false, "labels": []}}
+    });
+    let (p, a, r) = (
+        "Agent::\"assistant@acme\"",
+        "Action::\"refund\"",
+        "Tool::\"refund\"",
+    );
+    let kernel = d.explain(p, a, r, &context);
+    assert!(!kernel.allowed(), "{kernel:?}");
+    assert_eq!(kernel.erred, vec!["overflow".to_owned()], "{kernel:?}");
+    let (allowed, _, errors) = d.explain_cedar(p, a, r, &context).expect("cedar");
+    assert!(allowed, "Cedar skips the erroring forbid");
+    assert_eq!(errors.len(), 1);
+
+    // A small amount: both allow, by the same policies.
+    let mut small = context.clone();
+    small["input"]["amount"] = serde_json::json!(0);
+    let kernel = d.explain(p, a, r, &small);
+    let (allowed, ids, _) = d.explain_cedar(p, a, r, &small).expect("cedar");
+    assert_eq!(kernel.allowed(), allowed);
+    let kernel_ids: Vec<String> = kernel.policies.iter().map(|p| p.id.clone()).collect();
+    assert_eq!(kernel_ids, ids);
 }

@@ -554,9 +554,11 @@ fn a_cedar_evaluation_error_denies_and_is_recorded() {
         d.errors
     );
     assert!(t.effects.is_empty());
-    assert_eq!(kinds(&t), ["decision"]);
+    // The call's own decision (allowed), then the reservation's (the error that denied it).
+    assert_eq!(kinds(&t), ["decision", "decision"]);
+    assert!(t.events[0].decision.as_ref().is_some_and(|d| d.allowed()));
     assert!(
-        t.events[0]
+        t.events[1]
             .decision
             .as_ref()
             .is_some_and(|d| !d.errors.is_empty()),
@@ -612,9 +614,9 @@ fn budgets_are_reserved_before_and_settled_after_with_violations_recorded() {
         },
         3,
     );
-    assert_eq!(kinds(&t), ["decision", "limit_reached"]);
+    assert_eq!(kinds(&t), ["decision", "decision", "limit_reached"]);
     assert!(
-        matches!(&t.events[1].body, EventBody::LimitReached { limit, .. } if limit == "budget")
+        matches!(&t.events[2].body, EventBody::LimitReached { limit, .. } if limit == "budget")
     );
     assert!(t.effects.is_empty());
     assert_eq!(s.status(), Status::LimitReached);

@@ -1,4 +1,5 @@
-//! `arbiter explain`: one request, its decision and why.
+//! `arbiter explain`: one request, decided the way a session decides it (policy index, trimmed
+//! context, the kernel's evaluator), with Cedar's own answer beside it.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -81,6 +82,30 @@ pub fn run(args: &Args) -> miette::Result<ExitCode> {
     }
     for e in &d.errors {
         println!("error:       {e}");
+    }
+    // Beside the kernel's decision (the path a session takes: policy index, trimmed context, the
+    // kernel's evaluator, fail-closed errors), Cedar's own answer on the whole request.
+    match deployment.explain_cedar(&args.principal, &action, &args.resource, &context) {
+        Ok((allowed, ids, errors)) => {
+            let agrees =
+                allowed == d.allowed() && (allowed || errors.is_empty() == d.errors.is_empty());
+            println!(
+                "cedar:       {} by [{}]{}{}",
+                if allowed { "Allow" } else { "Deny" },
+                ids.join(", "),
+                if errors.is_empty() {
+                    String::new()
+                } else {
+                    format!(", {} error(s) skipped", errors.len())
+                },
+                if agrees {
+                    ""
+                } else {
+                    " — differs: Cedar skips an erroring policy, the kernel denies (fail closed)"
+                }
+            );
+        }
+        Err(e) => println!("cedar:       refuses the request: {e}"),
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -106,6 +106,16 @@ fn step() -> impl Strategy<Value = Step> {
     ]
 }
 
+/// Mostly writes to either tenant's scope (half of them the session's own, each an agent step),
+/// with model calls and their answers between.
+fn marathon_step() -> impl Strategy<Value = Step> {
+    prop_oneof![
+        16 => (0usize..2, 0usize..3).prop_map(|(scope, key)| Step::Write { scope, key }),
+        2 => (0u64..3000, 0u64..3000).prop_map(|(tokens, cost)| Step::Model { tokens, cost }),
+        2 => Just(Step::Answer { fail: false, retryable: false, cost_percent: 100, labels: Vec::new() }),
+    ]
+}
+
 fn delta() -> impl Strategy<Value = u64> {
     // Mostly small steps; now and then a jump big enough to cross the base time limit.
     prop_oneof![60 => 0u64..2_000, 8 => 2_000u64..30_000, 1 => 60_000u64..700_000]
@@ -117,19 +127,27 @@ pub fn case(worlds: usize) -> impl Strategy<Value = Case> {
         0..worlds.max(1),
         prop::bool::weighted(0.1).prop_map(|l| if l { Mode::LogOnly } else { Mode::Enforce }),
         0usize..2,
-        prop::bool::weighted(0.15),
-        // Most sessions are short; one in ten runs long enough to reach the step limits.
-        prop_oneof![9 => prop::collection::vec((delta(), step()), 1..70), 1 => prop::collection::vec((delta(), step()), 1..160)],
+        // One identity crossed at a time: 1 the user, 2 the agent, 3 the budget.
+        prop_oneof![85 => Just(0u8), 5 => Just(1u8), 5 => Just(2u8), 5 => Just(3u8)],
+        // Most sessions are short; one in ten runs long, and one in twenty is a marathon of
+        // memory writes (steps that need no result) that reaches the base step limit.
+        prop_oneof![
+            18 => prop::collection::vec((delta(), step()), 1..70),
+            2 => prop::collection::vec((delta(), step()), 1..160),
+            1 => prop::collection::vec((0u64..200, marathon_step()), 120..160),
+        ],
     )
-        .prop_map(|(world, mode, tenant, crossed, mut steps)| {
+        .prop_map(|(world, mode, tenant, crossing, mut steps)| {
             steps.insert(0, (0, Step::Start));
-            // Crossed: in t0 the user is the one no entity store holds, in t1 a user of t0.
-            let (user, agent) = if crossed {
-                ((tenant * 2 + 3) % 4, (tenant + 1) % 2)
+            let other = (tenant + 1) % 2;
+            // A crossed user: in t0 the one no entity store holds, in t1 a user of t0.
+            let user = if crossing == 1 {
+                (tenant * 2 + 3) % 4
             } else {
-                (tenant * 2, tenant)
+                tenant * 2
             };
-            let budget = if crossed { (tenant + 1) % 2 } else { tenant };
+            let agent = if crossing == 2 { other } else { tenant };
+            let budget = if crossing == 3 { other } else { tenant };
             Case {
                 world,
                 mode,

@@ -79,8 +79,6 @@ pub(crate) enum RequestContext {
     /// Built by the kernel from session state: a record, converted for Cedar only when Cedar is
     /// asked.
     Built(Val),
-    /// Given to the kernel in Cedar's form (an outside request).
-    Cedar(Context),
 }
 
 impl RequestContext {
@@ -88,13 +86,11 @@ impl RequestContext {
     fn top(&self, name: &str) -> Option<Cow<'_, Val>> {
         match self {
             Self::Built(record) => record.get(name).map(Cow::Borrowed),
-            Self::Cedar(context) => context.get(name).map(|v| Cow::Owned(Val::from_eval(&v))),
         }
     }
 
     fn to_cedar(&self) -> Result<Context, String> {
         match self {
-            Self::Cedar(context) => Ok(context.clone()),
             Self::Built(Val::Record(pairs)) => {
                 let pairs = pairs
                     .iter()
@@ -198,17 +194,15 @@ impl Gate {
                 sets: vec![&self.policies],
                 always: &[],
             });
-        let input = match &context {
-            RequestContext::Built(record) => Some(compiled::Input {
-                principal: p,
-                action: a,
-                resource: r,
-                context: record,
-                entities: &self.entities,
-                vars: Default::default(),
-            }),
-            RequestContext::Cedar(_) => None,
-        };
+        let RequestContext::Built(record) = &context;
+        let input = Some(compiled::Input {
+            principal: p,
+            action: a,
+            resource: r,
+            context: record,
+            entities: &self.entities,
+            vars: Default::default(),
+        });
         let mut satisfied: Vec<&compiled::Compiled> = Vec::new();
         let mut asked = Vec::new();
         for set in candidates.sets {
@@ -223,10 +217,7 @@ impl Gate {
         }
         // Cedar checks extension values as it builds them and the schema when asked to: such a
         // request is built for Cedar whatever decides it, so its errors deny.
-        let checked = match &context {
-            RequestContext::Built(v) => v.has_extension(),
-            RequestContext::Cedar(_) => true,
-        };
+        let checked = record.has_extension();
         let mut request = None;
         if checked || ask.validate || trace.is_some() || !asked.is_empty() {
             match build() {

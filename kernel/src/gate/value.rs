@@ -123,6 +123,28 @@ impl Val {
         }
     }
 
+    /// [`Val::from_eval`], keeping extension values rebuildable: Cedar writes them back as the
+    /// expression that makes them (`decimal("1.5000")`), which is parsed again. For contexts read
+    /// from outside (`explain`), not for the per-request path.
+    pub fn from_eval_rebuilt(value: &EvalResult) -> Self {
+        use std::str::FromStr;
+        match value {
+            EvalResult::Set(items) => {
+                Self::Set(items.iter().map(Self::from_eval_rebuilt).collect())
+            }
+            EvalResult::Record(record) => Self::Record(
+                record
+                    .iter()
+                    .map(|(k, v)| (k.clone(), Self::from_eval_rebuilt(v)))
+                    .collect(),
+            ),
+            EvalResult::ExtensionValue(text) => {
+                Self::Extension(Rx::from_str(text).ok().map(Box::new))
+            }
+            other => Self::from_eval(other),
+        }
+    }
+
     /// Cedar's `==`: values of different types are unequal, sets compare as sets. `None` when an
     /// extension value takes part (its equality is Cedar's to decide).
     pub fn equals(&self, other: &Val) -> Option<bool> {

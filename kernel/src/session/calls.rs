@@ -194,6 +194,16 @@ impl Session {
         };
         let spend = self.ask_spend(now, amount, purpose);
         if !spend.proceeds() && !crate::faults::active(crate::faults::Fault::EffectOnDeny) {
+            // The call itself was allowed: its decision (policies, obligations) is recorded
+            // before the reservation's denial, which is what stops it.
+            tr = self.emit_into(
+                tr,
+                now,
+                EventBody::Decision {
+                    request: proposal.describe(),
+                },
+                Some(d),
+            );
             let request = serde_json::json!({"call_id": call_id, "amount": amount, "for": proposal.describe()});
             tr.decision = Some(spend.clone());
             if let Some(limit) = spend.limit() {

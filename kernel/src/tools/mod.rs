@@ -89,6 +89,8 @@ pub(crate) struct Tool {
     type_name: String,
     provenance: Shape,
     validator: jsonschema::Validator,
+    /// Where it was defined, for errors found later (an owner tenant that does not exist).
+    pub at: Located,
 }
 
 impl Tool {
@@ -148,6 +150,7 @@ impl ToolRegistry {
         let mut tools: BTreeMap<String, Tool> = BTreeMap::new();
         let mut type_names: BTreeMap<String, String> = BTreeMap::new();
         for (spec, at) in specs {
+            let defined = at.clone();
             let fail = |message: String| LoadError::Tool {
                 at: at.clone(),
                 tool: spec.name.clone(),
@@ -166,6 +169,15 @@ impl ToolRegistry {
                 errors.push(fail(format!(
                     "its Cedar type name `{type_name}` collides with tool `{other}`"
                 )));
+                continue;
+            }
+            let untyped = crate::cedar_type::untyped_keywords(&spec.input_schema);
+            if !untyped.is_empty() {
+                errors.extend(
+                    untyped
+                        .into_iter()
+                        .map(|m| fail(format!("input_schema {m}"))),
+                );
                 continue;
             }
             let input = match CedarType::from_json_schema(&spec.input_schema, "") {
@@ -208,6 +220,7 @@ impl ToolRegistry {
                     type_name,
                     provenance,
                     validator,
+                    at: defined,
                 },
             );
         }
@@ -277,6 +290,19 @@ fn check_name(name: &str) -> Result<(), String> {
     }
     if name.contains("::") || name.contains('"') || name.chars().any(char::is_control) {
         return Err("a tool name may not contain `::`, quotes or control characters".into());
+    }
+    // Bidirectional and invisible formatting characters make a name read as another in a policy
+    // or a log (`pay\u{202e}yrev`): refused like control characters.
+    if let Some(c) = name.chars().find(|c| {
+        matches!(
+            c,
+            '\u{061c}' | '\u{200b}'..='\u{200f}' | '\u{202a}'..='\u{202e}' | '\u{2060}'..='\u{2069}' | '\u{feff}'
+        )
+    }) {
+        return Err(format!(
+            "a tool name may not contain invisible or bidirectional formatting characters (U+{:04X})",
+            u32::from(c)
+        ));
     }
     if BUILTIN_ACTIONS.contains(&name) {
         return Err(format!("`{name}` is a built-in action"));
