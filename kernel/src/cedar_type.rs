@@ -113,6 +113,12 @@ pub(crate) fn untyped_keywords(schema: &Value) -> Vec<String> {
                         && let Value::Object(props) = sub
                     {
                         for (name, prop) in props {
+                            if name.is_empty() || name.chars().any(char::is_control) {
+                                out.push(format!(
+                                    "at {here}: argument name {name:?} is empty or holds a control character"
+                                ));
+                                continue;
+                            }
                             walk(prop, format!("{here}/{}", escape(name)), out, depth + 1);
                         }
                     } else {

@@ -623,3 +623,91 @@ fn explain_decides_through_the_gate_and_shows_cedars_answer_beside_it() {
     let kernel_ids: Vec<String> = kernel.policies.iter().map(|p| p.id.clone()).collect();
     assert_eq!(kernel_ids, ids);
 }
+
+/// Errors point at the file and place that hold them (issue 16, 3).
+#[test]
+fn schema_and_policy_errors_name_the_place_that_holds_them() {
+    let schema = read(&root().join("schema.cedarschema")).expect("schema");
+    // The last declaration left unterminated: Cedar's parser trips over the generated text that
+    // follows, but the error is the schema file's.
+    let text = schema.text.trim_end().trim_end_matches(';').to_owned();
+    let errs = errors_of(Deployment::builder(Source::new("schema.cedarschema", text)).build());
+    assert!(
+        matches!(&errs[..], [LoadError::Schema { at, .. }] if at.file == "schema.cedarschema"),
+        "{errs:?}"
+    );
+
+    // An empty schema is said to be empty, once, instead of every policy failing against it.
+    let errs = errors_of(
+        Deployment::builder(Source::new("schema.cedarschema", "// nothing\n\n"))
+            .policies(Source::new(
+                "p.cedar",
+                "@id(\"p\") permit (principal, action, resource);",
+            ))
+            .build(),
+    );
+    assert_eq!(errs.len(), 1, "{errs:?}");
+    assert!(errs[0].to_string().contains("empty"), "{errs:?}");
+
+    // A policy without `@id` still has its other errors reported.
+    let errs = errors_of(
+        base_builder()
+            .policies(Source::new(
+                "noid.cedar",
+                "permit (principal, action == Action::\"call_model\", resource) when { context.nope };",
+            ))
+            .build(),
+    );
+    assert!(
+        errs.iter()
+            .any(|e| matches!(e, LoadError::MissingId { .. })),
+        "{errs:?}"
+    );
+    assert!(
+        errs.iter().any(|e| matches!(e, LoadError::Validation { at, message, .. } if at.file == "noid.cedar" && message.contains("nope"))),
+        "{errs:?}"
+    );
+
+    // A property name with a control character is the tool file's error, not the generated
+    // schema's.
+    let tool = r#"{"name": "ctl", "risk": "low", "input_schema": {"type": "object", "properties": {"a\u0007b": {"type": "string"}}}}"#;
+    let errs = errors_of(
+        base_builder()
+            .tools_json(Source::new("ctl.json", tool))
+            .build(),
+    );
+    assert!(
+        matches!(&errs[..], [LoadError::Tool { at, tool, message }] if at.file == "ctl.json" && tool == "ctl" && message.contains("control")),
+        "{errs:?}"
+    );
+}
+
+/// A forbid whose condition overflows on a constant errors on every request: Cedar would skip it,
+/// the kernel would deny everything it scopes. `check` refuses it; an overflow that depends on the
+/// request, or sits where evaluation may not reach, is left to run time (issue 16, 3).
+#[test]
+fn a_policy_that_errors_on_every_request_is_refused() {
+    let load = |text: &str| {
+        base_builder()
+            .policies(Source::new("c.cedar", text.to_owned()))
+            .build()
+    };
+    for always in [
+        "@id(\"c\") forbid (principal, action == Action::\"call_model\", resource) when { 9223372036854775807 + 1 > 0 };",
+        "@id(\"c\") forbid (principal, action == Action::\"call_model\", resource) when { context.estimated_tokens > 4611686018427387904 * 4 };",
+        "@id(\"c\") forbid (principal, action == Action::\"call_model\", resource) unless { (0 - 9223372036854775807 - 2) < context.estimated_tokens && true };",
+    ] {
+        let errs = errors_of(load(always));
+        assert!(
+            errs.iter().any(|e| matches!(e, LoadError::Validation { policy, message, .. } if policy == "c" && message.contains("every request"))),
+            "{always}: {errs:?}"
+        );
+    }
+    for sometimes in [
+        "@id(\"c\") forbid (principal, action == Action::\"call_model\", resource) when { context.estimated_tokens * 4611686018427387904 > 0 };",
+        "@id(\"c\") forbid (principal, action == Action::\"call_model\", resource) when { context.estimated_tokens > 5 && 9223372036854775807 + 1 > 0 };",
+        "@id(\"c\") forbid (principal, action == Action::\"call_model\", resource) when { context.estimated_tokens > 9223372036854775806 + 1 };",
+    ] {
+        assert!(load(sometimes).is_ok(), "{sometimes}");
+    }
+}

@@ -46,6 +46,29 @@ fn message(d: &dyn Diagnostic) -> String {
 /// Parses the base schema with the generated declarations appended. Errors land in whichever of
 /// the two texts they point at.
 pub(crate) fn load_schema(base: &Source, generated: &str) -> Result<(Schema, String), LoadError> {
+    let declares_nothing = base
+        .text
+        .lines()
+        .map(|l| l.split("//").next().unwrap_or_default().trim())
+        .all(str::is_empty);
+    if declares_nothing {
+        return Err(LoadError::Schema {
+            at: base.whole(),
+            message: "the schema is empty: it declares no entity types or actions, so no policy \
+                      can be validated against it"
+                .into(),
+        });
+    }
+    // The base text's own syntax first (a fragment is parsed without resolving its references,
+    // which the generated declarations complete): an unterminated last declaration is the base
+    // file's error, not the generated text's where Cedar's parser trips over it.
+    if let Err(e) = cedar_policy::SchemaFragment::from_cedarschema_str(&base.text) {
+        let at = first_span(&e).map_or_else(|| base.whole(), |(o, l)| base.locate(o, l));
+        return Err(LoadError::Schema {
+            at,
+            message: message(&e),
+        });
+    }
     let combined = format!("{}\n{generated}", base.text);
     match Schema::from_cedarschema_str(&combined) {
         Ok((schema, _warnings)) => Ok((schema, combined)),
@@ -119,9 +142,14 @@ pub(crate) fn load_policies(
                 }
                 None => source.whole(),
             };
-            let Some(id) = policy.annotation("id").map(str::to_owned) else {
-                errors.push(LoadError::MissingId { at });
-                continue;
+            // A policy without an id is still checked, under a name saying where it is: its
+            // other errors are reported beside the missing id, not hidden by it.
+            let id = match policy.annotation("id") {
+                Some(id) => id.to_owned(),
+                None => {
+                    errors.push(LoadError::MissingId { at: at.clone() });
+                    format!("<no @id at {at}>")
+                }
             };
             let key = PolicyId::new(&id);
             if let Some(first) = meta.get(&key) {
@@ -142,6 +170,16 @@ pub(crate) fn load_policies(
                 .map(|(k, v)| (k.to_owned(), v.to_owned()))
                 .collect();
             check_annotations(&id, effect, &annotations, &at, errors);
+            if let Some(error) = super::constant::erring_constant(policy) {
+                errors.push(LoadError::Validation {
+                    at: at.clone(),
+                    policy: id.clone(),
+                    message: format!(
+                        "errors on every request it applies to ({error}): Cedar would skip it, \
+                         the kernel denies every request it scopes"
+                    ),
+                });
+            }
             if set.add(policy.new_id(key.clone())).is_err() {
                 errors.push(LoadError::DuplicateId {
                     at: at.clone(),

@@ -2,6 +2,7 @@
 //! answer into a [`Decision`] the kernel can record and act on.
 
 mod compiled;
+mod constant;
 mod decision;
 mod demand;
 mod index;
