@@ -623,6 +623,27 @@ fn budgets_are_reserved_before_and_settled_after_with_violations_recorded() {
 }
 
 #[test]
+fn a_model_the_entity_store_does_not_know_is_never_called() {
+    let mut s = started();
+    let t = step(
+        &mut s,
+        Intent::CallModel {
+            model: "unheard-of".into(),
+            estimated_tokens: 10,
+            estimated_cost: 1,
+        },
+        1,
+    );
+    let d = t.decision.clone().expect("d");
+    assert!(!d.allowed());
+    assert!(
+        d.policies.iter().any(|p| p.id == "base.model.known"),
+        "{d:?}"
+    );
+    assert!(t.effects.is_empty());
+}
+
+#[test]
 fn the_step_limit_stops_the_session() {
     let mut s = started();
     for i in 0..50 {

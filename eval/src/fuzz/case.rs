@@ -331,8 +331,14 @@ fn resolve(
         },
         Step::Model { tokens, cost } => {
             *estimate = *cost;
+            // One call in fifty names a model no entity store holds (it must be denied).
+            let model = if tokens % 50 == 7 {
+                "unknown-model"
+            } else {
+                MODEL
+            };
             Intent::CallModel {
-                model: MODEL.into(),
+                model: model.into(),
                 estimated_tokens: *tokens,
                 estimated_cost: *cost,
             }
