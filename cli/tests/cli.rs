@@ -264,7 +264,7 @@ fn malformed_policies_schema_entities_and_tools_are_located() {
 
     write(
         &p.join("demo/tools/bad.json"),
-        "{\n  \"name\": \"bad\",\n  \"risk\": \"low\",\n  \"input_schema\": {\"type\": \"object\", \"properties\": {\"x\": {\"type\": [\"string\", \"null\"]}}}\n}\n",
+        "{\n  \"name\": \"bad\",\n  \"risk\": \"low\",\n  \"input_schema\": {\"type\": \"object\", \"properties\": {\"x\": {\"type\": [\"string\", \"integer\"]}}}\n}\n",
     );
     assert_clean_failure(
         &arbiter(&["check", "--policies", s(&p)]),

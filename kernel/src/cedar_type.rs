@@ -4,8 +4,10 @@
 //! ipv4/ipv6 → ipaddr), boolean → Bool, number → decimal, array → Set, object → record, a property
 //! not in `required` → optional attribute. Differences, all failing closed: a number with more than
 //! the 4 decimal places Cedar's decimal holds is rejected rather than rounded (rounding could slip
-//! past a threshold); a string enum stays a String; `anyOf`/`oneOf`/`$ref`/type lists are refused at
-//! registration with the JSON pointer of the construct.
+//! past a threshold); a string enum stays a String. The optional, reference and mixin forms
+//! generators write are rewritten first ([`crate::schema_forms`]); what still has no Cedar type
+//! (a real union, a recursive schema) is refused at registration with the JSON pointer of every
+//! construct.
 
 use cedar_policy::RestrictedExpression;
 
@@ -31,7 +33,10 @@ pub(crate) enum CedarType {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct Field {
     pub name: String,
+    /// Present in every value. A nullable field is never required: `null` is taken as absent.
     pub required: bool,
+    /// The schema allows `null` (see [`crate::schema_forms`]).
+    pub nullable: bool,
     pub ty: CedarType,
 }
 
@@ -145,7 +150,21 @@ pub(crate) fn untyped_keywords(schema: &Value) -> Vec<String> {
 
 impl CedarType {
     /// The Cedar type of the JSON Schema at `pointer`, or a message naming what cannot be typed.
-    pub fn from_json_schema(schema: &Value, pointer: &str) -> Result<Self, String> {
+    pub fn from_json_schema(schema: &Value, pointer: &str) -> Result<Self, Vec<String>> {
+        let mut errors = Vec::new();
+        match Self::typed(schema, pointer, &mut errors) {
+            Ok(ty) if errors.is_empty() => Ok(ty),
+            Ok(_) => Err(errors),
+            Err(e) => {
+                errors.push(e);
+                Err(errors)
+            }
+        }
+    }
+
+    /// The type at `pointer`; problems below it (in properties) go to `errors`, so every one is
+    /// reported, and the first problem at `pointer` itself is the error.
+    fn typed(schema: &Value, pointer: &str, errors: &mut Vec<String>) -> Result<Self, String> {
         let here = if pointer.is_empty() { "/" } else { pointer };
         let Some(obj) = schema.as_object() else {
             return Err(format!(
@@ -204,9 +223,10 @@ impl CedarType {
                 let items = obj
                     .get("items")
                     .ok_or_else(|| format!("at {here}: an array needs `items`"))?;
-                Ok(Self::Set(Box::new(Self::from_json_schema(
+                Ok(Self::Set(Box::new(Self::typed(
                     items,
                     &format!("{pointer}/items"),
+                    errors,
                 )?)))
             }
             "object" => {
@@ -218,11 +238,20 @@ impl CedarType {
                 let mut fields = Vec::new();
                 if let Some(props) = obj.get("properties").and_then(Value::as_object) {
                     for (name, sub) in props {
-                        let ty =
-                            Self::from_json_schema(sub, &format!("{pointer}/properties/{name}"))?;
+                        let at = format!("{pointer}/properties/{name}");
+                        let ty = match Self::typed(sub, &at, errors) {
+                            Ok(ty) => ty,
+                            Err(e) => {
+                                errors.push(e);
+                                continue;
+                            }
+                        };
+                        let nullable =
+                            sub.get(crate::schema_forms::NULLABLE) == Some(&Value::Bool(true));
                         fields.push(Field {
                             name: name.clone(),
-                            required: required.contains(&name.as_str()),
+                            required: required.contains(&name.as_str()) && !nullable,
+                            nullable,
                             ty,
                         });
                     }
@@ -341,6 +370,7 @@ impl CedarType {
                 for f in fields {
                     let sub = format!("{path}/{}", f.name);
                     match map.get(&f.name) {
+                        Some(Value::Null) if f.nullable => {}
                         Some(v) => out.push((f.name.clone(), f.ty.to_value(v, &sub)?)),
                         None if f.required => {
                             return Err(ArgumentError {
@@ -498,10 +528,10 @@ mod tests {
             json!({"type": "object", "properties": {"x": {"anyOf": [{"type": "string"}]}}});
         let err = CedarType::from_json_schema(&schema, "").expect_err("refused");
         assert!(
-            err.contains("/properties/x") && err.contains("anyOf"),
-            "{err}"
+            err[0].contains("/properties/x") && err[0].contains("anyOf"),
+            "{err:?}"
         );
-        let lists = json!({"type": "object", "properties": {"y": {"type": ["string", "null"]}}});
+        let lists = json!({"type": "object", "properties": {"y": {"type": ["string", "integer"]}}});
         assert!(CedarType::from_json_schema(&lists, "").is_err());
     }
 

@@ -16,7 +16,8 @@
 //! Each module imports only from modules on earlier lines (`.ci/module-graph.py` checks it in CI):
 //!
 //! 1. `source`, `intent`, [`faults`], `bundle` (a bundle's hashes), `vocabulary` (the
-//!    `context.session` attribute names): leaves.
+//!    `context.session` attribute names), `schema_forms` (the JSON Schema forms generators write,
+//!    rewritten into the ones Cedar types hold): leaves.
 //! 2. `error`: typed load, step and argument errors.
 //! 3. `gate`: Cedar — loading and strict validation, the policy index, the context demand, the
 //!    kernel's own evaluator and its values, decisions.
@@ -39,6 +40,7 @@ mod error;
 mod gate;
 mod history;
 mod intent;
+mod schema_forms;
 mod session;
 mod source;
 mod tools;

@@ -193,7 +193,7 @@ fn bad_entities_are_located_by_line() {
 
 #[test]
 fn bad_tools_are_named_with_the_offending_schema_pointer() {
-    let any_of = r#"{"name": "t1", "risk": "low", "input_schema": {"type": "object", "properties": {"x": {"anyOf": [{"type": "string"}]}}}}"#;
+    let any_of = r#"{"name": "t1", "risk": "low", "input_schema": {"type": "object", "properties": {"x": {"anyOf": [{"type": "string"}, {"type": "integer"}]}}}}"#;
     let builtin = r#"{"name": "approve", "risk": "low", "input_schema": {"type": "object"}}"#;
     let unknown_field = "{\n  \"name\": \"t3\",\n  \"risk\": \"low\",\n  \"colour\": \"red\",\n  \"input_schema\": {}\n}";
     let errs = errors_of(

@@ -119,7 +119,8 @@ impl Shape {
             Self::Record(attrs) => {
                 let mut pairs = Vec::new();
                 for (name, _, shape) in attrs {
-                    if let Some(v) = input.get(name) {
+                    // A `null` for a nullable argument is taken as absent, as in `context.input`.
+                    if let Some(v) = input.get(name).filter(|v| !v.is_null()) {
                         pairs.push((name.clone(), shape.value(v, index)?));
                     }
                 }

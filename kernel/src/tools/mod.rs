@@ -171,7 +171,18 @@ impl ToolRegistry {
                 )));
                 continue;
             }
-            let untyped = crate::cedar_type::untyped_keywords(&spec.input_schema);
+            let normalized = match crate::schema_forms::normalize(&spec.input_schema) {
+                Ok(n) => n,
+                Err(problems) => {
+                    errors.extend(
+                        problems
+                            .into_iter()
+                            .map(|m| fail(format!("input_schema {m}"))),
+                    );
+                    continue;
+                }
+            };
+            let untyped = crate::cedar_type::untyped_keywords(&normalized);
             if !untyped.is_empty() {
                 errors.extend(
                     untyped
@@ -180,14 +191,18 @@ impl ToolRegistry {
                 );
                 continue;
             }
-            let input = match CedarType::from_json_schema(&spec.input_schema, "") {
+            let input = match CedarType::from_json_schema(&normalized, "") {
                 Ok(t @ CedarType::Record(_)) => t,
                 Ok(_) => {
                     errors.push(fail("input_schema must describe an object".into()));
                     continue;
                 }
-                Err(message) => {
-                    errors.push(fail(format!("input_schema {message}")));
+                Err(problems) => {
+                    errors.extend(
+                        problems
+                            .into_iter()
+                            .map(|m| fail(format!("input_schema {m}"))),
+                    );
                     continue;
                 }
             };
