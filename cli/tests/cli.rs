@@ -98,6 +98,61 @@ fn the_shipped_scenarios_all_pass_and_the_last_line_counts_them() {
     assert_eq!(last, format!("{files} passed, 0 failed"));
 }
 
+/// `--json`: one object per scenario, in file order, with every decision and what decided it.
+#[test]
+fn test_json_lists_every_scenario_with_its_decisions() {
+    let o = arbiter(&["test", "scenarios/support", "--json"]);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    let lines: Vec<serde_json::Value> = String::from_utf8_lossy(&o.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("each line is JSON"))
+        .collect();
+    let files = eval::scenario_files(&[repo().join("scenarios/support")]).expect("scenarios");
+    assert_eq!(lines.len(), files.len());
+    for (line, file) in lines.iter().zip(&files) {
+        assert!(
+            file.ends_with(line["file"].as_str().expect("file")),
+            "{line}"
+        );
+        assert_eq!(line["result"], "pass");
+    }
+    let granted = lines
+        .iter()
+        .find(|l| {
+            l["file"]
+                .as_str()
+                .is_some_and(|f| f.ends_with("refund_approval_granted.toml"))
+        })
+        .expect("scenario");
+    let decisions = granted["decisions"].as_array().expect("decisions");
+    assert!(decisions.iter().any(|d| {
+        d["action"] == "Action::\"issue_refund\""
+            && d["effect"] == "deny"
+            && d["policies"]
+                .as_array()
+                .is_some_and(|p| p.iter().any(|p| p == "support.refund.approval"))
+    }));
+}
+
+/// Two suites whose files share a name record side by side into one store (sessions are named
+/// by path), and every session verifies and re-checks.
+#[test]
+fn suites_sharing_file_names_record_into_one_store() {
+    let dir = scratch();
+    for suite in ["a", "b"] {
+        let d = dir.join("scenarios").join(suite);
+        std::fs::create_dir_all(&d).expect("mkdir");
+        write(&d.join("same.toml"), SCENARIO);
+    }
+    let store = format!("sqlite:{}", s(&dir.join("two.db")));
+    let o = arbiter(&["test", s(&dir.join("scenarios")), "--store", &store]);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    let o = arbiter(&["audit", "verify", &store]);
+    assert!(text(&o).contains("2 session(s)"), "{}", text(&o));
+    let o = arbiter(&["audit", "recheck", &store]);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+}
+
 #[test]
 fn check_is_clean_on_every_shipped_pack() {
     let o = arbiter(&["check"]);

@@ -10,6 +10,7 @@ pub mod fake_model;
 pub mod fuzz;
 pub mod replay;
 pub mod resumable;
+pub mod runner;
 pub mod scenario;
 pub mod scripted;
 pub mod snapshot;

@@ -46,14 +46,7 @@ enum Command {
         events: bool,
     },
     /// Replay every scenario and check its expectations.
-    Test {
-        /// Scenario files or directories.
-        #[arg(default_value = "scenarios")]
-        paths: Vec<PathBuf>,
-        /// Also record every run into a store (`sqlite:PATH`) for `audit verify` / `audit recheck`.
-        #[arg(long)]
-        store: Option<String>,
-    },
+    Test(test::Args),
     /// Run one live session from an agent file, printing its events as they happen.
     Run(run::Args),
     /// Serve a scripted OpenAI-compatible model endpoint (for trying `run` without a model).
@@ -96,7 +89,7 @@ impl Cli {
             Command::Check { policies } => check::run(&policies),
             Command::Explain(args) => explain::run(&args),
             Command::Replay { file, events } => replay::run(&file, events),
-            Command::Test { paths, store } => test::run(&paths, store.as_deref(), key()?),
+            Command::Test(args) => test::run(&args, key()?),
             Command::Fuzz(args) => fuzz::run(&args),
             Command::Run(args) => run::run(&args, key()?),
             Command::Play(args) => play::run(&args, key()?),

@@ -5,36 +5,100 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Instant;
 
-pub fn run(
-    paths: &[PathBuf],
-    store: Option<&str>,
-    key: Option<runtime::store::SigningKey>,
-) -> miette::Result<ExitCode> {
-    let files = eval::scenario_files(paths)?;
-    let store = store
+use eval::runner::{Ids, Ran};
+
+#[derive(clap::Args)]
+pub struct Args {
+    /// Scenario files or directories.
+    #[arg(default_value = "scenarios")]
+    paths: Vec<PathBuf>,
+    /// Also record every run into a store (`sqlite:PATH`) for `audit verify` / `audit recheck`;
+    /// sessions are then named by their file's path, unique across suites.
+    #[arg(long)]
+    store: Option<String>,
+    /// One JSON object per scenario (file, result, status, every decision with the policies that
+    /// decided it, failures) instead of the table.
+    #[arg(long)]
+    json: bool,
+    /// Worker threads (default: the machine's cores).
+    #[arg(long)]
+    jobs: Option<usize>,
+}
+
+/// A scenario's machine-readable result.
+fn json_line(file: &str, ran: &Ran, ms: f64) -> serde_json::Value {
+    let decisions: Vec<serde_json::Value> = ran
+        .run
+        .events
+        .iter()
+        .filter_map(|e| {
+            let d = e.decision.as_ref()?;
+            Some(serde_json::json!({
+                "seq": e.seq,
+                "kind": e.body.kind(),
+                "action": d.action,
+                "resource": d.resource,
+                "effect": d.effect,
+                "basis": d.basis,
+                "policies": d.policies.iter().map(|p| p.id.as_str()).collect::<Vec<_>>(),
+                "erred": d.erred,
+            }))
+        })
+        .collect();
+    serde_json::json!({
+        "file": file,
+        "name": ran.loaded.scenario.name,
+        "result": if ran.failures.is_empty() { "pass" } else { "fail" },
+        "status": ran.run.status.as_str(),
+        "steps": ran.run.transitions,
+        "decisions": decisions,
+        "failures": ran.failures.iter().map(ToString::to_string).collect::<Vec<_>>(),
+        "ms": ms,
+    })
+}
+
+pub fn run(args: &Args, key: Option<runtime::store::SigningKey>) -> miette::Result<ExitCode> {
+    let files = eval::scenario_files(&args.paths)?;
+    let store = args
+        .store
+        .as_deref()
         .map(|s| super::audit::store_option(s, key))
         .transpose()?;
+    let threads = args.jobs.unwrap_or_else(|| {
+        std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get)
+    });
+    // Sessions recorded into one store need ids unique across suites that share file names.
+    let ids = if store.is_some() {
+        Ids::Path
+    } else {
+        Ids::Stem
+    };
+    let started = Instant::now();
+    let results = eval::runner::run_all(&files, threads, ids);
+    let wall = started.elapsed().as_secs_f64();
     let (mut passed, mut failed) = (0, 0);
     let mut details = Vec::new();
     let mut suite = eval::suite::Report::default();
-    println!(
-        "{:<58} {:<6} {:>6} {:>9} {:>8}",
-        "scenario", "result", "steps", "decisions", "time"
-    );
-    for file in &files {
-        let started = Instant::now();
-        let outcome = eval::run_file(file);
-        let ms = started.elapsed().as_secs_f64() * 1000.0;
-        let name = file.display().to_string();
-        match outcome {
-            Ok((loaded, run, failures)) => {
+    if !args.json {
+        println!(
+            "{:<58} {:<6} {:>6} {:>9} {:>8}",
+            "scenario", "result", "steps", "decisions", "time"
+        );
+    }
+    let total = results.len();
+    for r in results {
+        let name = r.path.display().to_string();
+        let ms = r.ms;
+        match r.outcome {
+            Ok(ran) => {
+                let (loaded, run, failures) = (&ran.loaded, &ran.run, &ran.failures);
+                let ran = &ran;
                 if let Some(store) = &store {
-                    let deployment = eval::deployment(&loaded)?;
                     eval::audit::record(
                         store.as_ref(),
-                        &deployment,
+                        &ran.deployment,
                         &loaded.session_config(),
-                        &run,
+                        run,
                     )
                     .map_err(|e| miette::miette!("{name}: cannot record: {e}"))?;
                 }
@@ -43,11 +107,15 @@ pub fn run(
                 if let Some(entry) = &loaded.scenario.suite {
                     suite.record(entry, run.status, ok, &run.events);
                 }
-                let result = if ok { "pass" } else { "FAIL" };
-                println!(
-                    "{name:<58} {result:<6} {:>6} {decisions:>9} {ms:>6.1}ms",
-                    run.transitions
-                );
+                if args.json {
+                    println!("{}", json_line(&name, ran, ms));
+                } else {
+                    let result = if ok { "pass" } else { "FAIL" };
+                    println!(
+                        "{name:<58} {result:<6} {:>6} {decisions:>9} {ms:>6.1}ms",
+                        run.transitions
+                    );
+                }
                 if ok {
                     passed += 1;
                 } else {
@@ -60,13 +128,27 @@ pub fn run(
             }
             Err(e) => {
                 failed += 1;
-                println!(
-                    "{name:<58} {:<6} {:>6} {:>9} {ms:>6.1}ms",
-                    "ERROR", "-", "-"
-                );
-                details.push((name, vec![format!("{:?}", miette::Report::new(e))]));
+                let text = e.to_string();
+                let report = format!("{:?}", miette::Report::new(e));
+                if args.json {
+                    let line = serde_json::json!({"file": name, "result": "error", "error": text, "ms": ms});
+                    println!("{line}");
+                } else {
+                    println!(
+                        "{name:<58} {:<6} {:>6} {:>9} {ms:>6.1}ms",
+                        "ERROR", "-", "-"
+                    );
+                }
+                details.push((name, vec![report]));
             }
         }
+    }
+    if args.json {
+        return Ok(if failed == 0 {
+            ExitCode::SUCCESS
+        } else {
+            ExitCode::FAILURE
+        });
     }
     for (name, reasons) in &details {
         println!("\n{name}:");
@@ -78,7 +160,8 @@ pub fn run(
     if !table.is_empty() {
         println!("\n{table}");
     }
-    println!("\n{passed} passed, {failed} failed");
+    println!("\n{total} scenario(s) in {wall:.2} s on {threads} thread(s)");
+    println!("{passed} passed, {failed} failed");
     Ok(if failed == 0 {
         ExitCode::SUCCESS
     } else {
