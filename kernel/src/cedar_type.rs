@@ -4,7 +4,8 @@
 //! ipv4/ipv6 → ipaddr), boolean → Bool, number → decimal, array → Set, object → record, a property
 //! not in `required` → optional attribute. Differences, all failing closed: a number with more than
 //! the 4 decimal places Cedar's decimal holds is rejected rather than rounded (rounding could slip
-//! past a threshold); a string enum stays a String. The optional, reference and mixin forms
+//! past a threshold) unless it is a binary-float artifact of a 4-place one; a string enum stays a
+//! String; records are closed, and a free-form object below the top level is `{ keys, strings }`. The optional, reference and mixin forms
 //! generators write are rewritten first ([`crate::schema_forms`]); what still has no Cedar type
 //! (a real union, a recursive schema) is refused at registration with the JSON pointer of every
 //! construct.
@@ -27,6 +28,9 @@ pub(crate) enum CedarType {
     IpAddr,
     Set(Box<CedarType>),
     Record(Vec<Field>),
+    /// A free-form object (an object schema with no `properties`, below the top level): what a
+    /// policy can test of it is `{ keys, strings }`, every key and every string leaf at any depth.
+    Free,
 }
 
 /// A record attribute.
@@ -257,7 +261,26 @@ impl CedarType {
                     }
                 }
                 fields.sort_by(|a, b| a.name.cmp(&b.name));
-                Ok(Self::Record(fields))
+                if pointer.is_empty()
+                    && fields.is_empty()
+                    && obj.get("additionalProperties") == Some(&Value::Bool(true))
+                {
+                    return Err(format!(
+                        "at /: arguments free-form at the top level (`additionalProperties: true`, \
+                         no `properties`) reach the tool unseen by any policy; declare them"
+                    ));
+                }
+                let free = !pointer.is_empty()
+                    && fields.is_empty()
+                    && !errors
+                        .iter()
+                        .any(|e| e.starts_with(&format!("at {pointer}/")))
+                    && obj.get("additionalProperties") != Some(&Value::Bool(false));
+                Ok(if free {
+                    Self::Free
+                } else {
+                    Self::Record(fields)
+                })
             }
             "null" => Err(format!("at {here}: `null` has no Cedar type")),
             other => Err(format!("at {here}: unknown type `{other}`")),
@@ -284,6 +307,7 @@ impl CedarType {
                     .collect();
                 format!("{{ {} }}", attrs.join(", "))
             }
+            Self::Free => "{ \"keys\": Set<String>, \"strings\": Set<String> }".into(),
         }
     }
 
@@ -303,6 +327,7 @@ impl CedarType {
                     .map(|f| (f.name.clone(), f.ty.sample()))
                     .collect(),
             ),
+            Self::Free => Value::Object(serde_json::Map::new()),
         }
     }
 
@@ -354,12 +379,11 @@ impl CedarType {
             }
             (Self::Record(fields), Value::Object(map)) => {
                 // A schema's properties are the whole record: an argument it does not declare
-                // would reach the tool while no policy can see it. (An object schema without
-                // properties is free-form and stays so.)
-                if !fields.is_empty()
-                    && let Some(extra) = map
-                        .keys()
-                        .find(|k| fields.binary_search_by(|f| f.name.as_str().cmp(k)).is_err())
+                // would reach the tool while no policy can see it. (A free-form object below the
+                // top level is `Free`, not a record.)
+                if let Some(extra) = map
+                    .keys()
+                    .find(|k| fields.binary_search_by(|f| f.name.as_str().cmp(k)).is_err())
                 {
                     return Err(ArgumentError {
                         path: format!("{path}/{extra}"),
@@ -383,8 +407,54 @@ impl CedarType {
                 }
                 Val::record(out).map_err(fail)
             }
+            (Self::Free, Value::Object(_)) => {
+                let (mut keys, mut strings) = (Vec::new(), Vec::new());
+                leaves(value, &mut keys, &mut strings);
+                keys.sort_unstable();
+                keys.dedup();
+                strings.sort_unstable();
+                strings.dedup();
+                let set = |items: Vec<&str>| {
+                    Val::Set(
+                        items
+                            .into_iter()
+                            .map(|s| Val::String(s.to_owned()))
+                            .collect(),
+                    )
+                };
+                Val::record([
+                    ("keys".to_owned(), set(keys)),
+                    ("strings".to_owned(), set(strings)),
+                ])
+                .map_err(fail)
+            }
             (ty, v) => Err(fail(format!("{v} is not a {}", ty.to_cedarschema()))),
         }
+    }
+}
+
+/// `f` with 4 decimal places, when `f` differs from that only by binary floating-point noise.
+fn float_artifact(f: f64) -> Option<String> {
+    if !f.is_finite() {
+        return None;
+    }
+    let fixed = format!("{f:.4}");
+    let rounded: f64 = fixed.parse().ok()?;
+    ((f - rounded).abs() <= 1e-9 * f.abs().max(1.0)).then_some(fixed)
+}
+
+/// Every key and every string leaf under `value` (depth is bounded at intake).
+fn leaves<'a>(value: &'a Value, keys: &mut Vec<&'a str>, strings: &mut Vec<&'a str>) {
+    match value {
+        Value::Object(map) => {
+            for (k, v) in map {
+                keys.push(k);
+                leaves(v, keys, strings);
+            }
+        }
+        Value::Array(items) => items.iter().for_each(|v| leaves(v, keys, strings)),
+        Value::String(s) => strings.push(s),
+        _ => {}
     }
 }
 
@@ -409,19 +479,32 @@ fn decimal(n: &serde_json::Number) -> Result<String, String> {
         let f = n
             .as_f64()
             .ok_or_else(|| format!("{text} is not a finite number"))?;
-        let fixed = format!("{f:.4}");
-        if fixed.parse::<f64>().ok() != Some(f) {
-            return Err(format!(
-                "{text} has more than the 4 decimal places Cedar's decimal holds"
-            ));
-        }
-        fixed
+        format!("{f:.12}")
     } else {
         text.clone()
     };
+    match decimal_text(&plain, &text) {
+        Err(e) if e.contains("decimal places") => {
+            // A binary-float artifact of a 4-place decimal (`0.1 + 0.2` written as
+            // `0.30000000000000004`) is taken as that decimal; a number genuinely more precise is
+            // refused (rounding it could slip it past a threshold). The event keeps the number as
+            // sent.
+            match n.as_f64().and_then(float_artifact) {
+                Some(fixed) => decimal_text(&fixed, &text),
+                None => Err(format!(
+                    "{e} (and is not a rounding artifact of a number that has them)"
+                )),
+            }
+        }
+        other => other,
+    }
+}
+
+/// `plain` (`-?digits[.digits]`) in Cedar's decimal form; `text` is the number as sent, for errors.
+fn decimal_text(plain: &str, text: &str) -> Result<String, String> {
     let (negative, digits) = match plain.strip_prefix('-') {
         Some(rest) => (true, rest),
-        None => (false, plain.as_str()),
+        None => (false, plain),
     };
     let (int, frac) = digits.split_once('.').unwrap_or((digits, ""));
     let frac = frac.trim_end_matches('0');
@@ -550,6 +633,52 @@ mod tests {
             "rounding could slip past a threshold"
         );
         assert!(d(json!(1e300)).is_err());
+        // A binary-float artifact of a 4-place decimal is that decimal (issue 17, 2).
+        assert_eq!(d(json!(0.30000000000000004)), Ok("0.3000".into()));
+        assert_eq!(d(json!(-98.69999999999999)), Ok("-98.7000".into()));
+        assert!(
+            d(json!(0.12345)).is_err(),
+            "a fifth place is real precision"
+        );
+    }
+
+    #[test]
+    fn the_top_level_is_closed_even_without_properties() {
+        let none = CedarType::from_json_schema(&json!({"type": "object"}), "").expect("typed");
+        assert!(none.to_value(&json!({}), "").is_ok());
+        let err = none
+            .to_value(&json!({"bcc": "x@evil.example"}), "")
+            .expect_err("closed");
+        assert_eq!(err.path, "/bcc");
+        let open = json!({"type": "object", "additionalProperties": true});
+        let errs = CedarType::from_json_schema(&open, "").expect_err("refused");
+        assert!(errs[0].contains("free-form at the top level"), "{errs:?}");
+    }
+
+    #[test]
+    fn a_free_form_object_shows_its_keys_and_string_leaves() {
+        let schema = json!({"type": "object", "properties": {
+            "attachments": {"type": "array", "items": {"type": "object"}},
+            "meta": {"type": "object"}
+        }});
+        let ty = CedarType::from_json_schema(&schema, "").expect("typed");
+        assert_eq!(
+            ty.to_cedarschema(),
+            r#"{ "attachments"?: Set<{ "keys": Set<String>, "strings": Set<String> }>, "meta"?: { "keys": Set<String>, "strings": Set<String> } }"#
+        );
+        let v = ty
+            .to_value(
+                &json!({"meta": {"to": {"name": "Eve", "addr": "eve@evil.example"}, "n": 3}}),
+                "",
+            )
+            .expect("typed");
+        let meta = v.get("meta").expect("meta");
+        let strings = meta.get("strings").expect("strings");
+        assert!(
+            matches!(strings, Val::Set(items) if items.iter().any(|s| matches!(s, Val::String(s) if s == "eve@evil.example"))),
+            "{strings:?}"
+        );
+        assert!(matches!(meta.get("keys"), Some(Val::Set(k)) if k.len() == 4));
     }
 
     #[test]

@@ -114,6 +114,8 @@ impl Shape {
             Self::Leaf => {
                 let mut agg = Aggregate::default();
                 collect(input, index, &mut agg);
+                // An array's `from_*` facts hold for every element: for none, vacuously.
+                agg.vacuous = agg.values == 0 && input.is_array();
                 agg.into_val()
             }
             Self::Record(attrs) => {
@@ -139,6 +141,8 @@ struct Aggregate {
     any: Class,
     novel: bool,
     labels: BTreeSet<String>,
+    /// An array with nothing in it to have come from anywhere.
+    vacuous: bool,
 }
 
 fn collect(value: &Value, index: &ContentIndex, agg: &mut Aggregate) {
@@ -171,6 +175,17 @@ impl Aggregate {
     }
 
     fn into_val(self) -> Result<Val, String> {
+        if self.vacuous {
+            let b = Val::Bool;
+            return Val::record([
+                ("from_user".to_owned(), b(true)),
+                ("from_trusted".to_owned(), b(true)),
+                ("from_user_or_trusted".to_owned(), b(true)),
+                ("from_untrusted".to_owned(), b(false)),
+                ("novel".to_owned(), b(false)),
+                ("labels".to_owned(), Val::Set(Vec::new())),
+            ]);
+        }
         let some = self.values > 0;
         let b = Val::Bool;
         Val::record([
@@ -190,5 +205,29 @@ impl Aggregate {
                 Val::Set(self.labels.into_iter().map(Val::String).collect()),
             ),
         ])
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    /// The README says an array's `from_*` facts hold for every element: for no element, they
+    /// hold (vacuously), and nothing is untrusted or novel (issue 17, 2).
+    #[test]
+    fn an_empty_array_is_vacuously_from_the_user() {
+        let mut index = ContentIndex::default();
+        index.add("send it to ana", USER, &BTreeSet::new());
+        let facts = |v: serde_json::Value| {
+            let val = Shape::Leaf.value(&v, &index).expect("facts");
+            ["from_user", "from_trusted", "from_untrusted", "novel"]
+                .map(|k| matches!(val.get(k), Some(Val::Bool(true))))
+        };
+        assert_eq!(facts(json!([])), [true, true, false, false]);
+        assert_eq!(facts(json!(["ana"])), [true, false, false, false]);
+        assert_eq!(facts(json!(["bob"])), [false, false, false, true]);
+        // A string with nothing in it stays from nowhere: only arrays are vacuous.
+        assert_eq!(facts(json!("")), [false, false, false, false]);
     }
 }
