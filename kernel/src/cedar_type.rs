@@ -265,10 +265,10 @@ impl CedarType {
                     && fields.is_empty()
                     && obj.get("additionalProperties") == Some(&Value::Bool(true))
                 {
-                    return Err(format!(
-                        "at /: arguments free-form at the top level (`additionalProperties: true`, \
-                         no `properties`) reach the tool unseen by any policy; declare them"
-                    ));
+                    return Err("at /: arguments free-form at the top level \
+                                (`additionalProperties: true`, no `properties`) reach the tool \
+                                unseen by any policy; declare them"
+                        .into());
                 }
                 let free = !pointer.is_empty()
                     && fields.is_empty()
