@@ -299,6 +299,15 @@ fn tool_metadata_check_refuses_what_no_cedar_type_or_tenant_holds() {
             "uneval",
             "/properties/o/unevaluatedProperties",
         ),
+        (
+            tool(
+                r#""badpath""#,
+                r#", "field_labels": [{"path": "memo", "labels": ["untrusted"]}]"#,
+                r#"{"type": "object"}"#,
+            ),
+            "badpath",
+            "not a JSON pointer",
+        ),
     ];
     for (json, name, wanted) in cases {
         let errs = errors_of(

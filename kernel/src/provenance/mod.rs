@@ -37,6 +37,76 @@ pub fn class_of(labels: &BTreeSet<String>) -> Class {
     }
 }
 
+/// Indexes every string and number of a tool's `output` as its own document, each with the labels
+/// (and so the class) the first matching rule of `rules` gives its field, else `default`; returns
+/// every label applied to a field present.
+pub fn add_output(
+    index: &mut ContentIndex,
+    output: &Value,
+    rules: &[(Vec<String>, BTreeSet<String>)],
+    default: &BTreeSet<String>,
+) -> BTreeSet<String> {
+    struct Walk<'a> {
+        index: &'a mut ContentIndex,
+        rules: &'a [(Vec<String>, BTreeSet<String>)],
+        default: &'a BTreeSet<String>,
+        applied: BTreeSet<String>,
+        path: Vec<String>,
+    }
+    impl Walk<'_> {
+        /// The labels of the field at the current path.
+        fn labels(&self) -> &BTreeSet<String> {
+            self.rules
+                .iter()
+                .find(|(pattern, _)| {
+                    pattern.len() <= self.path.len()
+                        && pattern
+                            .iter()
+                            .zip(&self.path)
+                            .all(|(p, s)| p == "*" || p == s)
+                })
+                .map_or(self.default, |(_, labels)| labels)
+        }
+
+        fn leaf(&mut self, text: &str) {
+            let labels = self.labels().clone();
+            self.index.add(text, class_of(&labels), &labels);
+            self.applied.extend(labels);
+        }
+
+        fn value(&mut self, value: &Value) {
+            match value {
+                Value::String(s) => self.leaf(s),
+                Value::Number(n) => self.leaf(&n.to_string()),
+                Value::Array(items) => {
+                    for (i, v) in items.iter().enumerate() {
+                        self.path.push(i.to_string());
+                        self.value(v);
+                        self.path.pop();
+                    }
+                }
+                Value::Object(map) => {
+                    for (k, v) in map {
+                        self.path.push(k.clone());
+                        self.value(v);
+                        self.path.pop();
+                    }
+                }
+                Value::Bool(_) | Value::Null => {}
+            }
+        }
+    }
+    let mut walk = Walk {
+        index,
+        rules,
+        default,
+        applied: BTreeSet::new(),
+        path: Vec::new(),
+    };
+    walk.value(output);
+    walk.applied
+}
+
 /// Indexes every string and number inside `value` as its own document.
 pub fn add_value(index: &mut ContentIndex, value: &Value, class: Class, labels: &BTreeSet<String>) {
     match value {

@@ -384,17 +384,30 @@ impl Session {
         self.phase = Phase::Running;
         let tr = self.settle(now, &call, cost, tr);
         let tool = call.proposal.target().to_owned();
-        let output_labels = self
+        let (output_labels, rules) = self
             .deployment
             .tool(&tool)
-            .map(|t| t.output_labels.clone())
+            .map(|t| {
+                let rules: Vec<_> = t
+                    .field_labels
+                    .iter()
+                    .filter_map(|r| Some((r.segments()?, r.labels.clone())))
+                    .collect();
+                (t.output_labels.clone(), rules)
+            })
             .unwrap_or_default();
         if crate::faults::active(crate::faults::Fault::ForgetLabels) {
             self.labels.clear();
         }
-        let class = crate::provenance::class_of(&output_labels);
-        crate::provenance::add_value(&mut self.content, &output, class, &output_labels);
-        let labels_added = self.add_labels(output_labels);
+        let applied = if rules.is_empty() {
+            // The whole output under the tool's labels, whether or not it holds a field.
+            let class = crate::provenance::class_of(&output_labels);
+            crate::provenance::add_value(&mut self.content, &output, class, &output_labels);
+            output_labels
+        } else {
+            crate::provenance::add_output(&mut self.content, &output, &rules, &output_labels)
+        };
+        let labels_added = self.add_labels(applied);
         let body = EventBody::ToolReturned {
             call_id: call.call_id,
             tool,

@@ -70,14 +70,47 @@ pub struct ToolSpec {
     /// Free-form tags policies can test (`"egress"`, `"payments"`...).
     #[serde(default)]
     pub tags: BTreeSet<String>,
-    /// Labels its output adds to the session (`"untrusted"`, `"pii"`...).
+    /// Labels its output adds to the session (`"untrusted"`, `"pii"`...): every field's, unless a
+    /// rule in `field_labels` names the field.
     #[serde(default)]
     pub output_labels: BTreeSet<String>,
+    /// Labels per output field, for outputs that mix sources (a bank's own fields and a memo a
+    /// stranger wrote): the first rule whose `path` names a field or one of its ancestors gives
+    /// that field's labels instead of `output_labels`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub field_labels: Vec<FieldLabels>,
     /// The tenant owning a tenant-private tool.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tenant: Option<String>,
     /// JSON Schema of the arguments (an object schema).
     pub input_schema: Value,
+}
+
+/// The labels of the output fields at `path`: a JSON pointer (`/transactions/0/memo`) in which a
+/// `*` segment matches any key or index (`/transactions/*/memo`).
+#[cfg_attr(feature = "schemars", derive(schemars::JsonSchema))]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FieldLabels {
+    /// Which fields.
+    pub path: String,
+    /// Their labels (may be empty: the fields carry none, whatever `output_labels` says).
+    pub labels: BTreeSet<String>,
+}
+
+impl FieldLabels {
+    /// The pattern's segments, unescaped; `None` unless `path` is a JSON pointer.
+    pub(crate) fn segments(&self) -> Option<Vec<String>> {
+        if self.path.is_empty() {
+            return Some(Vec::new());
+        }
+        let rest = self.path.strip_prefix('/')?;
+        Some(
+            rest.split('/')
+                .map(|s| s.replace("~1", "/").replace("~0", "~"))
+                .collect(),
+        )
+    }
 }
 
 /// A registered tool, compiled.
@@ -158,6 +191,13 @@ impl ToolRegistry {
             };
             if let Err(message) = check_name(&spec.name) {
                 errors.push(fail(message));
+                continue;
+            }
+            if let Some(rule) = spec.field_labels.iter().find(|r| r.segments().is_none()) {
+                errors.push(fail(format!(
+                    "field_labels: `{}` is not a JSON pointer (it starts with `/`, e.g. `/items/*/memo`)",
+                    rule.path
+                )));
                 continue;
             }
             if tools.contains_key(&spec.name) {
