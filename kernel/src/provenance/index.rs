@@ -11,7 +11,7 @@
 
 use std::collections::{BTreeSet, HashMap};
 
-use super::tokens::tokens;
+use super::tokens::{glued_tokens, tokens};
 
 /// Where content came from, as a bit set.
 pub type Class = u8;
@@ -52,15 +52,74 @@ pub struct ContentIndex {
     pairs: HashMap<u64, Vec<u32>>,
     docs: Vec<Doc>,
     label_sets: Vec<BTreeSet<String>>,
+    /// Identifiers written in groups (`DE44 5001 0517`, `+1 415-555-0100`), by their compact form
+    /// (the groups joined): the documents that hold them.
+    compact: HashMap<String, Vec<u32>>,
+}
+
+/// Groups in one run that are joined into compact forms (longer runs: their sub-runs up to this).
+const MAX_GROUPS: usize = 12;
+
+/// Whether `compact` is long and digit-heavy enough to be an identifier (an IBAN, a card or phone
+/// number), not two short numbers that happen to sit side by side.
+fn identifier_like(compact: &str) -> bool {
+    compact.chars().count() >= 8 && compact.chars().filter(char::is_ascii_digit).count() >= 6
+}
+
+/// The runs of digit-bearing groups in `toks`: groups separated by whitespace or a glued `-`.
+fn group_runs(toks: &[(String, bool)]) -> Vec<Vec<&str>> {
+    let group =
+        |t: &str| t.chars().all(char::is_alphanumeric) && t.chars().any(|c| c.is_ascii_digit());
+    let mut runs = Vec::new();
+    let mut run: Vec<&str> = Vec::new();
+    fn flush<'a>(run: &mut Vec<&'a str>, runs: &mut Vec<Vec<&'a str>>) {
+        if run.len() >= 2 {
+            runs.push(std::mem::take(run));
+        }
+        run.clear();
+    }
+    let (mut after_group, mut after_dash) = (false, false);
+    for (t, glued) in toks {
+        if group(t) {
+            let continues = (after_group && !glued) || (after_dash && *glued);
+            if !continues {
+                flush(&mut run, &mut runs);
+            }
+            run.push(t);
+            (after_group, after_dash) = (true, false);
+        } else if t == "-" && *glued && after_group {
+            (after_group, after_dash) = (false, true);
+        } else {
+            flush(&mut run, &mut runs);
+            (after_group, after_dash) = (false, false);
+        }
+    }
+    flush(&mut run, &mut runs);
+    runs
 }
 
 impl ContentIndex {
     /// Indexes `text` as one document: a value never matches across two documents.
     pub fn add(&mut self, text: &str, class: Class, labels: &BTreeSet<String>) {
-        let toks = tokens(text);
-        if toks.is_empty() {
+        let glued = glued_tokens(text);
+        if glued.is_empty() {
             return;
         }
+        let doc = u32::try_from(self.docs.len()).unwrap_or(u32::MAX);
+        for run in group_runs(&glued) {
+            for a in 0..run.len() {
+                for b in a + 2..=run.len().min(a + MAX_GROUPS) {
+                    let compact: String = run.get(a..b).unwrap_or_default().concat();
+                    if identifier_like(&compact) {
+                        let docs = self.compact.entry(compact).or_default();
+                        if docs.last() != Some(&doc) {
+                            docs.push(doc);
+                        }
+                    }
+                }
+            }
+        }
+        let toks: Vec<String> = glued.into_iter().map(|(t, _)| t).collect();
         let labels = match self.label_sets.iter().position(|l| l == labels) {
             Some(i) => i,
             None => {
@@ -104,6 +163,42 @@ impl ContentIndex {
     /// Every class and label of the documents `value` appears in, as a whole-token contiguous
     /// match; empty when it appears nowhere (or has no tokens).
     pub fn find(&self, value: &str) -> Found {
+        let mut found = self.find_tokens(value);
+        // An identifier is the same written in groups or not (`DE44 5001 0517…` and
+        // `DE4450010517…`): its compact form is looked up among the grouped forms the content
+        // held, and, when the value itself was grouped, as one token.
+        let glued = glued_tokens(value);
+        let grouped = compact_of(&glued);
+        let compact = match glued.as_slice() {
+            [(only, _)] => Some(only.clone()),
+            _ => grouped.clone(),
+        };
+        if let Some(compact) = compact.filter(|c| identifier_like(c)) {
+            if let Some(docs) = self.compact.get(&compact) {
+                let mut labels_seen: BTreeSet<u32> = BTreeSet::new();
+                for d in docs {
+                    if let Some(doc) = self.docs.get(*d as usize) {
+                        found.classes |= doc.class;
+                        labels_seen.insert(doc.labels);
+                    }
+                }
+                for l in labels_seen {
+                    if let Some(set) = self.label_sets.get(l as usize) {
+                        found.labels.extend(set.iter().cloned());
+                    }
+                }
+            }
+            if grouped.is_some() {
+                let single = self.find_tokens(&compact);
+                found.classes |= single.classes;
+                found.labels.extend(single.labels);
+            }
+        }
+        found
+    }
+
+    /// Whole-token contiguous matches of `value`.
+    fn find_tokens(&self, value: &str) -> Found {
         let mut found = Found::default();
         let toks = tokens(value);
         let mut ids = Vec::with_capacity(toks.len());
@@ -177,6 +272,19 @@ impl ContentIndex {
     pub fn is_empty(&self) -> bool {
         self.stream.is_empty()
     }
+}
+
+/// The compact form of a value that is wholly one run of groups (`DE44 5001 0517`).
+fn compact_of(glued: &[(String, bool)]) -> Option<String> {
+    if glued.len() < 2 {
+        return None;
+    }
+    let runs = group_runs(glued);
+    let [run] = runs.as_slice() else {
+        return None;
+    };
+    let seps = glued.iter().filter(|(t, _)| t == "-").count();
+    (run.len() + seps == glued.len()).then(|| run.concat())
 }
 
 fn pair(a: u32, b: u32) -> u64 {
@@ -262,5 +370,53 @@ mod tests {
         assert_eq!(ix.find("ghi").classes, OTHER);
         assert_eq!(ix.find("abc def").classes, 0);
         assert_eq!(ix.len(), 3);
+    }
+}
+
+#[cfg(test)]
+mod canonical {
+    use super::*;
+
+    fn index(texts: &[&str]) -> ContentIndex {
+        let mut ix = ContentIndex::default();
+        for t in texts {
+            ix.add(t, USER, &BTreeSet::new());
+        }
+        ix
+    }
+
+    /// Provenance survives reformatting (issue 17, 3): amounts by value, identifiers grouped or
+    /// not; a near miss still misses.
+    #[test]
+    fn reformatted_values_are_found() {
+        let ix = index(&[
+            "The bill is EUR 98.70, pay it to DE44 5001 0517 5407 3249 31 by Friday.",
+            "Call +1 415-555-0100 or ref 100.",
+        ]);
+        for found in [
+            "98.7",
+            "98.70",
+            "DE44500105175407324931",
+            "de44 5001 0517 5407 3249 31",
+            "14155550100",
+            "415-555-0100",
+            "100.0",
+        ] {
+            assert_eq!(ix.find(found).classes, USER, "{found}");
+        }
+        for missed in [
+            "98.71",
+            "DE44500105175407324932",
+            "DE44 5001 0517 5407 3249 3",
+            "4155550101",
+        ] {
+            assert_eq!(ix.find(missed).classes, 0, "{missed}");
+        }
+        // Ungrouped in the content, grouped in the value.
+        let ix = index(&["IBAN DE44500105175407324931"]);
+        assert_eq!(ix.find("DE44 5001 0517 5407 3249 31").classes, USER);
+        // Two short numbers side by side are not joined into an identifier.
+        let ix = index(&["room 12 34"]);
+        assert_eq!(ix.find("1234").classes, 0);
     }
 }
