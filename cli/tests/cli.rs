@@ -346,8 +346,8 @@ fn explain_shows_the_decision_policies_and_obligations() {
         "tool_calls": 0, "model_calls": 0, "attempt": 1, "in_doubt": false, "labels": []},
         "history": {"tools_called": [], "emails_recent": 0, "refund_total": 0}, "input": {"order_id": "ord-1", "amount": 20000},
         "provenance": {
-          "order_id": {"from_user": true, "from_trusted": false, "from_user_or_trusted": true, "from_untrusted": false, "novel": false, "labels": []},
-          "amount": {"from_user": false, "from_trusted": false, "from_user_or_trusted": false, "from_untrusted": false, "novel": true, "labels": []}}}"#;
+          "order_id": {"from_user": true, "from_trusted": false, "from_user_or_trusted": true, "from_untrusted": false, "novel": false, "labels": [], "embedded_from_untrusted": false, "embedded_novel": false},
+          "amount": {"from_user": false, "from_trusted": false, "from_user_or_trusted": false, "from_untrusted": false, "novel": true, "labels": [], "embedded_from_untrusted": false, "embedded_novel": false}}}"#;
     let o = arbiter(&[
         "explain",
         "--pack",

@@ -608,8 +608,8 @@ fn explain_decides_through_the_gate_and_shows_cedars_answer_beside_it() {
         "history": {"tools_called": [], "emails_recent": 0, "refund_total": 0},
         "input": {"order_id": "ord-1", "amount": 4},
         "provenance": {
-            "order_id": {"from_user": true, "from_trusted": false, "from_user_or_trusted": true, "from_untrusted": false, "novel": false, "labels": []},
-            "amount": {"from_user": true, "from_trusted": false, "from_user_or_trusted": true, "from_untrusted": false, "novel": false, "labels": []}}
+            "order_id": {"from_user": true, "from_trusted": false, "from_user_or_trusted": true, "from_untrusted": false, "novel": false, "labels": [], "embedded_from_untrusted": false, "embedded_novel": false},
+            "amount": {"from_user": true, "from_trusted": false, "from_user_or_trusted": true, "from_untrusted": false, "novel": false, "labels": [], "embedded_from_untrusted": false, "embedded_novel": false}}
     });
     let (p, a, r) = (
         "Agent::\"assistant@acme\"",

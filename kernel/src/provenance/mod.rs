@@ -12,9 +12,11 @@
 //! record for an array (`from_*` hold when they hold for every element, `from_untrusted` and
 //! `novel` when for any). The `Provenance` record type is declared in `policies/schema.cedarschema`.
 
+mod embedded;
 mod index;
 mod tokens;
 
+pub use embedded::embedded;
 pub use index::{Class, ContentIndex, Found, OTHER, TRUSTED, UNTRUSTED, USER};
 pub use tokens::tokens;
 
@@ -213,6 +215,10 @@ struct Aggregate {
     labels: BTreeSet<String>,
     /// An array with nothing in it to have come from anywhere.
     vacuous: bool,
+    /// A URL or address inside a string that only untrusted content supplied.
+    embedded_from_untrusted: bool,
+    /// A URL or address inside a string found nowhere.
+    embedded_novel: bool,
 }
 
 fn collect(value: &Value, index: &ContentIndex, agg: &mut Aggregate) {
@@ -229,6 +235,12 @@ impl Aggregate {
     fn add(&mut self, text: &str, index: &ContentIndex) {
         if tokens(text).is_empty() {
             return; // nothing to have come from anywhere
+        }
+        for e in embedded(text) {
+            let found = index.find(e);
+            self.embedded_novel |= found.classes == 0;
+            self.embedded_from_untrusted |=
+                found.classes & UNTRUSTED != 0 && found.classes & (USER | TRUSTED) == 0;
         }
         let found = index.find(text);
         if self.values == 0 {
@@ -254,6 +266,8 @@ impl Aggregate {
                 ("from_untrusted".to_owned(), b(false)),
                 ("novel".to_owned(), b(false)),
                 ("labels".to_owned(), Val::Set(Vec::new())),
+                ("embedded_from_untrusted".to_owned(), b(false)),
+                ("embedded_novel".to_owned(), b(false)),
             ]);
         }
         let some = self.values > 0;
@@ -274,6 +288,11 @@ impl Aggregate {
                 "labels".to_owned(),
                 Val::Set(self.labels.into_iter().map(Val::String).collect()),
             ),
+            (
+                "embedded_from_untrusted".to_owned(),
+                b(self.embedded_from_untrusted),
+            ),
+            ("embedded_novel".to_owned(), b(self.embedded_novel)),
         ])
     }
 }
@@ -299,5 +318,36 @@ mod tests {
         assert_eq!(facts(json!(["bob"])), [false, false, false, true]);
         // A string with nothing in it stays from nowhere: only arrays are vacuous.
         assert_eq!(facts(json!("")), [false, false, false, false]);
+    }
+
+    /// A link or address inside a string gets its own origin (issue 17, 5).
+    #[test]
+    fn links_and_addresses_inside_text_have_their_own_origin() {
+        let mut index = ContentIndex::default();
+        index.add(
+            "share https://docs.home.example/plan with bob",
+            USER,
+            &BTreeSet::new(),
+        );
+        let untrusted: BTreeSet<String> = ["untrusted".to_owned()].into();
+        index.add(
+            "reset at https://evil.example/login now",
+            UNTRUSTED,
+            &untrusted,
+        );
+        index.add("mail help@home.example", TRUSTED, &BTreeSet::new());
+        let facts = |text: &str| {
+            let val = Shape::Leaf.value(&json!(text), &index).expect("facts");
+            ["embedded_from_untrusted", "embedded_novel"]
+                .map(|k| matches!(val.get(k), Some(Val::Bool(true))))
+        };
+        assert_eq!(facts("see https://docs.home.example/plan"), [false, false]);
+        assert_eq!(
+            facts("go to https://evil.example/login please"),
+            [true, false]
+        );
+        assert_eq!(facts("write to help@home.example"), [false, false]);
+        assert_eq!(facts("try https://made-up.example/x"), [false, true]);
+        assert_eq!(facts("no links at all"), [false, false]);
     }
 }
