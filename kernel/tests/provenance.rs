@@ -342,3 +342,41 @@ fn field_labels_label_each_field_of_one_result() {
         "{from_memo:?}"
     );
 }
+
+/// Evidence in the record (issue 17, 6): a tool decision's request names, per argument, the sources
+/// its value was found in — the request, a call's result, an endorsement — and an empty list for a
+/// value found nowhere.
+#[test]
+fn a_decision_records_where_each_argument_was_found() {
+    let mut s = session("Pay Bob what he asked for.");
+    read(
+        &mut s,
+        "read_inbox",
+        json!({}),
+        json!({"emails": [{"from": "bob", "body": "please pay DE12 3456 7890 for the tickets"}]}),
+        1,
+    );
+    let t = common::step(
+        &mut s,
+        common::tool(
+            "send_money",
+            json!({"recipient": "DE12 3456 7890", "amount": 777}),
+        ),
+        3,
+    );
+    let request = t
+        .events
+        .iter()
+        .find_map(|e| match &e.body {
+            EventBody::Decision { request } => Some(request.clone()),
+            EventBody::ToolCalled { evidence, .. } => Some(json!({ "evidence": evidence })),
+            _ => None,
+        })
+        .expect("the call's record");
+    assert_eq!(
+        request["evidence"]["recipient"],
+        json!(["call-1"]),
+        "{request}"
+    );
+    assert_eq!(request["evidence"]["amount"], json!([]), "{request}");
+}

@@ -104,6 +104,11 @@ pub enum EventBody {
         input: Value,
         /// Obligations for the driver.
         obligations: Obligations,
+        /// Per argument, where its value was found (`request`, `call-N`, `read-N`,
+        /// `endorsement`); empty when found nowhere. What a reviewer asks when a value counted
+        /// as the user's, trusted or untrusted.
+        #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+        evidence: std::collections::BTreeMap<String, Vec<String>>,
     },
     /// A tool returned.
     ToolReturned {

@@ -31,6 +31,8 @@ struct Doc {
     end: u32,
     class: Class,
     labels: u32,
+    /// Where the text came from (an index into the source names).
+    source: u32,
 }
 
 /// What one lookup found.
@@ -40,6 +42,8 @@ pub struct Found {
     pub classes: Class,
     /// Union of those texts' labels.
     pub labels: BTreeSet<String>,
+    /// Where those texts came from (see [`ContentIndex::source`]).
+    pub sources: BTreeSet<u32>,
 }
 
 /// The index. Cloning copies it (sessions are not cloned on the hot path).
@@ -55,6 +59,9 @@ pub struct ContentIndex {
     /// Identifiers written in groups (`DE44 5001 0517`, `+1 415-555-0100`), by their compact form
     /// (the groups joined): the documents that hold them.
     compact: HashMap<String, Vec<u32>>,
+    /// Source names (`request`, a call id, a memory read id...), and the one texts are added under.
+    sources: Vec<String>,
+    current: u32,
 }
 
 /// Groups in one run that are joined into compact forms (longer runs: their sub-runs up to this).
@@ -99,6 +106,24 @@ fn group_runs(toks: &[(String, bool)]) -> Vec<Vec<&str>> {
 }
 
 impl ContentIndex {
+    /// Names where the texts added next come from (`request`, `call-3`, `read-2`, `endorsement`):
+    /// the evidence a decision records for each argument.
+    pub fn source(&mut self, name: &str) {
+        let at = match self.sources.iter().position(|s| s == name) {
+            Some(i) => i,
+            None => {
+                self.sources.push(name.to_owned());
+                self.sources.len() - 1
+            }
+        };
+        self.current = u32::try_from(at).unwrap_or(u32::MAX);
+    }
+
+    /// A source's name.
+    pub fn source_name(&self, id: u32) -> Option<&str> {
+        self.sources.get(id as usize).map(String::as_str)
+    }
+
     /// Indexes `text` as one document: a value never matches across two documents.
     pub fn add(&mut self, text: &str, class: Class, labels: &BTreeSet<String>) {
         let glued = glued_tokens(text);
@@ -153,6 +178,7 @@ impl ContentIndex {
             end: self.position(),
             class,
             labels: u32::try_from(labels).unwrap_or(u32::MAX),
+            source: self.current,
         });
     }
 
@@ -179,6 +205,7 @@ impl ContentIndex {
                 for d in docs {
                     if let Some(doc) = self.docs.get(*d as usize) {
                         found.classes |= doc.class;
+                        found.sources.insert(doc.source);
                         labels_seen.insert(doc.labels);
                     }
                 }
@@ -192,6 +219,7 @@ impl ContentIndex {
                 let single = self.find_tokens(&compact);
                 found.classes |= single.classes;
                 found.labels.extend(single.labels);
+                found.sources.extend(single.sources);
             }
         }
         found
@@ -247,6 +275,7 @@ impl ContentIndex {
             let window = self.stream.get(start as usize..(start + k) as usize);
             if window == Some(ids.as_slice()) {
                 found.classes |= doc.class;
+                found.sources.insert(doc.source);
                 labels_seen.insert(doc.labels);
             }
         }

@@ -109,6 +109,44 @@ pub fn add_output(
     walk.applied
 }
 
+/// For each top-level argument of `input`, the sources (see [`ContentIndex::source`]) its strings
+/// and numbers were found in, sorted; an argument found nowhere has an empty list, one with no
+/// string or number is left out. What a decision records so a reviewer can see *why* a value
+/// counted as the user's, trusted or untrusted.
+pub fn evidence(
+    input: &Value,
+    index: &ContentIndex,
+) -> std::collections::BTreeMap<String, Vec<String>> {
+    fn leaves(value: &Value, index: &ContentIndex, out: &mut Option<BTreeSet<u32>>) {
+        let mut add = |text: &str| {
+            let found = index.find(text);
+            out.get_or_insert_with(BTreeSet::new).extend(found.sources);
+        };
+        match value {
+            Value::String(s) if !tokens(s).is_empty() => add(s),
+            Value::Number(n) => add(&n.to_string()),
+            Value::Array(items) => items.iter().for_each(|v| leaves(v, index, out)),
+            Value::Object(map) => map.values().for_each(|v| leaves(v, index, out)),
+            _ => {}
+        }
+    }
+    let Some(args) = input.as_object() else {
+        return Default::default();
+    };
+    args.iter()
+        .filter_map(|(name, v)| {
+            let mut found = None;
+            leaves(v, index, &mut found);
+            let mut names: Vec<String> = found?
+                .into_iter()
+                .filter_map(|id| index.source_name(id).map(str::to_owned))
+                .collect();
+            names.sort();
+            Some((name.clone(), names))
+        })
+        .collect()
+}
+
 /// Indexes every string and number inside `value` as its own document.
 pub fn add_value(index: &mut ContentIndex, value: &Value, class: Class, labels: &BTreeSet<String>) {
     match value {

@@ -150,7 +150,7 @@ impl Session {
                     request_id: request_id.clone(),
                     action,
                     resource,
-                    request: proposal.describe(),
+                    request: self.described(&proposal),
                     policies: policies.clone(),
                     expires_at_ms: expires_at,
                 };
@@ -169,10 +169,26 @@ impl Session {
             tr,
             now,
             EventBody::Decision {
-                request: proposal.describe(),
+                request: self.described(&proposal),
             },
             Some(d),
         )
+    }
+
+    /// `proposal` as its events record it; a tool call's with its evidence: for each argument, the
+    /// sources its value was found in (`request`, `call-N`, `read-N`, `endorsement`).
+    fn described(&self, proposal: &Proposal) -> serde_json::Value {
+        let mut request = proposal.describe();
+        if let Proposal::Tool { input, .. } = proposal
+            && let Some(map) = request.as_object_mut()
+        {
+            let evidence = crate::provenance::evidence(input, &self.content);
+            map.insert(
+                "evidence".into(),
+                serde_json::to_value(evidence).unwrap_or_default(),
+            );
+        }
+        request
     }
 
     /// An allowed model or tool call: reserve its estimate, then hand it to the driver.
@@ -275,6 +291,7 @@ impl Session {
                     attempt,
                     input: input.clone(),
                     obligations: obligations.clone(),
+                    evidence: crate::provenance::evidence(input, &self.content),
                 },
             ),
             // `propose` handles memory proposals itself; they never reach the call path.
@@ -399,6 +416,7 @@ impl Session {
         if crate::faults::active(crate::faults::Fault::ForgetLabels) {
             self.labels.clear();
         }
+        self.content.source(&call.call_id);
         let applied = if rules.is_empty() {
             // The whole output under the tool's labels, whether or not it holds a field.
             let class = crate::provenance::class_of(&output_labels);
@@ -427,6 +445,7 @@ impl Session {
     ) -> Transition {
         self.phase = Phase::Running;
         if let Some(v) = &value {
+            self.content.source(&read_id);
             let stored: std::collections::BTreeSet<String> = labels.iter().cloned().collect();
             let class = crate::provenance::class_of(&stored);
             crate::provenance::add_value(&mut self.content, v, class, &stored);

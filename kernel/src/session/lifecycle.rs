@@ -18,6 +18,7 @@ impl Session {
         } else {
             request
         };
+        self.content.source("request");
         self.content.add(
             &request,
             crate::provenance::USER,
@@ -195,6 +196,7 @@ impl Session {
             return self.emit_into(tr, now, EventBody::Decision { request }, Some(d));
         }
         let labels = std::collections::BTreeSet::from(["endorsed".to_owned()]);
+        self.content.source("endorsement");
         self.content.add(&value, crate::provenance::USER, &labels);
         self.emit_into(tr, now, EventBody::ValueEndorsed { user, value }, Some(d))
     }
