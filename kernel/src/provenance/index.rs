@@ -11,7 +11,7 @@
 
 use std::collections::{BTreeSet, HashMap};
 
-use super::tokens::{glued_tokens, tokens};
+use super::tokens::glued_tokens;
 
 /// Where content came from, as a bit set.
 pub type Class = u8;
@@ -62,6 +62,9 @@ pub struct ContentIndex {
     /// Source names (`request`, a call id, a memory read id...), and the one texts are added under.
     sources: Vec<String>,
     current: u32,
+    /// Lookups since the last `add`: a step's provenance and its evidence ask about the same
+    /// values. Emptied by every `add`, so it never answers from an older index.
+    memo: std::cell::RefCell<HashMap<String, Found>>,
 }
 
 /// Groups in one run that are joined into compact forms (longer runs: their sub-runs up to this).
@@ -126,6 +129,7 @@ impl ContentIndex {
 
     /// Indexes `text` as one document: a value never matches across two documents.
     pub fn add(&mut self, text: &str, class: Class, labels: &BTreeSet<String>) {
+        self.memo.get_mut().clear();
         let glued = glued_tokens(text);
         if glued.is_empty() {
             return;
@@ -189,11 +193,25 @@ impl ContentIndex {
     /// Every class and label of the documents `value` appears in, as a whole-token contiguous
     /// match; empty when it appears nowhere (or has no tokens).
     pub fn find(&self, value: &str) -> Found {
-        let mut found = self.find_tokens(value);
+        if let Ok(memo) = self.memo.try_borrow()
+            && let Some(found) = memo.get(value)
+        {
+            return found.clone();
+        }
+        let found = self.find_uncached(value);
+        if let Ok(mut memo) = self.memo.try_borrow_mut() {
+            memo.insert(value.to_owned(), found.clone());
+        }
+        found
+    }
+
+    fn find_uncached(&self, value: &str) -> Found {
+        let glued = glued_tokens(value);
+        let toks: Vec<&str> = glued.iter().map(|(t, _)| t.as_str()).collect();
+        let mut found = self.find_tokens(&toks);
         // An identifier is the same written in groups or not (`DE44 5001 0517…` and
         // `DE4450010517…`): its compact form is looked up among the grouped forms the content
         // held, and, when the value itself was grouped, as one token.
-        let glued = glued_tokens(value);
         let grouped = compact_of(&glued);
         let compact = match glued.as_slice() {
             [(only, _)] => Some(only.clone()),
@@ -216,7 +234,7 @@ impl ContentIndex {
                 }
             }
             if grouped.is_some() {
-                let single = self.find_tokens(&compact);
+                let single = self.find_tokens(&[compact.as_str()]);
                 found.classes |= single.classes;
                 found.labels.extend(single.labels);
                 found.sources.extend(single.sources);
@@ -226,12 +244,11 @@ impl ContentIndex {
     }
 
     /// Whole-token contiguous matches of `value`.
-    fn find_tokens(&self, value: &str) -> Found {
+    fn find_tokens(&self, toks: &[&str]) -> Found {
         let mut found = Found::default();
-        let toks = tokens(value);
         let mut ids = Vec::with_capacity(toks.len());
-        for t in &toks {
-            match self.ids.get(t) {
+        for t in toks {
+            match self.ids.get(*t) {
                 Some(id) => ids.push(*id),
                 None => return found, // a token never seen: the value cannot occur
             }

@@ -123,7 +123,7 @@ pub fn evidence(
             out.get_or_insert_with(BTreeSet::new).extend(found.sources);
         };
         match value {
-            Value::String(s) if !tokens(s).is_empty() => add(s),
+            Value::String(s) if has_tokens(s) => add(s),
             Value::Number(n) => add(&n.to_string()),
             Value::Array(items) => items.iter().for_each(|v| leaves(v, index, out)),
             Value::Object(map) => map.values().for_each(|v| leaves(v, index, out)),
@@ -145,6 +145,12 @@ pub fn evidence(
             Some((name.clone(), names))
         })
         .collect()
+}
+
+/// Whether `text` has any token (anything but whitespace and control characters), without
+/// tokenizing it.
+fn has_tokens(text: &str) -> bool {
+    text.chars().any(|c| !c.is_whitespace() && !c.is_control())
 }
 
 /// Indexes every string and number inside `value` as its own document.
@@ -271,7 +277,7 @@ fn collect(value: &Value, index: &ContentIndex, agg: &mut Aggregate) {
 
 impl Aggregate {
     fn add(&mut self, text: &str, index: &ContentIndex) {
-        if tokens(text).is_empty() {
+        if !has_tokens(text) {
             return; // nothing to have come from anywhere
         }
         for e in embedded(text) {

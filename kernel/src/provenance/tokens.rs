@@ -27,12 +27,30 @@ pub fn tokens(text: &str) -> Vec<String> {
 
 /// The tokens of `text`, each with whether it touches the previous one (no whitespace between).
 pub fn glued_tokens(text: &str) -> Vec<(String, bool)> {
+    // ASCII text is already in NFKC: most text skips the normalizer.
+    let raw = if text.is_ascii() {
+        split(text.chars())
+    } else {
+        split(text.nfkc())
+    };
+    if raw.iter().any(|(t, _)| t == "." || t == ",") {
+        numbers(raw)
+    } else {
+        raw
+    }
+}
+
+fn split(chars: impl Iterator<Item = char>) -> Vec<(String, bool)> {
     let mut raw: Vec<(String, bool)> = Vec::new();
     let mut word = String::new();
     let mut glued = false;
-    for c in text.nfkc() {
+    for c in chars {
         if c.is_alphanumeric() {
-            word.extend(c.to_lowercase());
+            if c.is_ascii() {
+                word.push(c.to_ascii_lowercase());
+            } else {
+                word.extend(c.to_lowercase());
+            }
             continue;
         }
         if !word.is_empty() {
@@ -52,7 +70,7 @@ pub fn glued_tokens(text: &str) -> Vec<(String, bool)> {
     if let Some(first) = raw.first_mut() {
         first.1 = false;
     }
-    numbers(raw)
+    raw
 }
 
 fn is_digits(t: &str) -> bool {
