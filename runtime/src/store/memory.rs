@@ -211,13 +211,7 @@ impl SessionStore for InMemoryStore {
         checkpoint: &Checkpoint,
     ) -> Result<(), StoreError> {
         self.with(|i| {
-            let found = i.checkpoints.len() as u64;
-            if checkpoint.n != found {
-                return Err(StoreError::CheckpointConflict {
-                    expected: checkpoint.n,
-                    found,
-                });
-            }
+            super::check_next(checkpoint, i.checkpoints.len() as u64)?;
             append(i, tenant, session, step, events)?;
             put_checkpoint(i, checkpoint)
         })
@@ -233,13 +227,7 @@ impl SessionStore for InMemoryStore {
 }
 
 fn put_checkpoint(i: &mut Inner, c: &Checkpoint) -> Result<(), StoreError> {
-    let found = i.checkpoints.len() as u64;
-    if c.n != found {
-        return Err(StoreError::CheckpointConflict {
-            expected: c.n,
-            found,
-        });
-    }
+    super::check_next(c, i.checkpoints.len() as u64)?;
     i.checkpoints.push(c.clone());
     Ok(())
 }

@@ -186,6 +186,19 @@ pub trait SessionStore: SessionLog + TenantMemory {
     fn last_checkpoint(&self) -> Result<Option<Checkpoint>, StoreError>;
 }
 
+/// [`StoreError::CheckpointConflict`] unless `c` is the next of `found` checkpoints: what every
+/// store checks before it keeps one.
+pub(crate) fn check_next(c: &Checkpoint, found: u64) -> Result<(), StoreError> {
+    if c.n == found {
+        Ok(())
+    } else {
+        Err(StoreError::CheckpointConflict {
+            expected: c.n,
+            found,
+        })
+    }
+}
+
 /// [`SessionLog::begin`] for a store: keeps the bundle unless it is kept already, then creates
 /// the session under it.
 pub fn begin_session<S: SessionStore + ?Sized>(

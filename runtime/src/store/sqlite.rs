@@ -537,13 +537,7 @@ fn write_checkpoint(tx: &rusqlite::Transaction<'_>, c: &Checkpoint) -> Result<()
     let found: i64 = tx
         .query_row("SELECT COUNT(*) FROM checkpoints", [], |r| r.get(0))
         .map_err(backend)?;
-    let found = u64::try_from(found).map_err(backend)?;
-    if c.n != found {
-        return Err(StoreError::CheckpointConflict {
-            expected: c.n,
-            found,
-        });
-    }
+    super::check_next(c, u64::try_from(found).map_err(backend)?)?;
     let n = i64::try_from(c.n).map_err(backend)?;
     tx.execute(
         "INSERT INTO checkpoints (n, body) VALUES (?1, ?2)",
