@@ -3,10 +3,10 @@
 
 use std::fmt;
 
-use kernel::{Decision, Event, EventBody};
+use kernel::{Decision, Event, EventBody, StepError, Verdict};
 
 use crate::replay::Run;
-use crate::scenario::Expect;
+use crate::scenario::{Expect, Expected};
 
 /// One unmet expectation.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -44,6 +44,27 @@ pub fn decisions(events: &[Event]) -> impl Iterator<Item = (&Event, &Decision)> 
         .filter_map(|e| e.decision.as_ref().map(|d| (e, d)))
 }
 
+/// Every proposal of `action` in order: its decisions, and (for a tool) the calls refused for
+/// their arguments before any decision.
+fn proposals<'a>(
+    events: &'a [Event],
+    action: &'a str,
+) -> impl Iterator<Item = (&'a Event, Option<&'a Decision>)> {
+    events
+        .iter()
+        .filter_map(move |e| match (&e.decision, &e.body) {
+            (Some(d), _) if action_name(d) == action => Some((e, Some(d))),
+            (
+                None,
+                EventBody::Rejected {
+                    error: StepError::InvalidArguments { tool, .. },
+                    ..
+                },
+            ) if tool == action => Some((e, None)),
+            _ => None,
+        })
+}
+
 fn line(e: &Event) -> String {
     serde_json::to_string(e).unwrap_or_default()
 }
@@ -59,14 +80,10 @@ pub fn check(expect: &Expect, run: &Run) -> Vec<Failure> {
         });
     }
     for want in &expect.decisions {
-        let found = decisions(&run.events)
-            .filter(|(_, d)| action_name(d) == want.action)
-            .nth(want.nth - 1);
+        let found = proposals(&run.events, &want.action).nth(want.nth - 1);
         let label = format!("decision #{} on `{}`", want.nth, want.action);
         let Some((event, d)) = found else {
-            let count = decisions(&run.events)
-                .filter(|(_, d)| action_name(d) == want.action)
-                .count();
+            let count = proposals(&run.events, &want.action).count();
             failures.push(Failure {
                 expected: label,
                 actual: format!("{count} such decision(s)"),
@@ -74,13 +91,27 @@ pub fn check(expect: &Expect, run: &Run) -> Vec<Failure> {
             });
             continue;
         };
+        let Some(d) = d else {
+            if want.effect != Expected::Rejected {
+                failures.push(Failure {
+                    expected: format!("{label} to be {:?}", want.effect).to_lowercase(),
+                    actual: "rejected (its arguments fail the tool's schema)".into(),
+                    event: Some(line(event)),
+                });
+            }
+            continue;
+        };
+        let effect = match d.effect {
+            Verdict::Allow => Expected::Allow,
+            Verdict::Deny => Expected::Deny,
+        };
         let ids: Vec<&str> = d.policies.iter().map(|p| p.id.as_str()).collect();
         let policy_ok = want
             .policy
             .as_ref()
             .is_none_or(|p| ids.contains(&p.as_str()));
         let basis_ok = want.basis.is_none_or(|b| b == d.basis);
-        if d.effect != want.effect || !policy_ok || !basis_ok {
+        if effect != want.effect || !policy_ok || !basis_ok {
             let mut expected = format!("{label} to be {:?}", want.effect).to_lowercase();
             if let Some(p) = &want.policy {
                 expected.push_str(&format!(" by `{p}`"));

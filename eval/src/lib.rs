@@ -5,6 +5,7 @@
 #![forbid(unsafe_code)]
 
 pub mod audit;
+pub mod call_answers;
 pub mod expect;
 pub mod fake_model;
 pub mod fuzz;

@@ -6,6 +6,7 @@
 //! arrives after its latency unless an external event (approval, cancellation, tick) falls due
 //! first; events due in the past are delivered at the current time.
 
+use crate::call_answers::CallAnswers;
 use std::collections::{BTreeMap, VecDeque};
 use std::sync::Arc;
 
@@ -126,6 +127,8 @@ fn play(
         turns: ScriptedTurns(s.scenario.turns.iter().cloned().collect()),
         scripts: s.scenario.tool_script.clone(),
         cursors: BTreeMap::new(),
+        answers: CallAnswers::default(),
+        own_answer: false,
         memory: s
             .scenario
             .memory
@@ -226,6 +229,10 @@ struct Player {
     turns: ScriptedTurns,
     scripts: BTreeMap<String, ToolScript>,
     cursors: BTreeMap<String, usize>,
+    /// Answers the calls scripted for themselves.
+    answers: CallAnswers,
+    /// Whether the answer being delivered was the call's own (the tool's cursor stays).
+    own_answer: bool,
     /// Memory entries by (tenant, scope, key): a session reaches its own tenant's only, in any mode.
     memory: BTreeMap<(String, String, String), (Value, Vec<String>)>,
     tenant: String,
@@ -298,7 +305,20 @@ impl Player {
                 ),
             },
             PendingKind::Tool(tool) => {
-                let (latency, cost, response) = self.peek_response(tool);
+                let own = self
+                    .answers
+                    .answer(tool, &pending.id, pending.attempt, &pending.input);
+                self.own_answer = own.is_some();
+                let (latency, cost, response) = match own {
+                    Some(r) => {
+                        let (latency, cost) = self
+                            .scripts
+                            .get(tool)
+                            .map_or((10, 0), |s| (s.latency_ms, s.cost));
+                        (r.latency_ms.unwrap_or(latency), r.cost.unwrap_or(cost), r)
+                    }
+                    None => self.peek_response(tool),
+                };
                 let real = self
                     .resumable
                     .as_mut()
@@ -342,11 +362,16 @@ impl Player {
                 if let Some(turn) = self.turns.0.pop_front()
                     && matches!(intent, Intent::ModelResponded { .. })
                 {
+                    self.answers.planned(&turn.calls);
                     let calls = turn.calls.iter().filter_map(|c| c.intent()).collect();
                     plan = Some((calls, turn.answer));
                 }
             }
-            PendingKind::Tool(tool) => *self.cursors.entry(tool).or_default() += 1,
+            PendingKind::Tool(tool) => {
+                if !self.own_answer {
+                    *self.cursors.entry(tool).or_default() += 1;
+                }
+            }
             PendingKind::Memory { .. } => {}
         }
         self.agent.deliver(Answer {

@@ -4,7 +4,7 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-use kernel::{Basis, Mode, Source, Status, ToolSpec, Verdict};
+use kernel::{Basis, Mode, Source, Status, ToolSpec};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -230,6 +230,10 @@ pub struct Call {
     /// A memory entry to write.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub write_memory: Option<MemoryEntry>,
+    /// This call's own answers, by attempt (the last repeats), in place of the tool's script: a
+    /// denied or refused call before it never shifts them. Not part of what the model says.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub responses: Vec<ToolResponse>,
 }
 
 /// A memory location.
@@ -317,8 +321,9 @@ pub struct Expect {
     pub properties: Vec<String>,
 }
 
-/// An expected decision: the `nth` decision on `action` must have `effect` and, when given,
-/// `policy` among its determining policies and the given `basis`.
+/// An expected decision: the `nth` proposal of `action` must have `effect` and, when given,
+/// `policy` among its determining policies and the given `basis`. A tool call refused for its
+/// arguments before any policy ran counts as a proposal too, with effect `rejected`.
 #[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ExpectDecision {
@@ -327,14 +332,26 @@ pub struct ExpectDecision {
     /// Which occurrence, from 1.
     #[serde(default = "one")]
     pub nth: usize,
-    /// `allow` or `deny`.
-    pub effect: Verdict,
+    /// `allow`, `deny` or `rejected`.
+    pub effect: Expected,
     /// A policy id that must be among the determining policies.
     #[serde(default)]
     pub policy: Option<String>,
     /// `permitted`, `forbidden`, `not_permitted` or `error`.
     #[serde(default)]
     pub basis: Option<Basis>,
+}
+
+/// What a proposal came to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum Expected {
+    /// Decided and allowed.
+    Allow,
+    /// Decided and denied.
+    Deny,
+    /// Refused before any policy ran: its arguments fail the tool's schema.
+    Rejected,
 }
 
 fn one() -> usize {
@@ -380,7 +397,13 @@ impl Turn {
         let calls: Vec<Value> = self
             .calls
             .iter()
-            .map(|c| serde_json::to_value(c).unwrap_or_default())
+            .map(|c| {
+                let mut v = serde_json::to_value(c).unwrap_or_default();
+                if let Some(m) = v.as_object_mut() {
+                    m.remove("responses");
+                }
+                v
+            })
             .collect();
         let mut output = serde_json::json!({"say": self.say, "calls": calls});
         if let (Some(answer), Some(map)) = (&self.answer, output.as_object_mut()) {

@@ -15,18 +15,26 @@ use runtime::{
 };
 
 use crate::ScenarioError;
+use crate::call_answers::CallAnswers;
 use crate::scenario::{LoadedScenario, ToolScript, Turn};
 
 /// The scenario's model turns, one per call.
 pub struct ScriptedModel {
     turns: Mutex<VecDeque<Turn>>,
+    answers: Arc<Mutex<CallAnswers>>,
 }
 
 impl ScriptedModel {
     /// A model answering with `turns` in order.
     pub fn new(turns: Vec<Turn>) -> Self {
+        Self::sharing(turns, Arc::default())
+    }
+
+    /// A model whose turns' calls queue their own answers in `answers`, for the tools to take.
+    pub fn sharing(turns: Vec<Turn>, answers: Arc<Mutex<CallAnswers>>) -> Self {
         Self {
             turns: Mutex::new(turns.into()),
+            answers,
         }
     }
 
@@ -52,6 +60,11 @@ impl Model for ScriptedModel {
 
     fn call(&self, _call: ModelCall) -> ModelFuture<'_> {
         let turn = self.pop();
+        if let Some(t) = turn.as_ref().filter(|t| t.fail.is_none())
+            && let Ok(mut answers) = self.answers.lock()
+        {
+            answers.planned(&t.calls);
+        }
         Box::pin(async move {
             let Some(turn) = turn else {
                 return Err(ModelError {
@@ -82,26 +95,39 @@ impl Model for ScriptedModel {
 
 /// A tool answering from its script, one response per call (retries included).
 pub struct ScriptedTool {
+    name: String,
     script: Option<ToolScript>,
     calls: AtomicUsize,
+    answers: Arc<Mutex<CallAnswers>>,
 }
 
 impl ScriptedTool {
-    /// A tool following `script` (none: answers `{"ok": true}` after 10 ms).
-    pub fn new(script: Option<ToolScript>) -> Self {
+    /// Tool `name` following `script` (none: answers `{"ok": true}` after 10 ms), except for the
+    /// calls whose own answers the model queued in `answers`.
+    pub fn new(name: &str, script: Option<ToolScript>, answers: Arc<Mutex<CallAnswers>>) -> Self {
         Self {
+            name: name.to_owned(),
             script,
             calls: AtomicUsize::new(0),
+            answers,
         }
     }
 }
 
 impl Tool for ScriptedTool {
-    fn call(&self, _call: ToolCall) -> ToolFuture<'_> {
-        let i = self.calls.fetch_add(1, Ordering::SeqCst);
-        let (latency, cost, response) = match &self.script {
-            Some(script) => script.response(i),
-            None => (10, 0, crate::scenario::default_response()),
+    fn call(&self, call: ToolCall) -> ToolFuture<'_> {
+        let own = self
+            .answers
+            .lock()
+            .ok()
+            .and_then(|mut a| a.answer(&self.name, &call.call_id, call.attempt, &call.input));
+        let (latency, cost, response) = match (own, &self.script) {
+            (Some(r), script) => {
+                let (latency, cost) = script.as_ref().map_or((10, 0), |s| (s.latency_ms, s.cost));
+                (r.latency_ms.unwrap_or(latency), r.cost.unwrap_or(cost), r)
+            }
+            (None, Some(script)) => script.response(self.calls.fetch_add(1, Ordering::SeqCst)),
+            (None, None) => (10, 0, crate::scenario::default_response()),
         };
         Box::pin(async move {
             tokio::time::sleep(Duration::from_millis(latency)).await;
@@ -128,13 +154,18 @@ pub async fn run_on_runtime(
     let spec = &s.scenario.session;
     let session = Session::new(Arc::clone(&deployment), s.session_config())
         .map_err(|e| ScenarioError::invalid(&s.source, None, &format!("session: {e}")))?;
+    let answers: Arc<Mutex<CallAnswers>> = Arc::default();
     let mut runtime = Runtime::new(
-        Arc::new(ScriptedModel::new(s.scenario.turns.clone())),
+        Arc::new(ScriptedModel::sharing(
+            s.scenario.turns.clone(),
+            Arc::clone(&answers),
+        )),
         spec.model.clone(),
     );
     for name in deployment.tool_names() {
         let script = s.scenario.tool_script.get(name).cloned();
-        runtime = runtime.tool(name, Arc::new(ScriptedTool::new(script)));
+        let tool = ScriptedTool::new(name, script, Arc::clone(&answers));
+        runtime = runtime.tool(name, Arc::new(tool));
     }
     if let Ok(mut memory) = runtime.memory().lock() {
         for m in &s.scenario.memory {

@@ -11,6 +11,7 @@
 
 use std::collections::{BTreeSet, HashMap};
 
+use super::dates::{self, DateOrder};
 use super::tokens::glued_tokens;
 
 /// Where content came from, as a bit set.
@@ -62,9 +63,29 @@ pub struct ContentIndex {
     /// Source names (`request`, a call id, a memory read id...), and the one texts are added under.
     sources: Vec<String>,
     current: u32,
+    /// Documents by the days and times they mention (see [`DateKey`]).
+    dates: HashMap<DateKey, Vec<u32>>,
+    /// Positions of tokens inside a date, a time or a grouped identifier, in order: a lone number
+    /// found only there is not the same value (the short-number rule).
+    bound: Vec<u32>,
+    /// How all-numeric dates are read (the user's locale).
+    order: DateOrder,
     /// Lookups since the last `add`: a step's provenance and its evidence ask about the same
     /// values. Emptied by every `add`, so it never answers from an older index.
     memo: std::cell::RefCell<HashMap<String, Found>>,
+}
+
+/// What a date or time mention is indexed under.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+enum DateKey {
+    /// A day written with its year.
+    Full(u16, u8, u8),
+    /// A day written without a year (`May 19th`).
+    Yearless(u8, u8),
+    /// The month and day of a day written with its year.
+    FullMonthDay(u8, u8),
+    /// A time of day.
+    Time(u8, u8),
 }
 
 /// Groups in one run that are joined into compact forms (longer runs: their sub-runs up to this).
@@ -77,25 +98,25 @@ fn identifier_like(compact: &str) -> bool {
 }
 
 /// The runs of digit-bearing groups in `toks`: groups separated by whitespace or a glued `-`.
-fn group_runs(toks: &[(String, bool)]) -> Vec<Vec<&str>> {
+fn group_runs(toks: &[(String, bool)]) -> Vec<Vec<usize>> {
     let group =
         |t: &str| t.chars().all(char::is_alphanumeric) && t.chars().any(|c| c.is_ascii_digit());
     let mut runs = Vec::new();
-    let mut run: Vec<&str> = Vec::new();
-    fn flush<'a>(run: &mut Vec<&'a str>, runs: &mut Vec<Vec<&'a str>>) {
+    let mut run: Vec<usize> = Vec::new();
+    fn flush(run: &mut Vec<usize>, runs: &mut Vec<Vec<usize>>) {
         if run.len() >= 2 {
             runs.push(std::mem::take(run));
         }
         run.clear();
     }
     let (mut after_group, mut after_dash) = (false, false);
-    for (t, glued) in toks {
+    for (i, (t, glued)) in toks.iter().enumerate() {
         if group(t) {
             let continues = (after_group && !glued) || (after_dash && *glued);
             if !continues {
                 flush(&mut run, &mut runs);
             }
-            run.push(t);
+            run.push(i);
             (after_group, after_dash) = (true, false);
         } else if t == "-" && *glued && after_group {
             (after_group, after_dash) = (false, true);
@@ -135,11 +156,19 @@ impl ContentIndex {
             return;
         }
         let doc = u32::try_from(self.docs.len()).unwrap_or(u32::MAX);
+        let start = self.position();
+        let at = |i: usize| start.saturating_add(u32::try_from(i).unwrap_or(u32::MAX));
+        let mut bound: Vec<u32> = Vec::new();
         for run in group_runs(&glued) {
+            let text = |i: &usize| glued.get(*i).map_or("", |(t, _)| t.as_str());
             for a in 0..run.len() {
                 for b in a + 2..=run.len().min(a + MAX_GROUPS) {
-                    let compact: String = run.get(a..b).unwrap_or_default().concat();
+                    let compact: String =
+                        run.get(a..b).unwrap_or_default().iter().map(text).collect();
                     if identifier_like(&compact) {
+                        if let (Some(first), Some(last)) = (run.get(a), run.get(b - 1)) {
+                            bound.extend((*first..=*last).map(at));
+                        }
                         let docs = self.compact.entry(compact).or_default();
                         if docs.last() != Some(&doc) {
                             docs.push(doc);
@@ -148,6 +177,38 @@ impl ContentIndex {
                 }
             }
         }
+        for m in dates::scan(&glued, self.order) {
+            bound.extend((m.start..m.end).map(at));
+            let mut keys = Vec::with_capacity(3);
+            match m.day {
+                Some(dates::Day {
+                    year: Some(y),
+                    month,
+                    day,
+                }) => {
+                    keys.push(DateKey::Full(y, month, day));
+                    keys.push(DateKey::FullMonthDay(month, day));
+                }
+                Some(dates::Day {
+                    year: None,
+                    month,
+                    day,
+                }) => keys.push(DateKey::Yearless(month, day)),
+                None => {}
+            }
+            if let Some((h, min)) = m.time {
+                keys.push(DateKey::Time(h, min));
+            }
+            for key in keys {
+                let docs = self.dates.entry(key).or_default();
+                if docs.last() != Some(&doc) {
+                    docs.push(doc);
+                }
+            }
+        }
+        bound.sort_unstable();
+        bound.dedup();
+        self.bound.extend(bound);
         let toks: Vec<String> = glued.into_iter().map(|(t, _)| t).collect();
         let labels = match self.label_sets.iter().position(|l| l == labels) {
             Some(i) => i,
@@ -156,7 +217,6 @@ impl ContentIndex {
                 self.label_sets.len() - 1
             }
         };
-        let start = self.position();
         let mut prev: Option<u32> = None;
         for t in toks {
             let next = self.postings.len();
@@ -219,19 +279,7 @@ impl ContentIndex {
         };
         if let Some(compact) = compact.filter(|c| identifier_like(c)) {
             if let Some(docs) = self.compact.get(&compact) {
-                let mut labels_seen: BTreeSet<u32> = BTreeSet::new();
-                for d in docs {
-                    if let Some(doc) = self.docs.get(*d as usize) {
-                        found.classes |= doc.class;
-                        found.sources.insert(doc.source);
-                        labels_seen.insert(doc.labels);
-                    }
-                }
-                for l in labels_seen {
-                    if let Some(set) = self.label_sets.get(l as usize) {
-                        found.labels.extend(set.iter().cloned());
-                    }
-                }
+                self.union(docs.iter().copied(), &mut found);
             }
             if grouped.is_some() {
                 let single = self.find_tokens(&[compact.as_str()]);
@@ -240,7 +288,61 @@ impl ContentIndex {
                 found.sources.extend(single.sources);
             }
         }
+        if let Some((day, time)) = dates::of_value(&glued, self.order) {
+            let docs = self.dated(day, time);
+            self.union(docs.into_iter(), &mut found);
+        }
         found
+    }
+
+    /// The documents that mention `day` (a dated value matches a yearless mention of its month and
+    /// day; a yearless value matches any year) and, when given, the time `time`.
+    fn dated(&self, day: Option<dates::Day>, time: Option<(u8, u8)>) -> BTreeSet<u32> {
+        let get = |k: DateKey| self.dates.get(&k).map_or(&[][..], Vec::as_slice);
+        let by_day: Option<BTreeSet<u32>> = day.map(|d| {
+            let (a, b) = match d.year {
+                Some(y) => (
+                    DateKey::Full(y, d.month, d.day),
+                    DateKey::Yearless(d.month, d.day),
+                ),
+                None => (
+                    DateKey::Yearless(d.month, d.day),
+                    DateKey::FullMonthDay(d.month, d.day),
+                ),
+            };
+            get(a).iter().chain(get(b)).copied().collect()
+        });
+        let by_time: Option<BTreeSet<u32>> =
+            time.map(|(h, m)| get(DateKey::Time(h, m)).iter().copied().collect());
+        match (by_day, by_time) {
+            (Some(d), Some(t)) => d.intersection(&t).copied().collect(),
+            (Some(d), None) => d,
+            (None, Some(t)) => t,
+            (None, None) => BTreeSet::new(),
+        }
+    }
+
+    /// Adds the classes, labels and sources of `docs` to `found`.
+    fn union(&self, docs: impl Iterator<Item = u32>, found: &mut Found) {
+        let mut labels_seen: BTreeSet<u32> = BTreeSet::new();
+        for d in docs {
+            if let Some(doc) = self.docs.get(d as usize) {
+                found.classes |= doc.class;
+                found.sources.insert(doc.source);
+                labels_seen.insert(doc.labels);
+            }
+        }
+        for l in labels_seen {
+            if let Some(set) = self.label_sets.get(l as usize) {
+                found.labels.extend(set.iter().cloned());
+            }
+        }
+    }
+
+    /// How all-numeric dates in texts added from now on, and in values, are read.
+    pub fn set_date_order(&mut self, order: DateOrder) {
+        self.memo.get_mut().clear();
+        self.order = order;
     }
 
     /// Whole-token contiguous matches of `value`.
@@ -278,6 +380,8 @@ impl ContentIndex {
         };
         let k = ids.len() as u32;
         let offset = offset as u32;
+        // The short-number rule: a lone number inside a date, time or identifier is another value.
+        let lone_number = matches!(toks, [t] if t.bytes().all(|b| b.is_ascii_digit() || b == b'.'));
         let mut labels_seen: BTreeSet<u32> = BTreeSet::new();
         for &pos in postings {
             let Some(start) = pos.checked_sub(offset) else {
@@ -287,6 +391,9 @@ impl ContentIndex {
                 continue;
             };
             if start < doc.start || start + k > doc.end {
+                continue;
+            }
+            if lone_number && self.bound.binary_search(&pos).is_ok() {
                 continue;
             }
             let window = self.stream.get(start as usize..(start + k) as usize);
@@ -330,7 +437,11 @@ fn compact_of(glued: &[(String, bool)]) -> Option<String> {
         return None;
     };
     let seps = glued.iter().filter(|(t, _)| t == "-").count();
-    (run.len() + seps == glued.len()).then(|| run.concat())
+    (run.len() + seps == glued.len()).then(|| {
+        run.iter()
+            .filter_map(|i| glued.get(*i).map(|(t, _)| t.as_str()))
+            .collect()
+    })
 }
 
 fn pair(a: u32, b: u32) -> u64 {
@@ -464,5 +575,118 @@ mod canonical {
         // Two short numbers side by side are not joined into an identifier.
         let ix = index(&["room 12 34"]);
         assert_eq!(ix.find("1234").classes, 0);
+    }
+}
+
+#[cfg(test)]
+mod dated {
+    use super::*;
+
+    fn index(order: DateOrder, texts: &[&str]) -> ContentIndex {
+        let mut ix = ContentIndex::default();
+        ix.set_date_order(order);
+        for t in texts {
+            ix.add(t, USER, &BTreeSet::new());
+        }
+        ix
+    }
+
+    /// A date is found by the day it names, however either side wrote it (issue 17, 3).
+    #[test]
+    fn dates_match_by_the_day_they_name() {
+        let ix = index(
+            DateOrder::Unknown,
+            &["Book the flight for May 19th, then the hotel from 2024-06-02 at 3pm."],
+        );
+        for found in [
+            "2024-05-19",
+            "2025-05-19",
+            "May 19",
+            "19 May",
+            "2024-06-02",
+            "June 2",
+            "02.06.2024",
+            "2024-06-02T15:00:00Z",
+            "15:00",
+            "3 PM",
+        ] {
+            assert_eq!(ix.find(found).classes, USER, "{found}");
+        }
+        for missed in [
+            "2024-05-20",
+            "2023-06-02",
+            "June 3",
+            "2024-06-02T16:00:00Z",
+            "16:00",
+        ] {
+            assert_eq!(ix.find(missed).classes, 0, "{missed}");
+        }
+    }
+
+    #[test]
+    fn a_dated_time_needs_its_day_and_its_time_in_one_text() {
+        let ix = index(DateOrder::Unknown, &["on May 19", "at 10:30"]);
+        assert_eq!(ix.find("2024-05-19T10:30:00Z").classes, 0);
+        let ix = index(DateOrder::Unknown, &["on May 19 at 10:30"]);
+        assert_eq!(ix.find("2024-05-19T10:30:00Z").classes, USER);
+    }
+
+    #[test]
+    fn ambiguous_numeric_dates_follow_the_users_locale() {
+        let text = ["due 05/06/2024"];
+        assert_eq!(
+            index(DateOrder::Unknown, &text).find("2024-05-06").classes,
+            0
+        );
+        assert_eq!(
+            index(DateOrder::Unknown, &text).find("2024-06-05").classes,
+            0
+        );
+        assert_eq!(
+            index(DateOrder::MonthFirst, &text)
+                .find("2024-05-06")
+                .classes,
+            USER
+        );
+        assert_eq!(
+            index(DateOrder::MonthFirst, &text)
+                .find("2024-06-05")
+                .classes,
+            0
+        );
+        assert_eq!(
+            index(DateOrder::DayFirst, &text).find("2024-06-05").classes,
+            USER
+        );
+        // The raw text still matches itself whatever the locale.
+        assert_eq!(
+            index(DateOrder::Unknown, &text).find("05/06/2024").classes,
+            USER
+        );
+    }
+
+    /// The short-number rule: `13` is not the same value as "June 13", a time or an IBAN group,
+    /// but still is where it stands alone.
+    #[test]
+    fn a_lone_number_inside_a_date_time_or_identifier_is_another_value() {
+        let ix = index(
+            DateOrder::Unknown,
+            &["Meet on June 13 at 10:30 and pay DE44 5001 0517 5407 3249 31."],
+        );
+        for missed in ["13", "10", "30", "5001", "31"] {
+            assert_eq!(ix.find(missed).classes, 0, "{missed}");
+        }
+        assert_eq!(ix.find("June 13").classes, USER);
+        let ix = index(DateOrder::Unknown, &["Meet on June 13, bring 13 copies"]);
+        assert_eq!(ix.find("13").classes, USER, "found where it stands alone");
+        let ix = index(DateOrder::Unknown, &["send 13 euros"]);
+        assert_eq!(ix.find("13").classes, USER);
+        assert_eq!(ix.find("13.00").classes, USER);
+    }
+
+    #[test]
+    fn case_folding_is_full() {
+        let ix = index(DateOrder::Unknown, &["Ship to Hauptstraße 5"]);
+        assert_eq!(ix.find("HAUPTSTRASSE 5").classes, USER);
     }
 }

@@ -12,10 +12,12 @@
 //! record for an array (`from_*` hold when they hold for every element, `from_untrusted` and
 //! `novel` when for any). The `Provenance` record type is declared in `policies/schema.cedarschema`.
 
+mod dates;
 mod embedded;
 mod index;
 mod tokens;
 
+pub use dates::DateOrder;
 pub use embedded::embedded;
 pub use index::{Class, ContentIndex, Found, OTHER, TRUSTED, UNTRUSTED, USER};
 pub use tokens::tokens;

@@ -1,8 +1,8 @@
 //! Normalization: text → tokens, the unit of provenance matching.
 //!
 //! Text is first brought to Unicode NFKC (full-width digits, ligatures and other compatibility
-//! forms become their plain equivalents). A token is then a maximal run of letters and digits,
-//! lower-cased (Unicode), or a single other visible character (`@`, `.`, `-`, ...); whitespace only
+//! forms become their plain equivalents) and fully case-folded (`Straße` = `STRASSE`, `ǅ` = `dž`).
+//! A token is then a maximal run of letters and digits, or a single other visible character (`@`, `.`, `-`, ...); whitespace only
 //! separates. A value matches content when its tokens appear there contiguously, so `US12 2000` is
 //! found inside "pay US12 2000 today", while `US12 2001`, `2000` inside `20001`, and `bob@x.com`
 //! inside `bob@x.com.evil` (extra tokens are fine, but `bob@x.co` is not) behave as whole-token
@@ -15,9 +15,10 @@
 //! `1,250`. A dotted chain (`10.0.0.1`, `1.2.3`, `19.05.2024`) is not a number and keeps every
 //! token (`10.0.0.1` must not match `10.0.0.10`).
 //!
-//! Lower-casing is `char::to_lowercase`, applied the same way to both sides; it is not full case
-//! folding (`ß` and `ss` differ).
+//! Folding is Unicode's default (locale-free) case folding: the Turkish dotless `ı` stays apart
+//! from `i`.
 
+use caseless::Caseless;
 use unicode_normalization::UnicodeNormalization;
 
 /// The tokens of `text`, in order.
@@ -27,11 +28,14 @@ pub fn tokens(text: &str) -> Vec<String> {
 
 /// The tokens of `text`, each with whether it touches the previous one (no whitespace between).
 pub fn glued_tokens(text: &str) -> Vec<(String, bool)> {
-    // ASCII text is already in NFKC: most text skips the normalizer.
+    // ASCII text is already in NFKC and folds by lower-casing: most text skips the normalizer.
     let raw = if text.is_ascii() {
         split(text.chars())
     } else {
-        split(text.nfkc())
+        // NFKC, fold, NFKC again: folding can leave text that is not normalized (Unicode's
+        // NFKC_Casefold is defined the same way).
+        let folded: String = text.nfkc().default_case_fold().collect();
+        split(folded.nfkc())
     };
     if raw.iter().any(|(t, _)| t == "." || t == ",") {
         numbers(raw)
@@ -158,7 +162,9 @@ mod tests {
 
     #[test]
     fn unicode_letters_fold_case_and_stay_in_their_word() {
-        assert_eq!(tokens("ÉCOLE Straße"), ["école", "straße"]);
+        assert_eq!(tokens("ÉCOLE Straße"), ["école", "strasse"]);
+        assert_eq!(tokens("STRASSE"), tokens("Straße"));
+        assert_eq!(tokens("ﬀ"), tokens("FF"));
         assert_eq!(tokens("Ωμέγα"), tokens("ΩΜΈΓΑ"));
         assert_eq!(tokens("naïve-café"), ["naïve", "-", "café"]);
     }

@@ -153,7 +153,19 @@ impl Session {
                 ));
             }
         };
-        Ok(Self::assemble(deployment, config, uids, budget_limit))
+        // The user's `locale` (optional) says how provenance reads all-numeric dates.
+        let order = match deployment
+            .gate
+            .entities
+            .get(&uids.user)
+            .and_then(|u| u.attr("locale"))
+        {
+            Some(Ok(EvalResult::String(l))) => crate::provenance::DateOrder::of_locale(&l),
+            _ => crate::provenance::DateOrder::Unknown,
+        };
+        let mut session = Self::assemble(deployment, config, uids, budget_limit);
+        session.content.set_date_order(order);
+        Ok(session)
     }
 
     /// A session with a known budget limit (whether or not the budget entity exists).
