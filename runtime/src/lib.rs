@@ -20,6 +20,7 @@ pub mod driver;
 mod error;
 pub mod hub;
 pub mod models;
+pub mod service;
 pub mod store;
 pub mod telemetry;
 pub mod tools;

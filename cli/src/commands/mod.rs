@@ -8,6 +8,7 @@ mod fuzz;
 mod play;
 mod replay;
 mod run;
+mod serve;
 mod test;
 
 use std::path::PathBuf;
@@ -61,6 +62,10 @@ enum Command {
         #[command(subcommand)]
         command: AuditCommand,
     },
+    /// Serve the decision API over HTTP: sessions, steps, approvals, event streams.
+    Serve(serve::Args),
+    /// Make a bearer token for `serve` (printed once) and the hashed entry for its tokens file.
+    Token(serve::TokenArgs),
     /// Make an Ed25519 key pair for signing stores' checkpoints.
     Keygen(audit::KeygenArgs),
     /// Print the JSON Schema of the scenario format.
@@ -94,6 +99,8 @@ impl Cli {
             Command::Run(args) => run::run(&args, key()?),
             Command::Play(args) => play::run(&args, key()?),
             Command::Keygen(args) => audit::keygen(&args),
+            Command::Serve(args) => serve::run(&args, key()?),
+            Command::Token(args) => serve::token(&args),
             Command::FakeModel(args) => fake_model::run(&args),
             Command::Audit {
                 command: AuditCommand::Verify(args),

@@ -285,10 +285,21 @@ impl<'a> Run<'a> {
     }
 }
 
-/// Writes a step ahead without stalling the executor. On a multi-threaded runtime the worker hands
-/// its other tasks to another thread while this one waits for the store, so every session waiting
-/// on a commit at the same moment can share it (see [`crate::store::GroupCommit`]); on a
+/// Runs blocking store work without stalling the executor. On a multi-threaded runtime the worker
+/// hands its other tasks to another thread while this one waits for the store, so every session
+/// waiting on a commit at the same moment can share it (see [`crate::store::GroupCommit`]); on a
 /// current-thread runtime, where that is impossible, it waits in place.
+pub(crate) fn block<T>(f: impl FnOnce() -> T) -> T {
+    let multi_threaded = tokio::runtime::Handle::try_current()
+        .is_ok_and(|h| h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread);
+    if multi_threaded {
+        tokio::task::block_in_place(f)
+    } else {
+        f()
+    }
+}
+
+/// Writes a step ahead (see [`block`]).
 fn append_off_executor(
     store: &dyn SessionLog,
     tenant: &str,
@@ -296,13 +307,7 @@ fn append_off_executor(
     step: &Step,
     events: &[Event],
 ) -> Result<(), StoreError> {
-    let multi_threaded = tokio::runtime::Handle::try_current()
-        .is_ok_and(|h| h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread);
-    if multi_threaded {
-        tokio::task::block_in_place(|| store.append(tenant, session, step, events))
-    } else {
-        store.append(tenant, session, step, events)
-    }
+    block(|| store.append(tenant, session, step, events))
 }
 
 async fn wait(until: Option<Instant>) {

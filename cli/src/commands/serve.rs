@@ -1,0 +1,123 @@
+//! `arbiter serve`: the decision API over HTTP (see `runtime::service`), and `arbiter token`, which
+//! makes a bearer token and the hashed line the tokens file keeps.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use clap::Args as ClapArgs;
+use miette::{IntoDiagnostic, miette};
+use runtime::service::auth::{self, Tokens};
+use runtime::service::{PolicySource, Service, http};
+use runtime::store::{InMemoryStore, SessionStore, SigningKey};
+
+#[derive(ClapArgs)]
+pub struct Args {
+    /// Where to listen (loopback unless you mean otherwise).
+    #[arg(long, default_value = "127.0.0.1:8700")]
+    addr: SocketAddr,
+    /// The policy directory.
+    #[arg(long, default_value = "policies")]
+    policies: PathBuf,
+    /// Packs loaded beside `base` (repeatable).
+    #[arg(long = "pack")]
+    packs: Vec<String>,
+    /// Keep sessions in `sqlite:PATH` (they survive a restart); without it, in memory.
+    #[arg(long)]
+    store: Option<String>,
+    /// The tokens file (TOML, hashed tokens; see `arbiter token`). Without it no request is
+    /// authorized.
+    #[arg(long)]
+    tokens: Option<PathBuf>,
+}
+
+#[derive(ClapArgs)]
+pub struct TokenArgs {
+    /// The tenant the token acts in.
+    #[arg(long)]
+    tenant: String,
+    /// The user it acts as.
+    #[arg(long)]
+    user: String,
+    /// It may reload policies.
+    #[arg(long)]
+    admin: bool,
+}
+
+pub fn run(args: &Args, key: Option<SigningKey>) -> miette::Result<ExitCode> {
+    let tokens = match &args.tokens {
+        Some(path) => Tokens::load(path)?,
+        None => Tokens::default(),
+    };
+    if tokens.is_empty() {
+        eprintln!("warning: no tokens: every request will be refused (see `arbiter token`)");
+    }
+    let store: Arc<dyn SessionStore> = match &args.store {
+        Some(s) => super::audit::store_option(s, key)?,
+        None => Arc::new(InMemoryStore::default()),
+    };
+    let policies = PolicySource {
+        root: args.policies.clone(),
+        packs: args.packs.clone(),
+    };
+    let service = Service::new(policies, tokens, store).map_err(|e| miette!("{e}"))?;
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .into_diagnostic()?;
+    rt.block_on(async move {
+        let listener = tokio::net::TcpListener::bind(args.addr)
+            .await
+            .map_err(|e| miette!("cannot listen on {}: {e}", args.addr))?;
+        let addr = listener.local_addr().into_diagnostic()?;
+        eprintln!(
+            "arbiter serving on http://{addr} (bundle {}); OpenAPI at /openapi.json",
+            service.bundle()
+        );
+        reload_on_sighup(service.clone());
+        axum::serve(listener, http::router(service))
+            .with_graceful_shutdown(async {
+                let _ = tokio::signal::ctrl_c().await;
+            })
+            .await
+            .into_diagnostic()
+    })?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// SIGHUP reloads the policies, as the admin endpoint does; a set that does not load is reported
+/// and the old one keeps serving.
+fn reload_on_sighup(service: Service) {
+    use tokio::signal::unix::{SignalKind, signal};
+    let Ok(mut hup) = signal(SignalKind::hangup()) else {
+        eprintln!("warning: SIGHUP cannot be caught; reload with POST /v1/admin/reload");
+        return;
+    };
+    tokio::spawn(async move {
+        while hup.recv().await.is_some() {
+            match service.reload() {
+                Ok(r) => eprintln!(
+                    "policies reloaded: bundle {} (changed: {})",
+                    r.bundle, r.changed
+                ),
+                Err(e) => eprintln!("policies not reloaded: {e}"),
+            }
+        }
+    });
+}
+
+pub fn token(args: &TokenArgs) -> miette::Result<ExitCode> {
+    let token = auth::generate().map_err(|e| miette!("no randomness from the OS: {e}"))?;
+    eprintln!("token (shown once; give it to the client):");
+    println!("{token}");
+    eprintln!("add to the tokens file:");
+    eprintln!(
+        "[[token]]\nsha256 = \"{}\"\ntenant = {:?}\nuser = {:?}\nadmin = {}",
+        auth::hash(&token),
+        args.tenant,
+        args.user,
+        args.admin
+    );
+    Ok(ExitCode::SUCCESS)
+}

@@ -1,0 +1,286 @@
+//! One session the service holds: the kernel session, its events (the SSE source), and the
+//! write-ahead rule — a step is in the store before anyone sees its events or acts on its effects.
+
+use std::sync::Arc;
+
+use kernel::event::{Event, EventBody};
+use kernel::{Deployment, Effect, Intent, Session, SessionConfig, Step, Transition};
+use tokio::sync::watch;
+
+use super::api::{ApprovalView, SessionView, StepResponse};
+use super::error::ApiError;
+use crate::driver::block;
+use crate::store::{SessionStore, StoredSession};
+
+/// A session and everything the API shows of it.
+pub struct Live {
+    pub(super) session: Session,
+    /// The user's request (creation is idempotent on it).
+    pub(super) request: String,
+    /// Wall-clock start, ms since the Unix epoch: logical time is measured from it.
+    pub(super) started_wall_ms: u64,
+    /// Every event, in `seq` order (`events[i].seq == i`).
+    pub(super) events: Vec<Event>,
+    /// Steps in the store.
+    logged: u64,
+    /// The number of events, for SSE subscribers to wait on.
+    pub(super) published: watch::Sender<usize>,
+    /// Why the session takes no more steps here (the store refused a write, or the stored steps do
+    /// not reproduce its events).
+    pub(super) broken: Option<String>,
+}
+
+/// What the service did for one request's steps.
+pub(super) struct Applied {
+    pub(super) outcome: &'static str,
+    pub(super) decision: Option<kernel::Decision>,
+    pub(super) error: Option<kernel::StepError>,
+    pub(super) events: Vec<Event>,
+    pub(super) effects: Vec<Effect>,
+}
+
+impl Live {
+    /// A session created now: `Start` applied and logged.
+    pub(super) fn start(
+        store: &dyn SessionStore,
+        session: Session,
+        request: String,
+        started_wall_ms: u64,
+    ) -> Result<(Self, Applied), ApiError> {
+        let mut live = Self {
+            session,
+            request: request.clone(),
+            started_wall_ms,
+            events: Vec::new(),
+            logged: 0,
+            published: watch::channel(0).0,
+            broken: None,
+        };
+        let applied = live.apply(store, Intent::Start { request }, started_wall_ms)?;
+        Ok((live, applied))
+    }
+
+    /// Rebuilds a stored session by replaying its steps under `deployment`. A session whose steps
+    /// do not reproduce its stored events is kept readable but takes no more steps.
+    pub(super) fn restore(
+        deployment: Arc<Deployment>,
+        stored: StoredSession,
+    ) -> Result<Self, kernel::StepError> {
+        let StoredSession {
+            record,
+            steps,
+            events: recorded,
+        } = stored;
+        let request = steps
+            .first()
+            .and_then(|s| match &s.intent {
+                Intent::Start { request } => Some(request.clone()),
+                _ => None,
+            })
+            .unwrap_or_default();
+        let logged = steps.len() as u64;
+        let mut session = Session::new(deployment, record.config)?;
+        let mut produced = Vec::with_capacity(recorded.len());
+        for step in steps {
+            match session.step(step.intent, step.t_ms) {
+                Ok(t) => produced.extend(t.events),
+                Err(r) => produced.push(*r.event),
+            }
+        }
+        let broken = (produced != recorded)
+            .then(|| "its stored steps do not reproduce its stored events".to_owned());
+        let n = recorded.len();
+        Ok(Self {
+            session,
+            request,
+            started_wall_ms: record.started_wall_ms,
+            events: recorded,
+            logged,
+            published: watch::channel(n).0,
+            broken,
+        })
+    }
+
+    /// Applies `intent` at wall time `now_wall_ms`, logs it, performs the memory effects it asks
+    /// for (reads answered from the store, writes stored) and returns what the caller must know.
+    pub(super) fn apply(
+        &mut self,
+        store: &dyn SessionStore,
+        intent: Intent,
+        now_wall_ms: u64,
+    ) -> Result<Applied, ApiError> {
+        if let Some(why) = &self.broken {
+            return Err(ApiError::Unavailable(format!(
+                "session `{}` takes no more steps: {why}",
+                self.session.config().id
+            )));
+        }
+        let mut applied = Applied {
+            outcome: "applied",
+            decision: None,
+            error: None,
+            events: Vec::new(),
+            effects: Vec::new(),
+        };
+        let mut next = Some(intent);
+        let mut first = true;
+        while let Some(intent) = next.take() {
+            let t_ms = now_wall_ms.saturating_sub(self.started_wall_ms);
+            let step = Step {
+                n: self.logged,
+                t_ms,
+                intent: intent.clone(),
+            };
+            let result = self.session.step(intent, t_ms);
+            let events: Vec<Event> = match &result {
+                Ok(t) => t.events.clone(),
+                Err(r) => vec![(*r.event).clone()],
+            };
+            let c = self.session.config();
+            if let Err(e) = block(|| store.append(&c.tenant, &c.id, &step, &events)) {
+                let why = format!("the store refused step {}: {e}", step.n);
+                self.broken = Some(why.clone());
+                return Err(ApiError::Unavailable(why));
+            }
+            self.logged += 1;
+            self.publish(&events);
+            applied.events.extend(events);
+            match result {
+                Err(rejected) => {
+                    if first {
+                        applied.outcome = "rejected";
+                        applied.error = Some(rejected.error);
+                    }
+                }
+                Ok(Transition {
+                    decision, effects, ..
+                }) => {
+                    // `start` records its decision in `session_started` rather than returning it.
+                    let decision = decision
+                        .or_else(|| applied.events.iter().rev().find_map(|e| e.decision.clone()));
+                    if first && decision.is_some() {
+                        applied.outcome = "decided";
+                        applied.decision = decision;
+                    }
+                    for effect in effects {
+                        match effect {
+                            Effect::ReadMemory {
+                                read_id,
+                                scope,
+                                key,
+                            } => {
+                                let tenant = c_tenant(&self.session);
+                                let (value, labels) =
+                                    block(|| store.memory_get(&tenant, &scope, &key))
+                                        .map_err(|e| ApiError::Unavailable(e.to_string()))?
+                                        .map_or((None, Vec::new()), |(v, l)| (Some(v), l));
+                                next = Some(Intent::MemoryLoaded {
+                                    read_id,
+                                    value,
+                                    labels,
+                                });
+                            }
+                            Effect::WriteMemory {
+                                scope,
+                                key,
+                                value,
+                                labels,
+                            } => {
+                                let tenant = c_tenant(&self.session);
+                                block(|| store.memory_put(&tenant, &scope, &key, &value, &labels))
+                                    .map_err(|e| ApiError::Unavailable(e.to_string()))?;
+                            }
+                            other => applied.effects.push(other),
+                        }
+                    }
+                }
+            }
+            first = false;
+        }
+        Ok(applied)
+    }
+
+    fn publish(&mut self, events: &[Event]) {
+        self.events.extend_from_slice(events);
+        self.published.send_replace(self.events.len());
+    }
+
+    /// The session as the API shows it.
+    pub(super) fn view(&self) -> SessionView {
+        let c = self.session.config();
+        SessionView {
+            id: c.id.clone(),
+            tenant: c.tenant.clone(),
+            user: c.user.clone(),
+            agent: c.agent.clone(),
+            budget: c.budget.clone(),
+            status: self.session.status().as_str().to_owned(),
+            steps: self.session.steps(),
+            cost_spent: self.session.cost_spent(),
+            labels: self.session.labels().map(str::to_owned).collect(),
+            pending_approval: self.session.pending_approval().map(str::to_owned),
+            last_seq: self.events.last().map(|e| e.seq),
+            bundle: self
+                .session
+                .deployment()
+                .bundle_hash()
+                .map(str::to_owned)
+                .unwrap_or_default(),
+            broken: self.broken.clone(),
+        }
+    }
+
+    /// The approval this session waits for, with what was asked.
+    pub(super) fn approval(&self) -> Option<ApprovalView> {
+        let id = self.session.pending_approval()?;
+        let request = self.events.iter().rev().find_map(|e| match &e.body {
+            EventBody::ApprovalRequested { request_id, .. } if request_id == id => {
+                serde_json::to_value(e)
+                    .ok()
+                    .and_then(|v| v.get("payload").cloned())
+            }
+            _ => None,
+        })?;
+        Some(ApprovalView {
+            session: self.session.config().id.clone(),
+            request_id: id.to_owned(),
+            request,
+        })
+    }
+}
+
+impl Applied {
+    /// The response body.
+    pub(super) fn response(self, status: &str) -> StepResponse {
+        let json = |v: &dyn erased::Json| v.json();
+        StepResponse {
+            outcome: self.outcome.to_owned(),
+            decision: self.decision.as_ref().map(|d| json(d)),
+            error: self.error.as_ref().map(|e| json(e)),
+            events: self.events.iter().map(|e| json(e)).collect(),
+            effects: self.effects.iter().map(|e| json(e)).collect(),
+            status: status.to_owned(),
+        }
+    }
+}
+
+mod erased {
+    /// Anything serializable, as JSON (kernel values always serialize).
+    pub trait Json {
+        fn json(&self) -> serde_json::Value;
+    }
+    impl<T: serde::Serialize> Json for T {
+        fn json(&self) -> serde_json::Value {
+            serde_json::to_value(self).unwrap_or_default()
+        }
+    }
+}
+
+fn c_tenant(session: &Session) -> String {
+    session.config().tenant.clone()
+}
+
+/// The config of a session as it was opened.
+pub(super) fn config_of(live: &Live) -> &SessionConfig {
+    live.session.config()
+}

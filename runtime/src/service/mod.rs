@@ -1,0 +1,460 @@
+//! `arbiter serve`: Arbiter as a shared service. Agents that run elsewhere open a session, propose
+//! each step (a model call, a tool call with its arguments, a memory read or write) and get the
+//! kernel's decision before acting, then report the result so budgets settle and provenance and
+//! labels are tracked — the same kernel, the same events, the same store as a hosted run.
+//!
+//! The contract:
+//! - Every request carries a bearer token naming one tenant and one user ([`auth`]); a session of
+//!   another tenant answers 404, as one that does not exist.
+//! - A step is in the store before its events are streamed or its effects returned; a store that
+//!   refuses a write stops that session (503), never half-applies it.
+//! - Creation is idempotent on the client's id: the same body answers the existing session.
+//! - Policies reload atomically and only when they load; a session keeps the bundle it started
+//!   under, new sessions get the new one.
+//! - Events stream as Server-Sent Events whose id is the event's `seq`; `Last-Event-ID` resumes
+//!   with nothing missed or repeated.
+//!
+//! Files: this one holds [`Service`] (what the API can do, HTTP-free); `live` one held session;
+//! `api` the bodies; `auth` tokens; `error` the refusals; `http` the axum router over it.
+
+pub mod api;
+pub mod auth;
+pub mod error;
+pub mod http;
+mod live;
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::{Arc, RwLock};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use kernel::{Deployment, Intent, Mode, Session, SessionConfig};
+use tokio::sync::Mutex;
+
+use crate::store::{SessionStore, StoreError};
+use api::{ApiMode, ApprovalView, CreateSession, Reloaded, SessionView, StepResponse};
+use auth::{Caller, Tokens};
+use error::ApiError;
+use live::Live;
+
+/// Where the service's policies come from.
+#[derive(Debug, Clone)]
+pub struct PolicySource {
+    /// The policies directory (`schema.cedarschema`, `base/`, packs).
+    pub root: PathBuf,
+    /// Packs loaded beside `base`.
+    pub packs: Vec<String>,
+}
+
+impl PolicySource {
+    /// Loads the deployment these policies make.
+    pub fn load(&self) -> Result<Deployment, kernel::pack::PackError> {
+        let packs: Vec<&str> = self.packs.iter().map(String::as_str).collect();
+        kernel::pack::load_packs(&self.root, &packs)
+    }
+}
+
+type Key = (String, String);
+
+/// The service: sessions by tenant and id, the policies new sessions start under, the store.
+#[derive(Clone)]
+pub struct Service {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    policies: PolicySource,
+    deployment: RwLock<Arc<Deployment>>,
+    tokens: Tokens,
+    store: Arc<dyn SessionStore>,
+    sessions: RwLock<HashMap<Key, Arc<Mutex<Live>>>>,
+    /// Serializes creation, so two racing creations of one id never both start it.
+    creating: Mutex<()>,
+}
+
+/// Milliseconds since the Unix epoch.
+fn wall_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+}
+
+fn not_found(id: &str) -> ApiError {
+    ApiError::NotFound(format!("no session `{id}`"))
+}
+
+impl Service {
+    /// A service over `store`, serving sessions under `policies` (loaded now) to `tokens`.
+    /// Sessions already in the store are restored: replayed under the bundle each started with.
+    pub fn new(
+        policies: PolicySource,
+        tokens: Tokens,
+        store: Arc<dyn SessionStore>,
+    ) -> Result<Self, ServiceError> {
+        let deployment = Arc::new(policies.load().map_err(ServiceError::Policies)?);
+        let service = Self {
+            inner: Arc::new(Inner {
+                policies,
+                deployment: RwLock::new(deployment),
+                tokens,
+                store,
+                sessions: RwLock::new(HashMap::new()),
+                creating: Mutex::new(()),
+            }),
+        };
+        service.restore()?;
+        Ok(service)
+    }
+
+    /// Replays every stored session under its own bundle.
+    fn restore(&self) -> Result<(), ServiceError> {
+        let store = &self.inner.store;
+        let mut bundles: HashMap<String, Arc<Deployment>> = HashMap::new();
+        let mut restored = HashMap::new();
+        for (tenant, id) in store.sessions().map_err(ServiceError::Store)? {
+            let stored = store.load(&tenant, &id).map_err(ServiceError::Store)?;
+            let hash = stored.record.bundle.clone();
+            let deployment = match bundles.get(&hash) {
+                Some(d) => Arc::clone(d),
+                None => {
+                    let sources = store.bundle(&hash).map_err(ServiceError::Store)?;
+                    let d = Arc::new(sources.build().map_err(|e| {
+                        ServiceError::Restore(format!("{tenant}/{id}: its bundle {hash}: {e}"))
+                    })?);
+                    bundles.insert(hash, Arc::clone(&d));
+                    d
+                }
+            };
+            let live = Live::restore(deployment, stored)
+                .map_err(|e| ServiceError::Restore(format!("{tenant}/{id}: {e}")))?;
+            restored.insert((tenant, id), Arc::new(Mutex::new(live)));
+        }
+        if let Ok(mut sessions) = self.inner.sessions.write() {
+            *sessions = restored;
+        }
+        Ok(())
+    }
+
+    /// Who `token` acts as.
+    pub fn authenticate(&self, token: Option<&str>) -> Result<Caller, ApiError> {
+        token
+            .and_then(|t| self.inner.tokens.caller(t))
+            .cloned()
+            .ok_or(ApiError::Unauthorized)
+    }
+
+    fn deployment(&self) -> Arc<Deployment> {
+        self.inner
+            .deployment
+            .read()
+            .map_or_else(|p| Arc::clone(&p.into_inner()), |d| Arc::clone(&d))
+    }
+
+    fn find(&self, caller: &Caller, id: &str) -> Result<Arc<Mutex<Live>>, ApiError> {
+        let sessions = self
+            .inner
+            .sessions
+            .read()
+            .map_err(|_| ApiError::Unavailable("the session table is poisoned".into()))?;
+        sessions
+            .get(&(caller.tenant.clone(), id.to_owned()))
+            .cloned()
+            .ok_or_else(|| not_found(id))
+    }
+
+    /// Opens a session (or answers the one this id already names, when opened with the same body):
+    /// `true` when it was created now.
+    pub async fn create(
+        &self,
+        caller: &Caller,
+        req: CreateSession,
+    ) -> Result<(bool, SessionView, StepResponse), ApiError> {
+        if req.id.is_empty() || req.id.len() > 200 || req.id.chars().any(char::is_control) {
+            return Err(ApiError::Invalid(
+                "`id`: 1 to 200 characters, no control characters".into(),
+            ));
+        }
+        let _creating = self.inner.creating.lock().await;
+        let config = SessionConfig {
+            id: req.id.clone(),
+            tenant: caller.tenant.clone(),
+            user: caller.user.clone(),
+            agent: req.agent.clone(),
+            budget: req.budget.clone(),
+            mode: match req.mode {
+                ApiMode::Enforce => Mode::Enforce,
+                ApiMode::LogOnly => Mode::LogOnly,
+            },
+        };
+        if let Ok(existing) = self.find(caller, &req.id) {
+            let live = existing.lock().await;
+            if *live::config_of(&live) == config && live.request == req.request {
+                let view = live.view();
+                let status = view.status.clone();
+                return Ok((false, view, empty_response(status)));
+            }
+            return Err(ApiError::Conflict(format!(
+                "session `{}` exists with another agent, budget, mode, user or request",
+                req.id
+            )));
+        }
+        let deployment = self.deployment();
+        let session = Session::new(Arc::clone(&deployment), config.clone())
+            .map_err(|e| ApiError::Invalid(e.to_string()))?;
+        let now = wall_ms();
+        let store = self.inner.store.as_ref();
+        crate::driver::block(|| store.begin(&deployment, &config, now)).map_err(|e| match e {
+            StoreError::Exists { .. } => ApiError::Conflict(e.to_string()),
+            other => ApiError::Unavailable(other.to_string()),
+        })?;
+        let (live, applied) = Live::start(store, session, req.request, now)?;
+        let view = live.view();
+        let response = applied.response(&view.status);
+        let mut sessions = self
+            .inner
+            .sessions
+            .write()
+            .map_err(|_| ApiError::Unavailable("the session table is poisoned".into()))?;
+        sessions.insert((caller.tenant.clone(), req.id), Arc::new(Mutex::new(live)));
+        Ok((true, view, response))
+    }
+
+    /// A session's state.
+    pub async fn get(&self, caller: &Caller, id: &str) -> Result<SessionView, ApiError> {
+        Ok(self.find(caller, id)?.lock().await.view())
+    }
+
+    /// Proposes one step (or reports a result). Approvals, rejections, cancellation and endorsement
+    /// act as the token's user and have their own methods; `start`, `memory_loaded` and
+    /// `in_doubt` are the service's own.
+    pub async fn step(
+        &self,
+        caller: &Caller,
+        id: &str,
+        intent: serde_json::Value,
+    ) -> Result<StepResponse, ApiError> {
+        let intent: Intent = serde_json::from_value(intent)
+            .map_err(|e| ApiError::Invalid(format!("`intent`: {e}")))?;
+        match intent {
+            Intent::CallModel { .. }
+            | Intent::ModelResponded { .. }
+            | Intent::CallTool { .. }
+            | Intent::ToolReturned { .. }
+            | Intent::CallFailed { .. }
+            | Intent::ReadMemory { .. }
+            | Intent::WriteMemory { .. }
+            | Intent::Tick
+            | Intent::Complete { .. }
+            | Intent::Fail { .. } => {}
+            other => {
+                return Err(ApiError::NotAllowed(format!(
+                    "`{}` is not proposed through steps: {}",
+                    other.kind(),
+                    match other.kind() {
+                        "approve" | "reject" => "use /approvals/{request_id}/approve or /reject",
+                        "cancel" => "use /cancel",
+                        "endorse" => "use /endorsements",
+                        _ => "the service applies it itself",
+                    }
+                )));
+            }
+        }
+        self.apply(caller, id, intent).await
+    }
+
+    async fn apply(
+        &self,
+        caller: &Caller,
+        id: &str,
+        intent: Intent,
+    ) -> Result<StepResponse, ApiError> {
+        let session = self.find(caller, id)?;
+        let mut live = session.lock().await;
+        let applied = live.apply(self.inner.store.as_ref(), intent, wall_ms())?;
+        let status = live.session.status().as_str().to_owned();
+        Ok(applied.response(&status))
+    }
+
+    /// Approves the waiting request `request_id` as the caller's user (an authorized `approve`).
+    pub async fn approve(
+        &self,
+        caller: &Caller,
+        id: &str,
+        request_id: &str,
+    ) -> Result<StepResponse, ApiError> {
+        self.pending(caller, id, request_id).await?;
+        let intent = Intent::Approve {
+            user: caller.user.clone(),
+            request_id: request_id.to_owned(),
+        };
+        self.apply(caller, id, intent).await
+    }
+
+    /// Rejects the waiting request `request_id` as the caller's user.
+    pub async fn reject(
+        &self,
+        caller: &Caller,
+        id: &str,
+        request_id: &str,
+        reason: String,
+    ) -> Result<StepResponse, ApiError> {
+        self.pending(caller, id, request_id).await?;
+        let intent = Intent::Reject {
+            user: caller.user.clone(),
+            request_id: request_id.to_owned(),
+            reason,
+        };
+        self.apply(caller, id, intent).await
+    }
+
+    async fn pending(&self, caller: &Caller, id: &str, request_id: &str) -> Result<(), ApiError> {
+        let session = self.find(caller, id)?;
+        let live = session.lock().await;
+        if live.session.pending_approval() == Some(request_id) {
+            Ok(())
+        } else {
+            Err(ApiError::NotFound(format!(
+                "session `{id}` waits for no approval `{request_id}`"
+            )))
+        }
+    }
+
+    /// Cancels a session as the caller's user (an authorized `cancel`).
+    pub async fn cancel(
+        &self,
+        caller: &Caller,
+        id: &str,
+        reason: String,
+    ) -> Result<StepResponse, ApiError> {
+        let intent = Intent::Cancel {
+            user: caller.user.clone(),
+            reason,
+        };
+        self.apply(caller, id, intent).await
+    }
+
+    /// The caller's user vouches for `value` in session `id` (an authorized `endorse`).
+    pub async fn endorse(
+        &self,
+        caller: &Caller,
+        id: &str,
+        value: String,
+    ) -> Result<StepResponse, ApiError> {
+        let intent = Intent::Endorse {
+            user: caller.user.clone(),
+            value,
+        };
+        self.apply(caller, id, intent).await
+    }
+
+    /// Every request waiting for approval in the caller's tenant.
+    pub async fn approvals(&self, caller: &Caller) -> Result<Vec<ApprovalView>, ApiError> {
+        let mine: Vec<Arc<Mutex<Live>>> = {
+            let sessions = self
+                .inner
+                .sessions
+                .read()
+                .map_err(|_| ApiError::Unavailable("the session table is poisoned".into()))?;
+            sessions
+                .iter()
+                .filter(|((tenant, _), _)| *tenant == caller.tenant)
+                .map(|(_, s)| Arc::clone(s))
+                .collect()
+        };
+        let mut out = Vec::new();
+        for s in mine {
+            if let Some(a) = s.lock().await.approval() {
+                out.push(a);
+            }
+        }
+        out.sort_by(|a, b| (&a.session, &a.request_id).cmp(&(&b.session, &b.request_id)));
+        Ok(out)
+    }
+
+    /// The session's events after `after` (all when `None`), and a receiver that changes when
+    /// more arrive; `ended` once the session can append no more.
+    pub async fn events_after(
+        &self,
+        caller: &Caller,
+        id: &str,
+        after: Option<u64>,
+    ) -> Result<EventsPage, ApiError> {
+        let session = self.find(caller, id)?;
+        let live = session.lock().await;
+        let from = after.map_or(0, |a| {
+            usize::try_from(a).unwrap_or(usize::MAX).saturating_add(1)
+        });
+        Ok(EventsPage {
+            after,
+            events: live.events.get(from..).unwrap_or_default().to_vec(),
+            ended: live.session.status().is_terminal() || live.broken.is_some(),
+            changes: live.published.subscribe(),
+        })
+    }
+
+    /// Reloads the policies: atomically, and only if they load. Sessions keep their bundle.
+    pub fn reload(&self) -> Result<Reloaded, ApiError> {
+        let loaded = self.inner.policies.load().map_err(|e| {
+            ApiError::Invalid(format!(
+                "the policies do not load; the old set keeps serving: {e}"
+            ))
+        })?;
+        let bundle = loaded
+            .bundle_hash()
+            .map(str::to_owned)
+            .map_err(|e| ApiError::Invalid(e.to_string()))?;
+        let mut current = self
+            .inner
+            .deployment
+            .write()
+            .map_err(|_| ApiError::Unavailable("the policy slot is poisoned".into()))?;
+        let changed = current.bundle_hash().ok() != Some(bundle.as_str());
+        *current = Arc::new(loaded);
+        Ok(Reloaded { bundle, changed })
+    }
+
+    /// The bundle hash new sessions start under.
+    pub fn bundle(&self) -> String {
+        self.deployment()
+            .bundle_hash()
+            .map(str::to_owned)
+            .unwrap_or_default()
+    }
+}
+
+fn empty_response(status: String) -> StepResponse {
+    StepResponse {
+        outcome: "applied".into(),
+        decision: None,
+        error: None,
+        events: Vec::new(),
+        effects: Vec::new(),
+        status,
+    }
+}
+
+/// A slice of a session's events and how to wait for more.
+pub struct EventsPage {
+    /// The seq these events follow.
+    pub after: Option<u64>,
+    /// Events after the one asked for, in order.
+    pub events: Vec<kernel::event::Event>,
+    /// The session will append nothing more.
+    pub ended: bool,
+    /// Changes when the session appends events.
+    pub changes: tokio::sync::watch::Receiver<usize>,
+}
+
+/// Why the service could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum ServiceError {
+    /// The policies do not load.
+    #[error("the policies do not load: {0}")]
+    Policies(#[source] kernel::pack::PackError),
+    /// The store failed.
+    #[error("store: {0}")]
+    Store(#[source] StoreError),
+    /// A stored session could not be restored.
+    #[error("restoring {0}")]
+    Restore(String),
+}
