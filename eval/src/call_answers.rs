@@ -24,6 +24,10 @@ impl CallAnswers {
     /// A model turn proposed `calls`: they replace whatever the previous turn left queued.
     pub fn planned(&mut self, calls: &[Call]) {
         self.queued.clear();
+        // A turn none of whose calls scripted answers queues nothing: the tools' scripts answer.
+        if calls.iter().all(|c| c.responses.is_empty()) {
+            return;
+        }
         for c in calls {
             if let Some(tool) = &c.tool {
                 self.queued

@@ -43,6 +43,10 @@ pub struct TokenArgs {
     /// It may reload policies.
     #[arg(long)]
     admin: bool,
+    /// Append the hashed entry to this tokens file (created if missing); without it, the entry is
+    /// printed to stderr.
+    #[arg(long)]
+    file: Option<PathBuf>,
 }
 
 pub fn run(args: &Args, key: Option<SigningKey>) -> miette::Result<ExitCode> {
@@ -109,15 +113,26 @@ fn reload_on_sighup(service: Service) {
 
 pub fn token(args: &TokenArgs) -> miette::Result<ExitCode> {
     let token = auth::generate().map_err(|e| miette!("no randomness from the OS: {e}"))?;
-    eprintln!("token (shown once; give it to the client):");
-    println!("{token}");
-    eprintln!("add to the tokens file:");
-    eprintln!(
-        "[[token]]\nsha256 = \"{}\"\ntenant = {:?}\nuser = {:?}\nadmin = {}",
+    let entry = format!(
+        "[[token]]\nsha256 = \"{}\"\ntenant = {:?}\nuser = {:?}\nadmin = {}\n",
         auth::hash(&token),
         args.tenant,
         args.user,
         args.admin
     );
+    match &args.file {
+        Some(path) => {
+            use std::io::Write;
+            let mut f = std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(path)
+                .map_err(|e| miette!("cannot open {}: {e}", path.display()))?;
+            writeln!(f, "{entry}").map_err(|e| miette!("cannot write {}: {e}", path.display()))?;
+        }
+        None => eprint!("add to the tokens file:\n{entry}"),
+    }
+    // The token itself is printed once, on stdout, and kept nowhere.
+    println!("{token}");
     Ok(ExitCode::SUCCESS)
 }

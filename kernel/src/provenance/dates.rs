@@ -389,6 +389,13 @@ fn time(toks: Toks<'_>, i: usize) -> Option<Mention> {
 /// What a value names when it is wholly a date, a time, or a date and a time (weekday names,
 /// `at`, `on`, `the`, commas and zone names may surround them).
 pub fn of_value(toks: Toks<'_>, order: DateOrder) -> Option<Named> {
+    // Every form has a token that starts with a digit.
+    if !toks
+        .iter()
+        .any(|(t, _)| t.as_bytes().first().is_some_and(u8::is_ascii_digit))
+    {
+        return None;
+    }
     let mentions = scan(toks, order);
     let mut covered = vec![false; toks.len()];
     let (mut day, mut time) = (None, None);

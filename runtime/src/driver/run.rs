@@ -307,7 +307,11 @@ fn append_off_executor(
     step: &Step,
     events: &[Event],
 ) -> Result<(), StoreError> {
-    block(|| store.append(tenant, session, step, events))
+    if store.blocks() {
+        block(|| store.append(tenant, session, step, events))
+    } else {
+        store.append(tenant, session, step, events)
+    }
 }
 
 async fn wait(until: Option<Instant>) {

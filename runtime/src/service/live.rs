@@ -137,7 +137,7 @@ impl Live {
                 Err(r) => vec![(*r.event).clone()],
             };
             let c = self.session.config();
-            if let Err(e) = block(|| store.append(&c.tenant, &c.id, &step, &events)) {
+            if let Err(e) = io(store, || store.append(&c.tenant, &c.id, &step, &events)) {
                 let why = format!("the store refused step {}: {e}", step.n);
                 self.broken = Some(why.clone());
                 return Err(ApiError::Unavailable(why));
@@ -171,7 +171,7 @@ impl Live {
                             } => {
                                 let tenant = c_tenant(&self.session);
                                 let (value, labels) =
-                                    block(|| store.memory_get(&tenant, &scope, &key))
+                                    io(store, || store.memory_get(&tenant, &scope, &key))
                                         .map_err(|e| ApiError::Unavailable(e.to_string()))?
                                         .map_or((None, Vec::new()), |(v, l)| (Some(v), l));
                                 next = Some(Intent::MemoryLoaded {
@@ -187,8 +187,10 @@ impl Live {
                                 labels,
                             } => {
                                 let tenant = c_tenant(&self.session);
-                                block(|| store.memory_put(&tenant, &scope, &key, &value, &labels))
-                                    .map_err(|e| ApiError::Unavailable(e.to_string()))?;
+                                io(store, || {
+                                    store.memory_put(&tenant, &scope, &key, &value, &labels)
+                                })
+                                .map_err(|e| ApiError::Unavailable(e.to_string()))?;
                             }
                             other => applied.effects.push(other),
                         }
@@ -274,6 +276,11 @@ mod erased {
             serde_json::to_value(self).unwrap_or_default()
         }
     }
+}
+
+/// Runs store work, off the executor only when the store may block.
+pub(super) fn io<T>(store: &dyn SessionStore, f: impl FnOnce() -> T) -> T {
+    if store.blocks() { block(f) } else { f() }
 }
 
 fn c_tenant(session: &Session) -> String {

@@ -56,6 +56,9 @@ impl PolicySource {
 
 type Key = (String, String);
 
+/// Creation locks: enough that concurrent creations of different ids rarely wait on each other.
+const CREATION_SHARDS: usize = 64;
+
 /// The service: sessions by tenant and id, the policies new sessions start under, the store.
 #[derive(Clone)]
 pub struct Service {
@@ -68,8 +71,9 @@ struct Inner {
     tokens: Tokens,
     store: Arc<dyn SessionStore>,
     sessions: RwLock<HashMap<Key, Arc<Mutex<Live>>>>,
-    /// Serializes creation, so two racing creations of one id never both start it.
-    creating: Mutex<()>,
+    /// Serializes creations of one id (by shard), so two racing creations never both start it
+    /// while creations of other ids go on.
+    creating: Vec<Mutex<()>>,
 }
 
 /// Milliseconds since the Unix epoch.
@@ -99,7 +103,7 @@ impl Service {
                 tokens,
                 store,
                 sessions: RwLock::new(HashMap::new()),
-                creating: Mutex::new(()),
+                creating: (0..CREATION_SHARDS).map(|_| Mutex::new(())).collect(),
             }),
         };
         service.restore()?;
@@ -174,7 +178,16 @@ impl Service {
                 "`id`: 1 to 200 characters, no control characters".into(),
             ));
         }
-        let _creating = self.inner.creating.lock().await;
+        let shard = {
+            use std::hash::{Hash, Hasher};
+            let mut h = std::collections::hash_map::DefaultHasher::new();
+            (&caller.tenant, &req.id).hash(&mut h);
+            usize::try_from(h.finish() % CREATION_SHARDS as u64).unwrap_or(0)
+        };
+        let Some(lock) = self.inner.creating.get(shard) else {
+            return Err(ApiError::Unavailable("no creation shard".into()));
+        };
+        let _creating = lock.lock().await;
         let config = SessionConfig {
             id: req.id.clone(),
             tenant: caller.tenant.clone(),
@@ -203,7 +216,7 @@ impl Service {
             .map_err(|e| ApiError::Invalid(e.to_string()))?;
         let now = wall_ms();
         let store = self.inner.store.as_ref();
-        crate::driver::block(|| store.begin(&deployment, &config, now)).map_err(|e| match e {
+        live::io(store, || store.begin(&deployment, &config, now)).map_err(|e| match e {
             StoreError::Exists { .. } => ApiError::Conflict(e.to_string()),
             other => ApiError::Unavailable(other.to_string()),
         })?;

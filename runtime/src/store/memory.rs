@@ -66,6 +66,10 @@ impl InMemoryStore {
 }
 
 impl SessionLog for InMemoryStore {
+    fn blocks(&self) -> bool {
+        false
+    }
+
     fn begin(
         &self,
         deployment: &kernel::Deployment,

@@ -102,6 +102,11 @@ pub enum StoreError {
 /// The write-ahead log a driver needs: create a session, append its steps. The whole contract a
 /// recorder has to meet (a test double, a forwarder); [`SessionStore`] adds reading back.
 pub trait SessionLog: Send + Sync {
+    /// Whether a write may block the thread on I/O (a callee on an async executor then moves it
+    /// off the executor); an in-memory store says no, so its writes cost no thread hand-off.
+    fn blocks(&self) -> bool {
+        true
+    }
     /// Keeps `deployment`'s bundle and creates the session under it; [`StoreError::Exists`] when
     /// the id is taken for the tenant.
     fn begin(

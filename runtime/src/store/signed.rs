@@ -102,6 +102,10 @@ impl<S: SessionStore> Signed<S> {
 }
 
 impl<S: SessionStore> SessionLog for Signed<S> {
+    fn blocks(&self) -> bool {
+        self.inner().blocks()
+    }
+
     fn begin(
         &self,
         deployment: &kernel::Deployment,

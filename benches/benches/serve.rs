@@ -1,0 +1,222 @@
+//! The decision API over HTTP on loopback: a client asks before each tool call and reports each
+//! result, as an agent running elsewhere does. Server and clients share this process and the
+//! machine's cores (2 here), so the figure is what one box serves to itself.
+//!
+//! - `serve/one client`: one propose + report round trip, sequential (criterion's time).
+//! - `serve/100 clients`: 100 concurrent clients, each opening a session and making 8 tool calls
+//!   (propose, report) before completing; printed after the run: HTTP steps per second, decisions
+//!   per second (authorizations the kernel made), and p50/p99 latency per request.
+//!
+//! `cargo bench -p benches --bench serve`
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)]
+
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use criterion::{Criterion, criterion_group, criterion_main};
+use runtime::service::auth::{Tokens, hash};
+use runtime::service::{PolicySource, Service, http};
+use runtime::store::InMemoryStore;
+use serde_json::{Value, json};
+
+#[global_allocator]
+static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
+const TOKEN: &str = "bench-token";
+const CLIENTS: usize = 100;
+const ROUNDS: usize = 8;
+
+struct Client {
+    http: reqwest::Client,
+    base: String,
+    latencies: Arc<Mutex<Vec<Duration>>>,
+    decisions: Arc<AtomicUsize>,
+}
+
+impl Client {
+    async fn post(&self, path: &str, body: Value) -> Value {
+        let t = Instant::now();
+        let res = self
+            .http
+            .post(format!("{}{path}", self.base))
+            .bearer_auth(TOKEN)
+            .json(&body)
+            .send()
+            .await
+            .unwrap();
+        assert!(res.status().is_success(), "{path}: {}", res.status());
+        let v: Value = res.json().await.unwrap();
+        self.latencies.lock().unwrap().push(t.elapsed());
+        let decided = v["events"]
+            .as_array()
+            .or_else(|| v["step"]["events"].as_array())
+            .map_or(0, |e| {
+                e.iter().filter(|e| e.get("decision").is_some()).count()
+            });
+        self.decisions.fetch_add(decided, Ordering::Relaxed);
+        v
+    }
+
+    async fn step(&self, id: &str, intent: Value) -> Value {
+        self.post(
+            &format!("/v1/sessions/{id}/steps"),
+            json!({ "intent": intent }),
+        )
+        .await
+    }
+
+    /// One tool call: ask, then report.
+    async fn call(&self, id: &str) {
+        let asked = self
+            .step(
+                id,
+                json!({"intent": "call_tool", "tool": "lookup_order", "input": {"order_id": "ord-5"}}),
+            )
+            .await;
+        let call = asked["effects"][0]["call_id"]
+            .as_str()
+            .expect("allowed")
+            .to_owned();
+        self.step(
+            id,
+            json!({"intent": "tool_returned", "call_id": call, "output": {"status": "shipped"}}),
+        )
+        .await;
+    }
+
+    async fn session(&self, id: &str) {
+        self.post(
+            "/v1/sessions",
+            json!({"id": id, "agent": "support@shopco", "budget": "shopco", "request": "Where is ord-5?"}),
+        )
+        .await;
+        for _ in 0..ROUNDS {
+            self.call(id).await;
+        }
+        self.step(id, json!({"intent": "complete", "answer": "shipped"}))
+            .await;
+    }
+}
+
+fn bench(c: &mut Criterion) {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let mut tokens = Tokens::default();
+    tokens.insert(&hash(TOKEN), "shopco".into(), "carol@shopco".into(), false);
+    let policies = PolicySource {
+        root: PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../policies"),
+        packs: vec!["support".into()],
+    };
+    let service = Service::new(policies, tokens, Arc::new(InMemoryStore::default())).unwrap();
+    let base = rt.block_on(async {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(async move { axum::serve(listener, http::router(service)).await });
+        format!("http://{addr}")
+    });
+    let client = |latencies: &Arc<Mutex<Vec<Duration>>>, decisions: &Arc<AtomicUsize>| Client {
+        http: reqwest::Client::new(),
+        base: base.clone(),
+        latencies: Arc::clone(latencies),
+        decisions: Arc::clone(decisions),
+    };
+    let next = AtomicUsize::new(0);
+    let mut group = c.benchmark_group("serve");
+
+    let latencies = Arc::new(Mutex::new(Vec::new()));
+    let decisions = Arc::new(AtomicUsize::new(0));
+    let one = client(&latencies, &decisions);
+    let id = "one".to_owned();
+    rt.block_on(one.post(
+        "/v1/sessions",
+        json!({"id": id, "agent": "support@shopco", "budget": "shopco", "request": "Where is ord-5?"}),
+    ));
+    group.bench_function("one client: propose + report", |b| {
+        b.to_async(&rt).iter_custom(|iters| {
+            let one = &one;
+            let next = &next;
+            async move {
+                let mut total = Duration::ZERO;
+                for _ in 0..iters {
+                    // A fresh session every 8 calls keeps clear of the step limit.
+                    let n = next.fetch_add(1, Ordering::Relaxed);
+                    let id = format!("one-{}", n / ROUNDS);
+                    if n.is_multiple_of(ROUNDS) {
+                        one.post(
+                            "/v1/sessions",
+                            json!({"id": id, "agent": "support@shopco", "budget": "shopco", "request": "Where is ord-5?"}),
+                        )
+                        .await;
+                    }
+                    let t = Instant::now();
+                    one.call(&id).await;
+                    total += t.elapsed();
+                }
+                total
+            }
+        })
+    });
+
+    let latencies = Arc::new(Mutex::new(Vec::new()));
+    let decisions = Arc::new(AtomicUsize::new(0));
+    let clients: Vec<Arc<Client>> = (0..CLIENTS)
+        .map(|_| Arc::new(client(&latencies, &decisions)))
+        .collect();
+    let requests_per_round = CLIENTS * (2 + 2 * ROUNDS);
+    let wall = Arc::new(Mutex::new(Duration::ZERO));
+    group.sample_size(10);
+    group.bench_function("100 clients: a session of 8 tool calls each", |b| {
+        b.to_async(&rt).iter_custom(|iters| {
+            let clients = clients.clone();
+            let next = &next;
+            let wall = Arc::clone(&wall);
+            async move {
+                let t = Instant::now();
+                for _ in 0..iters {
+                    let tasks: Vec<_> = clients
+                        .iter()
+                        .map(|c| {
+                            let c = Arc::clone(c);
+                            let id = format!("many-{}", next.fetch_add(1, Ordering::Relaxed));
+                            tokio::spawn(async move { c.session(&id).await })
+                        })
+                        .collect();
+                    for task in tasks {
+                        task.await.unwrap();
+                    }
+                }
+                let elapsed = t.elapsed();
+                *wall.lock().unwrap() += elapsed;
+                elapsed
+            }
+        })
+    });
+    group.finish();
+
+    let mut l = latencies.lock().unwrap().clone();
+    l.sort_unstable();
+    let pct = |p: f64| l[((l.len() as f64 * p) as usize).min(l.len() - 1)];
+    let secs = wall.lock().unwrap().as_secs_f64();
+    let requests = l.len();
+    println!(
+        "100 clients: {requests} requests ({} per round) in {secs:.2} s: {:.0} HTTP steps/s, {:.0} decisions/s; latency p50 {:?}, p99 {:?}",
+        requests_per_round,
+        requests as f64 / secs,
+        decisions.load(Ordering::Relaxed) as f64 / secs,
+        pct(0.50),
+        pct(0.99),
+    );
+}
+
+criterion_group!(benches, bench);
+criterion_main!(benches);

@@ -1,0 +1,113 @@
+//! The README's `arbiter token` and `arbiter serve` commands as a newcomer runs them: tokens go to
+//! a file as hashes, the service starts on a loopback port, a session opens with the token and not
+//! without it, and SIGINT stops it.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)]
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpStream;
+use std::path::PathBuf;
+use std::process::{Command, Stdio};
+
+fn repo() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+/// One HTTP/1.1 request; the status code and the body.
+fn request(addr: &str, method: &str, path: &str, token: Option<&str>, body: &str) -> (u16, String) {
+    let mut s = TcpStream::connect(addr).unwrap();
+    let auth = token.map_or(String::new(), |t| format!("Authorization: Bearer {t}\r\n"));
+    write!(
+        s,
+        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\n{auth}Content-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    )
+    .unwrap();
+    let mut out = String::new();
+    s.read_to_string(&mut out).unwrap();
+    let status = out[9..12].parse().unwrap();
+    let body = out
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_owned())
+        .unwrap_or_default();
+    (status, body)
+}
+
+#[test]
+fn a_token_and_a_served_session_as_the_readme_shows() {
+    let dir = std::env::temp_dir().join(format!("arbiter-cli-serve-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let tokens = dir.join("tokens.toml");
+    let out = Command::new(env!("CARGO_BIN_EXE_arbiter"))
+        .args([
+            "token",
+            "--tenant",
+            "shopco",
+            "--user",
+            "carol@shopco",
+            "--file",
+        ])
+        .arg(&tokens)
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let token = String::from_utf8(out.stdout).unwrap().trim().to_owned();
+    let file = std::fs::read_to_string(&tokens).unwrap();
+    assert!(!file.contains(&token), "the file keeps only the hash");
+    assert!(file.contains("tenant = \"shopco\""), "{file}");
+
+    let mut child = Command::new(env!("CARGO_BIN_EXE_arbiter"))
+        .args([
+            "serve",
+            "--addr",
+            "127.0.0.1:0",
+            "--pack",
+            "support",
+            "--tokens",
+        ])
+        .arg(&tokens)
+        .current_dir(repo())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
+    let banner = lines.next().unwrap().unwrap();
+    let addr = banner
+        .split("http://")
+        .nth(1)
+        .and_then(|r| r.split_whitespace().next())
+        .expect("the banner names the address")
+        .to_owned();
+    let body =
+        r#"{"id":"t-1","agent":"support@shopco","budget":"shopco","request":"Where is ord-5?"}"#;
+    let (status, _) = request(&addr, "POST", "/v1/sessions", None, body);
+    assert_eq!(status, 401);
+    let (status, created) = request(&addr, "POST", "/v1/sessions", Some(&token), body);
+    assert_eq!(status, 201, "{created}");
+    assert!(created.contains("\"status\":\"running\""), "{created}");
+    let (status, doc) = request(&addr, "GET", "/openapi.json", None, "");
+    assert_eq!(status, 200);
+    assert!(
+        doc.contains("\"openapi\": \"3.1"),
+        "{}",
+        &doc[..100.min(doc.len())]
+    );
+    interrupt(child.id());
+    let status = child.wait().unwrap();
+    assert!(status.success(), "stops cleanly on SIGINT: {status:?}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+fn interrupt(pid: u32) {
+    let ok = Command::new("kill")
+        .args(["-INT", &pid.to_string()])
+        .status()
+        .unwrap()
+        .success();
+    assert!(ok);
+}
