@@ -837,3 +837,52 @@ fn copy_tree(from: &Path, to: &Path) {
         }
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unanswered_approval_expires_without_a_client_tick() {
+    let dir = std::env::temp_dir().join(format!("arbiter-serve-expiry-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    copy_tree(&repo().join("policies"), &dir);
+    let support = dir.join("support/support.cedar");
+    let text = std::fs::read_to_string(&support).unwrap();
+    assert!(text.contains("@approval_timeout_ms(\"120000\")"));
+    std::fs::write(
+        &support,
+        text.replace(
+            "@approval_timeout_ms(\"120000\")",
+            "@approval_timeout_ms(\"300\")",
+        ),
+    )
+    .unwrap();
+    let source = PolicySource {
+        root: dir.clone(),
+        packs: vec!["support".into()],
+    };
+    let service = Service::new(source, tokens(), Arc::new(InMemoryStore::default())).unwrap();
+    let expiry = service.spawn_expiry(Duration::from_millis(50));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let server = tokio::spawn(async move {
+        axum::serve(listener, http::router(service)).await.unwrap();
+    });
+    let api = Api {
+        base: format!("http://{addr}"),
+        client: reqwest::Client::new(),
+        server,
+    };
+    api.waiting("s1").await;
+    let mut view = Value::Null;
+    for _ in 0..100 {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        view = api.get(CAROL, "/v1/sessions/s1").await.1;
+        if view["pending_approval"].is_null() {
+            break;
+        }
+    }
+    assert_eq!(view["pending_approval"], Value::Null, "expired: {view}");
+    assert_eq!(view["status"], "running", "{view}");
+    let (_, approvals) = api.get(SAM, "/v1/approvals").await;
+    assert_eq!(approvals, json!([]));
+    expiry.abort();
+    let _ = std::fs::remove_dir_all(&dir);
+}

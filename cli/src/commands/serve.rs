@@ -80,6 +80,7 @@ pub fn run(args: &Args, key: Option<SigningKey>) -> miette::Result<ExitCode> {
             service.bundle()
         );
         reload_on_sighup(service.clone());
+        let _expiry = service.spawn_expiry(std::time::Duration::from_millis(500));
         axum::serve(listener, http::router(service))
             .with_graceful_shutdown(async {
                 let _ = tokio::signal::ctrl_c().await;

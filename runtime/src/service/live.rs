@@ -232,6 +232,18 @@ impl Live {
         }
     }
 
+    /// Whether the approval this session waits for has passed its expiry at wall time `now`.
+    pub(super) fn approval_due(&self, now_wall_ms: u64) -> bool {
+        let Some(id) = self.session.pending_approval() else {
+            return false;
+        };
+        let t = now_wall_ms.saturating_sub(self.started_wall_ms);
+        self.events.iter().rev().any(|e| {
+            matches!(&e.body, EventBody::ApprovalRequested { request_id, expires_at_ms: Some(at), .. }
+                if request_id == id && t >= *at)
+        })
+    }
+
     /// The approval this session waits for, with what was asked.
     pub(super) fn approval(&self) -> Option<ApprovalView> {
         let id = self.session.pending_approval()?;

@@ -426,6 +426,41 @@ impl Service {
         Ok(Reloaded { bundle, changed })
     }
 
+    /// Applies a `tick` to every session whose approval request has expired unanswered, so it is
+    /// recorded as expired (and the agent may go on) without a client having to tick. Returns how
+    /// many were ticked.
+    pub async fn expire_due(&self) -> usize {
+        let all: Vec<Arc<Mutex<Live>>> = match self.inner.sessions.read() {
+            Ok(s) => s.values().cloned().collect(),
+            Err(_) => return 0,
+        };
+        let now = wall_ms();
+        let mut ticked = 0;
+        for s in all {
+            let mut live = s.lock().await;
+            if live.broken.is_none() && live.approval_due(now) {
+                let store = self.inner.store.as_ref();
+                if live.apply(store, Intent::Tick, now).is_ok() {
+                    ticked += 1;
+                }
+            }
+        }
+        ticked
+    }
+
+    /// Runs [`Service::expire_due`] every `period` until the service is dropped.
+    pub fn spawn_expiry(&self, period: std::time::Duration) -> tokio::task::JoinHandle<()> {
+        let weak = Arc::downgrade(&self.inner);
+        tokio::spawn(async move {
+            let mut every = tokio::time::interval(period);
+            loop {
+                every.tick().await;
+                let Some(inner) = weak.upgrade() else { return };
+                Service { inner }.expire_due().await;
+            }
+        })
+    }
+
     /// The bundle hash new sessions start under.
     pub fn bundle(&self) -> String {
         self.deployment()
