@@ -21,6 +21,7 @@ mod error;
 pub mod hub;
 pub mod models;
 pub mod service;
+pub mod spans;
 pub mod store;
 pub mod telemetry;
 pub mod tools;

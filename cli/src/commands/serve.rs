@@ -30,6 +30,10 @@ pub struct Args {
     /// authorized.
     #[arg(long)]
     tokens: Option<PathBuf>,
+    /// Export traces to this OTLP/HTTP endpoint (`http://127.0.0.1:4318`): a span per session,
+    /// model call and tool call, decisions as span events.
+    #[arg(long)]
+    otlp: Option<String>,
 }
 
 #[derive(ClapArgs)]
@@ -65,7 +69,17 @@ pub fn run(args: &Args, key: Option<SigningKey>) -> miette::Result<ExitCode> {
         root: args.policies.clone(),
         packs: args.packs.clone(),
     };
-    let service = Service::new(policies, tokens, store).map_err(|e| miette!("{e}"))?;
+    let mut service = Service::new(policies, tokens, store).map_err(|e| miette!("{e}"))?;
+    let provider = match &args.otlp {
+        Some(url) => {
+            use opentelemetry::trace::TracerProvider as _;
+            let provider = runtime::spans::otlp(url).map_err(|e| miette!("--otlp: {e}"))?;
+            let recorder = runtime::spans::SpanRecorder::new(provider.tracer("arbiter"));
+            service = service.traced(Arc::new(recorder));
+            Some(provider)
+        }
+        None => None,
+    };
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -88,6 +102,12 @@ pub fn run(args: &Args, key: Option<SigningKey>) -> miette::Result<ExitCode> {
             .await
             .into_diagnostic()
     })?;
+    if let Some(provider) = provider {
+        // Whatever is still batched goes out before exit.
+        if let Err(e) = provider.shutdown() {
+            eprintln!("warning: traces not all exported: {e}");
+        }
+    }
     Ok(ExitCode::SUCCESS)
 }
 

@@ -74,6 +74,8 @@ struct Inner {
     /// Serializes creations of one id (by shard), so two racing creations never both start it
     /// while creations of other ids go on.
     creating: Vec<Mutex<()>>,
+    /// Where traces go (`--otlp`), if anywhere.
+    spans: Option<Arc<crate::spans::SpanRecorder>>,
 }
 
 /// Milliseconds since the Unix epoch.
@@ -104,10 +106,28 @@ impl Service {
                 store,
                 sessions: RwLock::new(HashMap::new()),
                 creating: (0..CREATION_SHARDS).map(|_| Mutex::new(())).collect(),
+                spans: None,
             }),
         };
         service.restore()?;
         Ok(service)
+    }
+
+    /// Sends every event from now on to `spans` as well (traces; see [`crate::spans`]). Call it
+    /// right after [`Service::new`], before the service is shared.
+    pub fn traced(mut self, spans: Arc<crate::spans::SpanRecorder>) -> Self {
+        if let Some(inner) = Arc::get_mut(&mut self.inner) {
+            inner.spans = Some(spans);
+        }
+        self
+    }
+
+    fn observe(&self, live: &Live, events: &[kernel::event::Event]) {
+        if let Some(spans) = &self.inner.spans {
+            for e in events {
+                spans.record(e, live.started_wall_ms);
+            }
+        }
     }
 
     /// Replays every stored session under its own bundle.
@@ -221,6 +241,7 @@ impl Service {
             other => ApiError::Unavailable(other.to_string()),
         })?;
         let (live, applied) = Live::start(store, session, req.request, now)?;
+        self.observe(&live, &applied.events);
         let view = live.view();
         let response = applied.response(&view.status);
         let mut sessions = self
@@ -284,6 +305,7 @@ impl Service {
         let session = self.find(caller, id)?;
         let mut live = session.lock().await;
         let applied = live.apply(self.inner.store.as_ref(), intent, wall_ms())?;
+        self.observe(&live, &applied.events);
         let status = live.session.status().as_str().to_owned();
         Ok(applied.response(&status))
     }
@@ -440,7 +462,8 @@ impl Service {
             let mut live = s.lock().await;
             if live.broken.is_none() && live.approval_due(now) {
                 let store = self.inner.store.as_ref();
-                if live.apply(store, Intent::Tick, now).is_ok() {
+                if let Ok(applied) = live.apply(store, Intent::Tick, now) {
+                    self.observe(&live, &applied.events);
                     ticked += 1;
                 }
             }
