@@ -782,6 +782,7 @@ async fn the_openapi_document_describes_exactly_the_router() {
         ("GET", "/v1/sessions/{id}"),
         ("GET", "/v1/sessions/{id}/events"),
         ("POST", "/v1/admin/reload"),
+        ("POST", "/v1/runs"),
         ("POST", "/v1/sessions"),
         ("POST", "/v1/sessions/{id}/approvals/{request_id}/approve"),
         ("POST", "/v1/sessions/{id}/approvals/{request_id}/reject"),

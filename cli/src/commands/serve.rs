@@ -30,6 +30,9 @@ pub struct Args {
     /// authorized.
     #[arg(long)]
     tokens: Option<PathBuf>,
+    /// Register an agent file for hosted runs (`POST /v1/runs` with `"agent": NAME`); repeatable.
+    #[arg(long = "agent", value_name = "NAME=FILE")]
+    agents: Vec<String>,
     /// Export traces to this OTLP/HTTP endpoint (`http://127.0.0.1:4318`): a span per session,
     /// model call and tool call, decisions as span events.
     #[arg(long)]
@@ -80,6 +83,14 @@ pub fn run(args: &Args, key: Option<SigningKey>) -> miette::Result<ExitCode> {
         }
         None => None,
     };
+    for spec in &args.agents {
+        let (name, file) = spec
+            .split_once('=')
+            .ok_or_else(|| miette!("--agent takes NAME=FILE, got `{spec}`"))?;
+        let agent =
+            runtime::agent_file::load(std::path::Path::new(file), &|k| std::env::var(k).ok())?;
+        service = service.host(name, agent.into());
+    }
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

@@ -105,6 +105,12 @@ impl Runtime {
         self
     }
 
+    /// Keeps memory entries in `memory` (keyed by tenant), whatever log the runs write to.
+    pub fn tenant_memory(mut self, memory: Arc<dyn TenantMemory>) -> Self {
+        self.tenant_memory = Some(memory);
+        self
+    }
+
     /// Makes runs durable with a write-ahead log only (a recorder that cannot read back, so runs
     /// cannot be resumed from it); memory stays the runtime's own.
     pub fn log(mut self, log: Arc<dyn SessionLog>) -> Self {

@@ -24,6 +24,22 @@ pub struct CreateSession {
     pub mode: ApiMode,
 }
 
+/// Starts a hosted run: Arbiter calls the model and the tools of a registered agent itself. The
+/// run id is its session's id; the same body again answers the existing run (200), another 409.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CreateRun {
+    /// Client-chosen run id (its session's id), unique in the tenant.
+    pub id: String,
+    /// A registered agent's name (`arbiter serve --agent NAME=FILE`).
+    pub agent: String,
+    /// The user's request.
+    pub request: String,
+    /// `enforce` (default) or `log_only`.
+    #[serde(default)]
+    pub mode: ApiMode,
+}
+
 /// Whether decisions are enforced or only recorded.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize, ToSchema)]
 #[serde(rename_all = "snake_case")]

@@ -21,7 +21,7 @@ use utoipa_axum::routes;
 
 use super::Service;
 use super::api::{
-    ApprovalView, CreateSession, Endorsement, ErrorBody, ErrorDetail, Reason, Reloaded,
+    ApprovalView, CreateRun, CreateSession, Endorsement, ErrorBody, ErrorDetail, Reason, Reloaded,
     SessionView, StepRequest, StepResponse,
 };
 use super::auth::Caller;
@@ -98,10 +98,11 @@ impl<T: DeserializeOwned> FromRequest<Service> for Body<T> {
 )]
 struct ApiDoc;
 
-/// The router and the OpenAPI document it was built with (served at `/openapi.json`).
-pub fn router(service: Service) -> Router {
-    let (router, doc) = OpenApiRouter::with_openapi(ApiDoc::openapi())
+/// Every API route, each routed and documented by the same attribute.
+fn api() -> OpenApiRouter<Service> {
+    OpenApiRouter::with_openapi(ApiDoc::openapi())
         .routes(routes!(create_session))
+        .routes(routes!(create_run))
         .routes(routes!(get_session))
         .routes(routes!(propose_step))
         .routes(routes!(stream_events))
@@ -111,7 +112,11 @@ pub fn router(service: Service) -> Router {
         .routes(routes!(cancel))
         .routes(routes!(endorse))
         .routes(routes!(reload))
-        .split_for_parts();
+}
+
+/// The router, with the OpenAPI document it was built with at `/openapi.json`.
+pub fn router(service: Service) -> Router {
+    let (router, doc) = api().split_for_parts();
     let doc_json = doc.to_pretty_json().unwrap_or_default();
     router
         .route(
@@ -130,19 +135,7 @@ pub fn router(service: Service) -> Router {
 
 /// The OpenAPI document alone.
 pub fn openapi() -> utoipa::openapi::OpenApi {
-    let (_, doc) = OpenApiRouter::<Service>::with_openapi(ApiDoc::openapi())
-        .routes(routes!(create_session))
-        .routes(routes!(get_session))
-        .routes(routes!(propose_step))
-        .routes(routes!(stream_events))
-        .routes(routes!(list_approvals))
-        .routes(routes!(approve))
-        .routes(routes!(reject))
-        .routes(routes!(cancel))
-        .routes(routes!(endorse))
-        .routes(routes!(reload))
-        .split_for_parts();
-    doc
+    api().split_for_parts().1
 }
 
 /// Open a session (idempotent on its id).
@@ -166,6 +159,30 @@ async fn create_session(
         StatusCode::OK
     };
     Ok((status, Json(Created { session, step })))
+}
+
+/// Start a hosted run of a registered agent (idempotent on its id): Arbiter calls its model and
+/// tools; follow it with `GET /v1/sessions/{id}` and its events, steer it with approvals and cancel.
+#[utoipa::path(post, path = "/v1/runs", request_body = CreateRun,
+    responses(
+        (status = 201, description = "Started", body = SessionView),
+        (status = 200, description = "It existed with this body", body = SessionView),
+        (status = 404, description = "No such agent in the caller's tenant", body = ErrorBody),
+        (status = 409, description = "The id names another session or run", body = ErrorBody),
+    ),
+    security(("bearer" = [])))]
+async fn create_run(
+    State(service): State<Service>,
+    Auth(caller): Auth,
+    Body(req): Body<CreateRun>,
+) -> Result<(StatusCode, Json<SessionView>), ApiError> {
+    let (created, view) = service.run(&caller, req).await?;
+    let status = if created {
+        StatusCode::CREATED
+    } else {
+        StatusCode::OK
+    };
+    Ok((status, Json(view)))
 }
 
 /// A created (or existing) session and what its start came to.

@@ -28,6 +28,9 @@ pub struct Live {
     /// Why the session takes no more steps here (the store refused a write, or the stored steps do
     /// not reproduce its events).
     pub(super) broken: Option<String>,
+    /// For a hosted run: the handle of the runtime task that drives it (this session is then its
+    /// mirror, fed by [`super::hosted::ServiceLog`]).
+    pub(super) hosted: Option<crate::SessionHandle>,
 }
 
 /// What the service did for one request's steps.
@@ -55,6 +58,7 @@ impl Live {
             logged: 0,
             published: watch::channel(0).0,
             broken: None,
+            hosted: None,
         };
         let applied = live.apply(store, Intent::Start { request }, started_wall_ms)?;
         Ok((live, applied))
@@ -98,7 +102,40 @@ impl Live {
             logged,
             published: watch::channel(n).0,
             broken,
+            hosted: None,
         })
+    }
+
+    /// The mirror of a hosted run, before its runtime starts it.
+    pub(super) fn hosted(session: Session, request: String) -> Self {
+        Self {
+            session,
+            request,
+            started_wall_ms: 0,
+            events: Vec::new(),
+            logged: 0,
+            published: watch::channel(0).0,
+            broken: None,
+            hosted: None,
+        }
+    }
+
+    /// Applies a step the hosted run's runtime wrote (already in the store) to the mirror, and
+    /// publishes the run's events. A mirror that produces other events than the run stops showing
+    /// the run as healthy (`broken`), though the run's events are still published.
+    pub(super) fn mirror(&mut self, step: &Step, events: &[Event]) {
+        let produced = match self.session.step(step.intent.clone(), step.t_ms) {
+            Ok(t) => t.events,
+            Err(r) => vec![*r.event],
+        };
+        if produced != events && self.broken.is_none() {
+            self.broken = Some(format!(
+                "step {}: the service's mirror of the run produced other events than the run",
+                step.n
+            ));
+        }
+        self.logged += 1;
+        self.publish(events);
     }
 
     /// Applies `intent` at wall time `now_wall_ms`, logs it, performs the memory effects it asks
@@ -109,6 +146,12 @@ impl Live {
         intent: Intent,
         now_wall_ms: u64,
     ) -> Result<Applied, ApiError> {
+        if self.hosted.is_some() {
+            return Err(ApiError::NotAllowed(format!(
+                "session `{}` is a hosted run: Arbiter takes its steps",
+                self.session.config().id
+            )));
+        }
         if let Some(why) = &self.broken {
             return Err(ApiError::Unavailable(format!(
                 "session `{}` takes no more steps: {why}",

@@ -20,8 +20,11 @@
 pub mod api;
 pub mod auth;
 pub mod error;
+mod hosted;
 pub mod http;
 mod live;
+
+pub use hosted::HostedAgent;
 
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -29,7 +32,7 @@ use std::sync::{Arc, RwLock};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use kernel::{Deployment, Intent, Mode, Session, SessionConfig};
-use tokio::sync::Mutex;
+use std::sync::Mutex;
 
 use crate::store::{SessionStore, StoreError};
 use api::{ApiMode, ApprovalView, CreateSession, Reloaded, SessionView, StepResponse};
@@ -54,8 +57,6 @@ impl PolicySource {
     }
 }
 
-type Key = (String, String);
-
 /// Creation locks: enough that concurrent creations of different ids rarely wait on each other.
 const CREATION_SHARDS: usize = 64;
 
@@ -70,7 +71,9 @@ struct Inner {
     deployment: RwLock<Arc<Deployment>>,
     tokens: Tokens,
     store: Arc<dyn SessionStore>,
-    sessions: RwLock<HashMap<Key, Arc<Mutex<Live>>>>,
+    sessions: hosted::Sessions,
+    /// Agents the service runs itself, by name.
+    agents: HashMap<String, hosted::Registered>,
     /// Serializes creations of one id (by shard), so two racing creations never both start it
     /// while creations of other ids go on.
     creating: Vec<Mutex<()>>,
@@ -83,6 +86,10 @@ fn wall_ms() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+}
+
+fn poisoned() -> ApiError {
+    ApiError::Unavailable("a session's lock is poisoned".into())
 }
 
 fn not_found(id: &str) -> ApiError {
@@ -104,7 +111,8 @@ impl Service {
                 deployment: RwLock::new(deployment),
                 tokens,
                 store,
-                sessions: RwLock::new(HashMap::new()),
+                sessions: Arc::new(RwLock::new(HashMap::new())),
+                agents: HashMap::new(),
                 creating: (0..CREATION_SHARDS).map(|_| Mutex::new(())).collect(),
                 spans: None,
             }),
@@ -120,6 +128,95 @@ impl Service {
             inner.spans = Some(spans);
         }
         self
+    }
+
+    /// Registers `agent` under `name` for hosted runs (`POST /v1/runs`). Call it after
+    /// [`Service::traced`], before the service is shared.
+    pub fn host(mut self, name: &str, agent: HostedAgent) -> Self {
+        if let Some(inner) = Arc::get_mut(&mut self.inner) {
+            let log = hosted::ServiceLog {
+                store: Arc::clone(&inner.store),
+                sessions: Arc::clone(&inner.sessions),
+                spans: inner.spans.clone(),
+            };
+            let runtime = agent
+                .runtime
+                .log(Arc::new(log))
+                .tenant_memory(Arc::clone(&inner.store) as Arc<dyn crate::store::TenantMemory>)
+                .keep_events(false);
+            inner.agents.insert(
+                name.to_owned(),
+                hosted::Registered {
+                    runtime: Arc::new(runtime),
+                    deployment: agent.deployment,
+                    template: agent.template,
+                    tick_every: agent.tick_every,
+                },
+            );
+        }
+        self
+    }
+
+    /// Starts a hosted run: Arbiter calls the model and the tools itself. Idempotent on the run id
+    /// like [`Service::create`] (the run id is the session id); a cancel that arrives before the
+    /// run's first step still cancels it (controls queue behind the start).
+    pub async fn run(
+        &self,
+        caller: &Caller,
+        req: api::CreateRun,
+    ) -> Result<(bool, SessionView), ApiError> {
+        let agent = self
+            .inner
+            .agents
+            .get(&req.agent)
+            .filter(|a| a.template.tenant == caller.tenant)
+            .ok_or_else(|| ApiError::NotFound(format!("no agent `{}`", req.agent)))?;
+        let config = SessionConfig {
+            id: req.id.clone(),
+            tenant: caller.tenant.clone(),
+            user: caller.user.clone(),
+            agent: agent.template.agent.clone(),
+            budget: agent.template.budget.clone(),
+            mode: match req.mode {
+                ApiMode::Enforce => Mode::Enforce,
+                ApiMode::LogOnly => Mode::LogOnly,
+            },
+        };
+        valid_id(&req.id)?;
+        let _creating = self.creation_lock(caller, &req.id)?;
+        if let Ok(existing) = self.find(caller, &req.id) {
+            let live = existing.lock().map_err(|_| poisoned())?;
+            if *live::config_of(&live) == config
+                && live.request == req.request
+                && live.hosted.is_some()
+            {
+                return Ok((false, live.view()));
+            }
+            return Err(ApiError::Conflict(format!(
+                "session `{}` exists with another agent, mode, user or request",
+                req.id
+            )));
+        }
+        let new = || {
+            kernel::Session::new(Arc::clone(&agent.deployment), config.clone())
+                .map_err(|e| ApiError::Invalid(e.to_string()))
+        };
+        let (session, mirror) = (new()?, new()?);
+        let live = Arc::new(Mutex::new(Live::hosted(mirror, req.request.clone())));
+        self.inner
+            .sessions
+            .write()
+            .map_err(|_| poisoned())?
+            .insert((caller.tenant.clone(), req.id.clone()), Arc::clone(&live));
+        let handle = agent.runtime.spawn(
+            session,
+            req.request,
+            crate::EventHub::new(16),
+            agent.tick_every,
+        );
+        let mut held = live.lock().map_err(|_| poisoned())?;
+        held.hosted = Some(handle);
+        Ok((true, held.view()))
     }
 
     fn observe(&self, live: &Live, events: &[kernel::event::Event]) {
@@ -193,21 +290,8 @@ impl Service {
         caller: &Caller,
         req: CreateSession,
     ) -> Result<(bool, SessionView, StepResponse), ApiError> {
-        if req.id.is_empty() || req.id.len() > 200 || req.id.chars().any(char::is_control) {
-            return Err(ApiError::Invalid(
-                "`id`: 1 to 200 characters, no control characters".into(),
-            ));
-        }
-        let shard = {
-            use std::hash::{Hash, Hasher};
-            let mut h = std::collections::hash_map::DefaultHasher::new();
-            (&caller.tenant, &req.id).hash(&mut h);
-            usize::try_from(h.finish() % CREATION_SHARDS as u64).unwrap_or(0)
-        };
-        let Some(lock) = self.inner.creating.get(shard) else {
-            return Err(ApiError::Unavailable("no creation shard".into()));
-        };
-        let _creating = lock.lock().await;
+        valid_id(&req.id)?;
+        let _creating = self.creation_lock(caller, &req.id)?;
         let config = SessionConfig {
             id: req.id.clone(),
             tenant: caller.tenant.clone(),
@@ -220,7 +304,7 @@ impl Service {
             },
         };
         if let Ok(existing) = self.find(caller, &req.id) {
-            let live = existing.lock().await;
+            let live = existing.lock().map_err(|_| poisoned())?;
             if *live::config_of(&live) == config && live.request == req.request {
                 let view = live.view();
                 let status = view.status.clone();
@@ -253,9 +337,31 @@ impl Service {
         Ok((true, view, response))
     }
 
+    /// The lock that serializes creations of this id.
+    fn creation_lock(
+        &self,
+        caller: &Caller,
+        id: &str,
+    ) -> Result<std::sync::MutexGuard<'_, ()>, ApiError> {
+        use std::hash::{Hash, Hasher};
+        let mut h = std::collections::hash_map::DefaultHasher::new();
+        (&caller.tenant, id).hash(&mut h);
+        let shard = usize::try_from(h.finish() % CREATION_SHARDS as u64).unwrap_or(0);
+        self.inner
+            .creating
+            .get(shard)
+            .ok_or_else(|| ApiError::Unavailable("no creation shard".into()))?
+            .lock()
+            .map_err(|_| poisoned())
+    }
+
     /// A session's state.
     pub async fn get(&self, caller: &Caller, id: &str) -> Result<SessionView, ApiError> {
-        Ok(self.find(caller, id)?.lock().await.view())
+        Ok(self
+            .find(caller, id)?
+            .lock()
+            .map_err(|_| poisoned())?
+            .view())
     }
 
     /// Proposes one step (or reports a result). Approvals, rejections, cancellation and endorsement
@@ -303,7 +409,50 @@ impl Service {
         intent: Intent,
     ) -> Result<StepResponse, ApiError> {
         let session = self.find(caller, id)?;
-        let mut live = session.lock().await;
+        // A hosted run takes approvals, rejections, cancellation and endorsement as live
+        // controls; the answer is what its run appended once it took the control.
+        let sent = {
+            let live = session.lock().map_err(|_| poisoned())?;
+            match &live.hosted {
+                None => None,
+                Some(handle) => {
+                    let control = control_of(intent.clone())?;
+                    let before = live.events.len();
+                    let changes = live.published.subscribe();
+                    if !handle.send(control) {
+                        return Err(ApiError::Conflict(format!("run `{id}` has ended")));
+                    }
+                    Some((before, changes))
+                }
+            }
+        };
+        if let Some((before, mut changes)) = sent {
+            let _ = tokio::time::timeout(
+                std::time::Duration::from_secs(2),
+                changes.wait_for(|n| *n > before),
+            )
+            .await;
+            let live = session.lock().map_err(|_| poisoned())?;
+            let events = live.events.get(before..).unwrap_or_default();
+            let decision = events.iter().find_map(|e| e.decision.clone());
+            return Ok(StepResponse {
+                outcome: if decision.is_some() {
+                    "decided"
+                } else {
+                    "applied"
+                }
+                .into(),
+                decision: decision.and_then(|d| serde_json::to_value(d).ok()),
+                error: None,
+                events: events
+                    .iter()
+                    .filter_map(|e| serde_json::to_value(e).ok())
+                    .collect(),
+                effects: Vec::new(),
+                status: live.session.status().as_str().to_owned(),
+            });
+        }
+        let mut live = session.lock().map_err(|_| poisoned())?;
         let applied = live.apply(self.inner.store.as_ref(), intent, wall_ms())?;
         self.observe(&live, &applied.events);
         let status = live.session.status().as_str().to_owned();
@@ -344,7 +493,7 @@ impl Service {
 
     async fn pending(&self, caller: &Caller, id: &str, request_id: &str) -> Result<(), ApiError> {
         let session = self.find(caller, id)?;
-        let live = session.lock().await;
+        let live = session.lock().map_err(|_| poisoned())?;
         if live.session.pending_approval() == Some(request_id) {
             Ok(())
         } else {
@@ -398,7 +547,7 @@ impl Service {
         };
         let mut out = Vec::new();
         for s in mine {
-            if let Some(a) = s.lock().await.approval() {
+            if let Some(a) = s.lock().map_err(|_| poisoned())?.approval() {
                 out.push(a);
             }
         }
@@ -415,7 +564,7 @@ impl Service {
         after: Option<u64>,
     ) -> Result<EventsPage, ApiError> {
         let session = self.find(caller, id)?;
-        let live = session.lock().await;
+        let live = session.lock().map_err(|_| poisoned())?;
         let from = after.map_or(0, |a| {
             usize::try_from(a).unwrap_or(usize::MAX).saturating_add(1)
         });
@@ -459,8 +608,9 @@ impl Service {
         let now = wall_ms();
         let mut ticked = 0;
         for s in all {
-            let mut live = s.lock().await;
-            if live.broken.is_none() && live.approval_due(now) {
+            let Ok(mut live) = s.lock() else { continue };
+            // Hosted runs tick on their own.
+            if live.hosted.is_none() && live.broken.is_none() && live.approval_due(now) {
                 let store = self.inner.store.as_ref();
                 if let Ok(applied) = live.apply(store, Intent::Tick, now) {
                     self.observe(&live, &applied.events);
@@ -491,6 +641,32 @@ impl Service {
             .map(str::to_owned)
             .unwrap_or_default()
     }
+}
+
+fn valid_id(id: &str) -> Result<(), ApiError> {
+    if id.is_empty() || id.len() > 200 || id.chars().any(char::is_control) {
+        return Err(ApiError::Invalid(
+            "`id`: 1 to 200 characters, no control characters".into(),
+        ));
+    }
+    Ok(())
+}
+
+/// The live control a hosted run takes for one of the user intents.
+fn control_of(intent: Intent) -> Result<crate::Control, ApiError> {
+    use crate::Control;
+    Ok(match intent {
+        Intent::Approve { user, .. } => Control::Approve { user },
+        Intent::Reject { user, reason, .. } => Control::Reject { user, reason },
+        Intent::Cancel { user, reason } => Control::Cancel { user, reason },
+        Intent::Endorse { user, value } => Control::Endorse { user, value },
+        other => {
+            return Err(ApiError::NotAllowed(format!(
+                "a hosted run takes no `{}` from clients",
+                other.kind()
+            )));
+        }
+    })
 }
 
 fn empty_response(status: String) -> StepResponse {

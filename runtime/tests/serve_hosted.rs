@@ -1,0 +1,368 @@
+//! Hosted runs through `arbiter serve`: Arbiter calls the model and the tools itself on the one
+//! driver, and the run is a session like any other — its events stream, its approvals are listed
+//! and decided as the token's user, its creation is idempotent, a cancel sent before its first
+//! step cancels it, and the service's mirror of it agrees with the run event for event.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)]
+
+use std::collections::VecDeque;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use kernel::{Intent, Mode, SessionConfig};
+use runtime::service::auth::{Tokens, hash};
+use runtime::service::{HostedAgent, PolicySource, Service, http};
+use runtime::store::{InMemoryStore, SessionStore};
+use runtime::{
+    Estimate, Message, Model, ModelCall, ModelError, ModelFuture, ModelReply, Runtime, Tool,
+    ToolCall, ToolFuture, ToolOutput,
+};
+use serde_json::{Value, json};
+
+const CAROL: &str = "tok-carol";
+const SAM: &str = "tok-sam";
+const MALLORY: &str = "tok-mallory";
+
+/// A model answering from a script, each reply after `delay`.
+struct Scripted {
+    replies: Mutex<VecDeque<ModelReply>>,
+    delay: Duration,
+}
+
+impl Model for Scripted {
+    fn next_estimate(&self, _: &[Message]) -> Option<Estimate> {
+        Some(Estimate {
+            tokens: 100,
+            cost: 10,
+        })
+    }
+
+    fn skip(&self) {
+        self.replies.lock().unwrap().pop_front();
+    }
+
+    fn call(&self, _: ModelCall) -> ModelFuture<'_> {
+        let reply = self.replies.lock().unwrap().pop_front();
+        let delay = self.delay;
+        Box::pin(async move {
+            tokio::time::sleep(delay).await;
+            reply.ok_or(ModelError {
+                message: "no reply left".into(),
+                retryable: false,
+                cost: 0,
+            })
+        })
+    }
+}
+
+fn reply(calls: Vec<Intent>, answer: Option<&str>) -> ModelReply {
+    ModelReply {
+        input_tokens: 50,
+        output_tokens: 10,
+        cost: 5,
+        output: json!({}),
+        calls,
+        answer: answer.map(str::to_owned),
+    }
+}
+
+fn tool(name: &str, input: Value) -> Intent {
+    Intent::CallTool {
+        tool: name.into(),
+        input,
+        estimated_cost: 0,
+    }
+}
+
+struct Answers(Value);
+
+impl Tool for Answers {
+    fn call(&self, _: ToolCall) -> ToolFuture<'_> {
+        let value = self.0.clone();
+        Box::pin(async move { Ok(ToolOutput { value, cost: 0 }) })
+    }
+}
+
+struct Api {
+    base: String,
+    client: reqwest::Client,
+    store: Arc<InMemoryStore>,
+    server: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for Api {
+    fn drop(&mut self) {
+        self.server.abort();
+    }
+}
+
+fn repo() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+async fn serve(replies: Vec<ModelReply>, delay: Duration) -> Api {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let mut tokens = Tokens::default();
+    tokens.insert(&hash(CAROL), "shopco".into(), "carol@shopco".into(), false);
+    tokens.insert(&hash(SAM), "shopco".into(), "sam@shopco".into(), false);
+    tokens.insert(
+        &hash(MALLORY),
+        "othercorp".into(),
+        "mallory@othercorp".into(),
+        false,
+    );
+    let policies = PolicySource {
+        root: repo().join("policies"),
+        packs: vec!["support".into()],
+    };
+    let deployment = Arc::new(policies.load().unwrap());
+    let model = Scripted {
+        replies: Mutex::new(replies.into()),
+        delay,
+    };
+    let agent = HostedAgent {
+        runtime: Runtime::new(Arc::new(model), "small")
+            .tool(
+                "lookup_order",
+                Arc::new(Answers(json!({"status": "shipped"}))),
+            )
+            .tool(
+                "issue_refund",
+                Arc::new(Answers(json!({"refund_id": "rf-1"}))),
+            ),
+        deployment,
+        template: SessionConfig {
+            id: String::new(),
+            tenant: "shopco".into(),
+            user: String::new(),
+            agent: "support@shopco".into(),
+            budget: "shopco".into(),
+            mode: Mode::Enforce,
+        },
+        tick_every: None,
+    };
+    let store = Arc::new(InMemoryStore::default());
+    let service = Service::new(policies, tokens, store.clone())
+        .unwrap()
+        .host("support", agent);
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let server = tokio::spawn(async move {
+        axum::serve(listener, http::router(service)).await.unwrap();
+    });
+    Api {
+        base: format!("http://{addr}"),
+        client: reqwest::Client::new(),
+        store,
+        server,
+    }
+}
+
+impl Api {
+    async fn send(&self, req: reqwest::RequestBuilder) -> (u16, Value) {
+        let res = req.send().await.unwrap();
+        let status = res.status().as_u16();
+        let text = res.text().await.unwrap();
+        (
+            status,
+            serde_json::from_str(&text).unwrap_or(Value::String(text)),
+        )
+    }
+
+    async fn post(&self, token: &str, path: &str, body: Value) -> (u16, Value) {
+        let req = self
+            .client
+            .post(format!("{}{path}", self.base))
+            .bearer_auth(token);
+        let req = if body.is_null() { req } else { req.json(&body) };
+        self.send(req).await
+    }
+
+    async fn get(&self, token: &str, path: &str) -> (u16, Value) {
+        self.send(
+            self.client
+                .get(format!("{}{path}", self.base))
+                .bearer_auth(token),
+        )
+        .await
+    }
+
+    /// Polls the session until `done` holds (10 s at most).
+    async fn until(&self, id: &str, done: impl Fn(&Value) -> bool) -> Value {
+        for _ in 0..200 {
+            let (_, view) = self.get(CAROL, &format!("/v1/sessions/{id}")).await;
+            if done(&view) {
+                return view;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        panic!("session {id} never got there");
+    }
+}
+
+fn kinds(events: &[kernel::event::Event]) -> Vec<&str> {
+    events.iter().map(|e| e.body.kind()).collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hosted_run_calls_its_model_and_tools_and_is_a_session_like_any_other() {
+    let api = serve(
+        vec![
+            reply(
+                vec![tool("lookup_order", json!({"order_id": "ord-5"}))],
+                None,
+            ),
+            reply(vec![], Some("It shipped.")),
+        ],
+        Duration::ZERO,
+    )
+    .await;
+    let body = json!({"id": "r1", "agent": "support", "request": "Where is ord-5?"});
+    let (status, run) = api.post(CAROL, "/v1/runs", body.clone()).await;
+    assert_eq!(status, 201, "{run}");
+    assert_eq!(run["user"], "carol@shopco");
+    let view = api.until("r1", |v| v["status"] == "completed").await;
+    assert_eq!(
+        view["broken"],
+        Value::Null,
+        "the mirror agrees with the run: {view}"
+    );
+    // The stream of a finished run: every event, then the end.
+    let res = api
+        .client
+        .get(format!("{}/v1/sessions/r1/events", api.base))
+        .bearer_auth(CAROL)
+        .send()
+        .await
+        .unwrap();
+    let text = res.text().await.unwrap();
+    let streamed = text.matches("\nevent:").count() + usize::from(text.starts_with("event:"));
+    let stored = api.store.load("shopco", "r1").unwrap();
+    assert_eq!(streamed, stored.events.len(), "{text}");
+    let k = kinds(&stored.events);
+    for kind in [
+        "session_started",
+        "model_called",
+        "tool_called",
+        "tool_returned",
+        "completed",
+    ] {
+        assert!(k.contains(&kind), "{kind} in {k:?}");
+    }
+    let jsonl = kernel::event::encode_jsonl(&stored.events);
+    kernel::event::verify_jsonl(&jsonl).expect("the run's log verifies");
+    // Idempotent: the same body answers the run; another body, or a step from the client, is refused.
+    let (status, again) = api.post(CAROL, "/v1/runs", body).await;
+    assert_eq!(status, 200, "{again}");
+    let (status, _) = api
+        .post(
+            CAROL,
+            "/v1/runs",
+            json!({"id": "r1", "agent": "support", "request": "Refund it"}),
+        )
+        .await;
+    assert_eq!(status, 409);
+    let (status, refused) = api
+        .post(
+            CAROL,
+            "/v1/sessions/r1/steps",
+            json!({"intent": {"intent": "tick"}}),
+        )
+        .await;
+    assert_eq!(
+        (status, refused["error"]["code"].as_str()),
+        (400, Some("not_allowed"))
+    );
+    // Another tenant sees neither the agent nor the run.
+    let (status, _) = api
+        .post(
+            MALLORY,
+            "/v1/runs",
+            json!({"id": "x", "agent": "support", "request": "hi"}),
+        )
+        .await;
+    assert_eq!(status, 404);
+    let (status, _) = api.get(MALLORY, "/v1/sessions/r1").await;
+    assert_eq!(status, 404);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hosted_runs_approval_is_decided_over_the_api() {
+    let api = serve(
+        vec![
+            reply(
+                vec![tool(
+                    "issue_refund",
+                    json!({"order_id": "ord-5", "amount": 6000}),
+                )],
+                None,
+            ),
+            reply(vec![], Some("Refunded.")),
+        ],
+        Duration::ZERO,
+    )
+    .await;
+    api.post(
+        CAROL,
+        "/v1/runs",
+        json!({"id": "r2", "agent": "support", "request": "Refund $60 on ord-5"}),
+    )
+    .await;
+    let view = api.until("r2", |v| v["status"] == "waiting_approval").await;
+    let request_id = view["pending_approval"].as_str().unwrap().to_owned();
+    let (_, listed) = api.get(SAM, "/v1/approvals").await;
+    assert_eq!(listed[0]["request_id"], request_id.as_str());
+    let (status, granted) = api
+        .post(
+            SAM,
+            &format!("/v1/sessions/r2/approvals/{request_id}/approve"),
+            Value::Null,
+        )
+        .await;
+    assert_eq!(status, 200, "{granted}");
+    assert!(
+        granted["events"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|e| e["kind"] == "approval_granted" && e["payload"]["user"] == "sam@shopco"),
+        "{granted}"
+    );
+    let view = api.until("r2", |v| v["status"] == "completed").await;
+    assert_eq!(view["broken"], Value::Null, "{view}");
+    let stored = api.store.load("shopco", "r2").unwrap();
+    assert!(kinds(&stored.events).contains(&"tool_returned"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cancel_sent_before_the_run_starts_cancels_it() {
+    // The model would take ten seconds: the cancel must not wait for it.
+    let api = serve(vec![reply(vec![], Some("late"))], Duration::from_secs(10)).await;
+    let (status, _) = api
+        .post(
+            CAROL,
+            "/v1/runs",
+            json!({"id": "r3", "agent": "support", "request": "Where is ord-5?"}),
+        )
+        .await;
+    assert_eq!(status, 201);
+    let (status, cancelled) = api
+        .post(
+            SAM,
+            "/v1/sessions/r3/cancel",
+            json!({"reason": "changed my mind"}),
+        )
+        .await;
+    assert_eq!(status, 200, "{cancelled}");
+    let view = api.until("r3", |v| v["status"] == "cancelled").await;
+    assert_eq!(view["broken"], Value::Null, "{view}");
+    let stored = api.store.load("shopco", "r3").unwrap();
+    let k = kinds(&stored.events);
+    assert!(!k.contains(&"model_responded"), "{k:?}");
+    assert_eq!(k.last(), Some(&"cancelled"), "{k:?}");
+}
