@@ -91,7 +91,7 @@ impl Tool for Answers {
 struct Api {
     base: String,
     client: reqwest::Client,
-    store: Arc<InMemoryStore>,
+    store: Arc<dyn SessionStore>,
     server: tokio::task::JoinHandle<()>,
 }
 
@@ -106,6 +106,10 @@ fn repo() -> PathBuf {
 }
 
 async fn serve(replies: Vec<ModelReply>, delay: Duration) -> Api {
+    serve_on(replies, delay, Arc::new(InMemoryStore::default())).await
+}
+
+async fn serve_on(replies: Vec<ModelReply>, delay: Duration, store: Arc<dyn SessionStore>) -> Api {
     let _ = rustls::crypto::ring::default_provider().install_default();
     let mut tokens = Tokens::default();
     tokens.insert(&hash(CAROL), "shopco".into(), "carol@shopco".into(), false);
@@ -146,7 +150,6 @@ async fn serve(replies: Vec<ModelReply>, delay: Duration) -> Api {
         },
         tick_every: None,
     };
-    let store = Arc::new(InMemoryStore::default());
     let service = Service::new(policies, tokens, store.clone())
         .unwrap()
         .host("support", agent);
@@ -365,4 +368,49 @@ async fn a_cancel_sent_before_the_run_starts_cancels_it() {
     let k = kinds(&stored.events);
     assert!(!k.contains(&"model_responded"), "{k:?}");
     assert_eq!(k.last(), Some(&"cancelled"), "{k:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hosted_run_interrupted_by_a_restart_takes_no_client_steps() {
+    let path = std::env::temp_dir().join(format!("arbiter-hosted-{}.db", std::process::id()));
+    let _ = std::fs::remove_file(&path);
+    let open = || -> Arc<dyn SessionStore> {
+        Arc::new(runtime::store::sqlite::SqliteStore::open(&path).unwrap())
+    };
+    {
+        let api = serve_on(
+            vec![reply(vec![], Some("late"))],
+            Duration::from_secs(30),
+            open(),
+        )
+        .await;
+        api.post(
+            CAROL,
+            "/v1/runs",
+            json!({"id": "r4", "agent": "support", "request": "Where is ord-5?"}),
+        )
+        .await;
+        api.until("r4", |v| v["status"] == "waiting_model").await;
+    }
+    let api = serve_on(vec![], Duration::ZERO, open()).await;
+    let (_, view) = api.get(CAROL, "/v1/sessions/r4").await;
+    assert_eq!(view["status"], "waiting_model", "{view}");
+    assert!(
+        view["broken"]
+            .as_str()
+            .is_some_and(|b| b.contains("restart")),
+        "{view}"
+    );
+    let (status, refused) = api
+        .post(
+            CAROL,
+            "/v1/sessions/r4/steps",
+            json!({"intent": {"intent": "tick"}}),
+        )
+        .await;
+    assert_eq!(
+        (status, refused["error"]["code"].as_str()),
+        (503, Some("unavailable"))
+    );
+    let _ = std::fs::remove_file(&path);
 }

@@ -60,6 +60,10 @@ impl PolicySource {
 /// Creation locks: enough that concurrent creations of different ids rarely wait on each other.
 const CREATION_SHARDS: usize = 64;
 
+/// The memory scope (per tenant) where the service marks which sessions are hosted runs. No
+/// `MemoryScope` entity has this id, so no agent's read or write of it is ever authorized.
+const HOSTED_SCOPE: &str = "arbiter.service/hosted-runs";
+
 /// The service: sessions by tenant and id, the policies new sessions start under, the store.
 #[derive(Clone)]
 pub struct Service {
@@ -202,6 +206,17 @@ impl Service {
                 .map_err(|e| ApiError::Invalid(e.to_string()))
         };
         let (session, mirror) = (new()?, new()?);
+        let store = self.inner.store.as_ref();
+        live::io(store, || {
+            store.memory_put(
+                &caller.tenant,
+                HOSTED_SCOPE,
+                &req.id,
+                &serde_json::json!({ "agent": req.agent }),
+                &[],
+            )
+        })
+        .map_err(|e| ApiError::Unavailable(e.to_string()))?;
         let live = Arc::new(Mutex::new(Live::hosted(mirror, req.request.clone())));
         self.inner
             .sessions
@@ -246,8 +261,18 @@ impl Service {
                     d
                 }
             };
-            let live = Live::restore(deployment, stored)
+            let mut live = Live::restore(deployment, stored)
                 .map_err(|e| ServiceError::Restore(format!("{tenant}/{id}: {e}")))?;
+            let hosted = store
+                .memory_get(&tenant, HOSTED_SCOPE, &id)
+                .map_err(ServiceError::Store)?
+                .is_some();
+            if hosted && !live.session.status().is_terminal() && live.broken.is_none() {
+                live.broken = Some(
+                    "a hosted run interrupted by a restart: the service does not resume hosted runs yet"
+                        .into(),
+                );
+            }
             restored.insert((tenant, id), Arc::new(Mutex::new(live)));
         }
         if let Ok(mut sessions) = self.inner.sessions.write() {
