@@ -153,6 +153,7 @@ async fn serve_on(replies: Vec<ModelReply>, delay: Duration, store: Arc<dyn Sess
     let service = Service::new(policies, tokens, store.clone())
         .unwrap()
         .host("support", agent);
+    service.resume_hosted().unwrap();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let server = tokio::spawn(async move {
@@ -371,13 +372,14 @@ async fn a_cancel_sent_before_the_run_starts_cancels_it() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_hosted_run_interrupted_by_a_restart_takes_no_client_steps() {
+async fn a_hosted_run_interrupted_by_a_restart_is_resumed_and_finishes() {
     let path = std::env::temp_dir().join(format!("arbiter-hosted-{}.db", std::process::id()));
     let _ = std::fs::remove_file(&path);
     let open = || -> Arc<dyn SessionStore> {
         Arc::new(runtime::store::sqlite::SqliteStore::open(&path).unwrap())
     };
     {
+        // The first service stops while the run waits for its (slow) model.
         let api = serve_on(
             vec![reply(vec![], Some("late"))],
             Duration::from_secs(30),
@@ -392,15 +394,30 @@ async fn a_hosted_run_interrupted_by_a_restart_takes_no_client_steps() {
         .await;
         api.until("r4", |v| v["status"] == "waiting_model").await;
     }
-    let api = serve_on(vec![], Duration::ZERO, open()).await;
-    let (_, view) = api.get(CAROL, "/v1/sessions/r4").await;
-    assert_eq!(view["status"], "waiting_model", "{view}");
-    assert!(
-        view["broken"]
-            .as_str()
-            .is_some_and(|b| b.contains("restart")),
-        "{view}"
+    // The next one picks the run up: the model call in flight is re-issued and the run completes.
+    let api = serve_on(
+        vec![
+            reply(
+                vec![tool("lookup_order", json!({"order_id": "ord-5"}))],
+                None,
+            ),
+            reply(vec![], Some("It shipped.")),
+        ],
+        Duration::ZERO,
+        open(),
+    )
+    .await;
+    let view = api.until("r4", |v| v["status"] == "completed").await;
+    assert_eq!(
+        view["broken"],
+        Value::Null,
+        "the mirror agrees with the resumed run: {view}"
     );
+    let stored = api.store.load("shopco", "r4").unwrap();
+    let k = kinds(&stored.events);
+    assert!(k.contains(&"tool_returned"), "{k:?}");
+    let jsonl = kernel::event::encode_jsonl(&stored.events);
+    kernel::event::verify_jsonl(&jsonl).expect("one chain across the restart");
     let (status, refused) = api
         .post(
             CAROL,
@@ -410,7 +427,52 @@ async fn a_hosted_run_interrupted_by_a_restart_takes_no_client_steps() {
         .await;
     assert_eq!(
         (status, refused["error"]["code"].as_str()),
-        (503, Some("unavailable"))
+        (400, Some("not_allowed"))
     );
+    let _ = std::fs::remove_file(&path);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hosted_run_whose_agent_is_gone_after_a_restart_takes_no_client_steps() {
+    let path = std::env::temp_dir().join(format!("arbiter-hosted-gone-{}.db", std::process::id()));
+    let _ = std::fs::remove_file(&path);
+    let open = || -> Arc<dyn SessionStore> {
+        Arc::new(runtime::store::sqlite::SqliteStore::open(&path).unwrap())
+    };
+    {
+        let api = serve_on(
+            vec![reply(vec![], Some("late"))],
+            Duration::from_secs(30),
+            open(),
+        )
+        .await;
+        api.post(
+            CAROL,
+            "/v1/runs",
+            json!({"id": "r5", "agent": "support", "request": "Where is ord-5?"}),
+        )
+        .await;
+        api.until("r5", |v| v["status"] == "waiting_model").await;
+    }
+    // Restarted without registering the agent.
+    let mut tokens = Tokens::default();
+    tokens.insert(&hash(CAROL), "shopco".into(), "carol@shopco".into(), false);
+    let policies = PolicySource {
+        root: repo().join("policies"),
+        packs: vec!["support".into()],
+    };
+    let service = Service::new(policies, tokens, open()).unwrap();
+    assert_eq!(service.resume_hosted().unwrap(), 0);
+    let caller = service.authenticate(Some(CAROL)).unwrap();
+    let view = service.get(&caller, "r5").await.unwrap();
+    assert_eq!(view.status, "waiting_model");
+    assert!(
+        view.broken
+            .as_deref()
+            .is_some_and(|b| b.contains("restart")),
+        "{view:?}"
+    );
+    let refused = service.step(&caller, "r5", json!({"intent": "tick"})).await;
+    assert_eq!(refused.unwrap_err().code(), "unavailable");
     let _ = std::fs::remove_file(&path);
 }

@@ -104,6 +104,10 @@ pub fn run(args: &Args, key: Option<SigningKey>) -> miette::Result<ExitCode> {
             "arbiter serving on http://{addr} (bundle {}); OpenAPI at /openapi.json",
             service.bundle()
         );
+        let resumed = service.resume_hosted().map_err(|e| miette!("{e}"))?;
+        if resumed > 0 {
+            eprintln!("resumed {resumed} hosted run(s) interrupted by the last stop");
+        }
         reload_on_sighup(service.clone());
         let _expiry = service.spawn_expiry(std::time::Duration::from_millis(500));
         axum::serve(listener, http::router(service))

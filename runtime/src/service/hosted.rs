@@ -18,8 +18,11 @@ use crate::Runtime;
 use crate::spans::SpanRecorder;
 use crate::store::{SessionLog, SessionStore, StoreError};
 
+/// A session's key: (tenant, id).
+pub(super) type Key = (String, String);
+
 /// The sessions of a service, by (tenant, id).
-pub(super) type Sessions = Arc<RwLock<HashMap<(String, String), Arc<Mutex<Live>>>>>;
+pub(super) type Sessions = Arc<RwLock<HashMap<Key, Arc<Mutex<Live>>>>>;
 
 /// An agent the service runs itself.
 pub struct HostedAgent {

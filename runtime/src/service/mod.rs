@@ -64,6 +64,10 @@ const CREATION_SHARDS: usize = 64;
 /// `MemoryScope` entity has this id, so no agent's read or write of it is ever authorized.
 const HOSTED_SCOPE: &str = "arbiter.service/hosted-runs";
 
+/// Why a restored hosted run takes no steps until [`Service::resume_hosted`] picks it up.
+const INTERRUPTED: &str =
+    "a hosted run interrupted by a restart, not resumed (its agent is not registered here)";
+
 /// The service: sessions by tenant and id, the policies new sessions start under, the store.
 #[derive(Clone)]
 pub struct Service {
@@ -234,6 +238,55 @@ impl Service {
         Ok((true, held.view()))
     }
 
+    /// Picks up every stored hosted run a restart interrupted whose agent is registered here:
+    /// the runtime replays its steps (checking they reproduce its events), declares what was in
+    /// flight in doubt, and drives it on, writing through the service as before. Call it after
+    /// [`Service::host`], on the tokio runtime the service runs on. Returns how many were resumed;
+    /// a run whose agent is not registered stays `broken`.
+    pub fn resume_hosted(&self) -> Result<usize, ServiceError> {
+        let all: Vec<(hosted::Key, Arc<Mutex<Live>>)> = match self.inner.sessions.read() {
+            Ok(s) => s.iter().map(|(k, v)| (k.clone(), Arc::clone(v))).collect(),
+            Err(_) => return Ok(0),
+        };
+        let store = &self.inner.store;
+        let mut resumed = 0;
+        for ((tenant, id), live) in all {
+            let Ok(mut live) = live.lock() else { continue };
+            if live.hosted.is_some()
+                || live.session.status().is_terminal()
+                || live.broken.as_deref() != Some(INTERRUPTED)
+            {
+                continue;
+            }
+            let Some((marker, _)) = store
+                .memory_get(&tenant, HOSTED_SCOPE, &id)
+                .map_err(ServiceError::Store)?
+            else {
+                continue;
+            };
+            let Some(agent) = marker
+                .get("agent")
+                .and_then(|a| a.as_str())
+                .and_then(|name| self.inner.agents.get(name))
+                .filter(|a| a.template.tenant == tenant)
+            else {
+                continue;
+            };
+            let stored = store.load(&tenant, &id).map_err(ServiceError::Store)?;
+            let deployment = Arc::clone(live.session.deployment());
+            let session = kernel::Session::new(deployment, live.session.config().clone())
+                .map_err(|e| ServiceError::Restore(format!("{tenant}/{id}: {e}")))?;
+            let handle =
+                agent
+                    .runtime
+                    .resume(session, stored, crate::EventHub::new(16), agent.tick_every);
+            live.hosted = Some(handle);
+            live.broken = None;
+            resumed += 1;
+        }
+        Ok(resumed)
+    }
+
     fn observe(&self, live: &Live, events: &[kernel::event::Event]) {
         if let Some(spans) = &self.inner.spans {
             for e in events {
@@ -268,10 +321,7 @@ impl Service {
                 .map_err(ServiceError::Store)?
                 .is_some();
             if hosted && !live.session.status().is_terminal() && live.broken.is_none() {
-                live.broken = Some(
-                    "a hosted run interrupted by a restart: the service does not resume hosted runs yet"
-                        .into(),
-                );
+                live.broken = Some(INTERRUPTED.into());
             }
             restored.insert((tenant, id), Arc::new(Mutex::new(live)));
         }
