@@ -101,6 +101,81 @@ async fn a_live_run_prints_its_events_and_exits_zero() {
     assert!(stdout.contains("It was delivered."));
 }
 
+/// `arbiter run --otlp`: the run's trace reaches an OTLP receiver (built on the
+/// `opentelemetry-proto` types): the session span and its model and tool children.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_live_run_sends_its_trace_to_an_otlp_receiver() {
+    use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
+    use prost::Message;
+    use std::sync::{Arc, Mutex};
+    let spans: Arc<Mutex<Vec<opentelemetry_proto::tonic::trace::v1::Span>>> = Arc::default();
+    let sink = Arc::clone(&spans);
+    let app = axum::Router::new().route(
+        "/v1/traces",
+        axum::routing::post(move |body: axum::body::Bytes| {
+            let sink = Arc::clone(&sink);
+            async move {
+                let req = ExportTraceServiceRequest::decode(body).expect("OTLP protobuf");
+                for rs in req.resource_spans {
+                    for ss in rs.scope_spans {
+                        sink.lock().unwrap().extend(ss.spans);
+                    }
+                }
+                Vec::<u8>::new()
+            }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let endpoint = format!("http://{}", listener.local_addr().unwrap());
+    let receiver = tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+
+    let server = fake(LOOKUP).await;
+    let dir = scratch("otlp");
+    std::fs::write(
+        dir.join("tools/lookup.py"),
+        "import json,sys\nprint(json.dumps({'status': 'delivered', **json.load(sys.stdin)}))\n",
+    )
+    .expect("write");
+    let agent = agent_file(
+        &dir,
+        &server.base_url(),
+        "[tools.lookup_order]\ncommand = [\"python3\", \"tools/lookup.py\"]\n",
+    );
+    let out = tokio::task::spawn_blocking(move || {
+        Command::new(env!("CARGO_BIN_EXE_arbiter"))
+            .args([
+                "run",
+                agent.to_str().unwrap_or_default(),
+                "--otlp",
+                &endpoint,
+            ])
+            .output()
+            .expect("runs")
+    })
+    .await
+    .expect("join");
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    receiver.abort();
+    let spans = spans.lock().unwrap().clone();
+    let names: Vec<&str> = spans.iter().map(|s| s.name.as_str()).collect();
+    let find = |name: &str| {
+        spans
+            .iter()
+            .find(|s| s.name == name)
+            .unwrap_or_else(|| panic!("no `{name}` among {names:?}"))
+    };
+    let root = find("invoke_agent support@shopco");
+    for child in [find("chat small"), find("execute_tool lookup_order")] {
+        assert_eq!(child.trace_id, root.trace_id);
+        assert_eq!(child.parent_span_id, root.span_id);
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn ctrl_c_cancels_the_session_kills_the_tool_and_exits_130() {
     let server = fake(LOOKUP).await;

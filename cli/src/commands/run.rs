@@ -33,6 +33,9 @@ pub struct Args {
     /// that was in flight is declared in doubt, and the run carries on.
     #[arg(long, requires_all = ["store", "session"])]
     resume: bool,
+    /// Export the run as an OpenTelemetry trace to this OTLP/HTTP endpoint (see `serve --otlp`).
+    #[arg(long)]
+    otlp: Option<String>,
 }
 
 pub fn run(args: &Args, key: Option<runtime::store::SigningKey>) -> miette::Result<ExitCode> {
@@ -78,7 +81,30 @@ pub fn run(args: &Args, key: Option<runtime::store::SigningKey>) -> miette::Resu
         .build()
         .into_diagnostic()?;
     let jsonl = args.jsonl;
-    runtime.block_on(async move {
+    let traces = match &args.otlp {
+        Some(url) => {
+            use opentelemetry::trace::TracerProvider as _;
+            let provider = runtime::spans::otlp(url).map_err(|e| miette!("--otlp: {e}"))?;
+            let recorder = runtime::spans::SpanRecorder::new(provider.tracer("arbiter"));
+            Some((provider, recorder))
+        }
+        None => None,
+    };
+    // Span times are the session's wall-clock start plus each event's `t_ms`.
+    let started_wall_ms = resume.as_ref().map_or_else(
+        || {
+            SystemTime::now()
+                .duration_since(UNIX_EPOCH)
+                .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+        },
+        |s| s.record.started_wall_ms,
+    );
+    let record = |e: &kernel::event::Event| {
+        if let Some((_, recorder)) = &traces {
+            recorder.record(e, started_wall_ms);
+        }
+    };
+    let exit = runtime.block_on(async move {
         let hub = EventHub::new(4096);
         let mut events = hub.subscribe();
         let mut rt = agent.runtime;
@@ -106,12 +132,14 @@ pub fn run(args: &Args, key: Option<runtime::store::SigningKey>) -> miette::Resu
                     while let Ok(Delivery::Event(e)) =
                         tokio::time::timeout(std::time::Duration::ZERO, events.next()).await
                     {
+                        record(&e);
                         print_event(&e, jsonl);
                     }
                     break;
                 },
                 delivery = events.next() => match delivery {
                     Delivery::Event(e) => {
+                        record(&e);
                         print_event(&e, jsonl);
                         if is_end(&e) {
                             break;
@@ -139,7 +167,14 @@ pub fn run(args: &Args, key: Option<runtime::store::SigningKey>) -> miette::Resu
             Status::Cancelled => ExitCode::from(130),
             _ => ExitCode::FAILURE,
         })
-    })
+    });
+    if let Some((provider, _)) = traces {
+        // The batch still held goes out before exit.
+        if let Err(e) = provider.shutdown() {
+            eprintln!("warning: traces not all exported: {e}");
+        }
+    }
+    exit
 }
 
 fn is_end(e: &Event) -> bool {
