@@ -34,6 +34,12 @@ const CLIENTS: usize = 100;
 const ROUNDS: usize = 8;
 
 struct Client {
+    /// Mean pause before each request: the agent acting on the last answer (zero: back to back).
+    /// Each pause is drawn uniformly from half to one and a half times it, so clients do not fire
+    /// in lockstep.
+    think: Duration,
+    /// The pause generator's state.
+    seed: AtomicUsize,
     http: reqwest::Client,
     base: String,
     latencies: Arc<Mutex<Vec<Duration>>>,
@@ -42,6 +48,17 @@ struct Client {
 
 impl Client {
     async fn post(&self, path: &str, body: Value) -> Value {
+        if !self.think.is_zero() {
+            // xorshift: a fresh pause in [think/2, 3·think/2).
+            let mut x = self.seed.load(Ordering::Relaxed).max(1);
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            self.seed.store(x, Ordering::Relaxed);
+            let micros = self.think.as_micros() as usize;
+            let pause = micros / 2 + x % micros.max(1);
+            tokio::time::sleep(Duration::from_micros(pause as u64)).await;
+        }
         let t = Instant::now();
         let res = self
             .http
@@ -125,6 +142,8 @@ fn bench(c: &mut Criterion) {
         format!("http://{addr}")
     });
     let client = |latencies: &Arc<Mutex<Vec<Duration>>>, decisions: &Arc<AtomicUsize>| Client {
+        think: Duration::ZERO,
+        seed: AtomicUsize::new(0),
         http: reqwest::Client::new(),
         base: base.clone(),
         latencies: Arc::clone(latencies),
@@ -201,7 +220,54 @@ fn bench(c: &mut Criterion) {
             }
         })
     });
+
+    // 100 clients, each pausing 5 to 15 ms (10 on average) before every request, as an agent does
+    // while it acts on an answer (a tool runs, a model thinks): about 10,000 requests/s offered at
+    // most.
+    let paced_latencies = Arc::new(Mutex::new(Vec::new()));
+    let paced_decisions = Arc::new(AtomicUsize::new(0));
+    let paced: Vec<Arc<Client>> = (0..CLIENTS)
+        .map(|i| {
+            let mut c = client(&paced_latencies, &paced_decisions);
+            c.think = Duration::from_millis(10);
+            c.seed = AtomicUsize::new(0x9E37_79B9 ^ (i + 1));
+            Arc::new(c)
+        })
+        .collect();
+    let paced_wall = Arc::new(Mutex::new(Duration::ZERO));
+    group.bench_function("100 clients, 10 ms think time", |b| {
+        b.to_async(&rt).iter_custom(|iters| {
+            let clients = paced.clone();
+            let next = &next;
+            let wall = Arc::clone(&paced_wall);
+            async move {
+                let t = Instant::now();
+                for _ in 0..iters {
+                    let tasks: Vec<_> = clients
+                        .iter()
+                        .map(|c| {
+                            let c = Arc::clone(c);
+                            let id = format!("paced-{}", next.fetch_add(1, Ordering::Relaxed));
+                            tokio::spawn(async move { c.session(&id).await })
+                        })
+                        .collect();
+                    for task in tasks {
+                        task.await.unwrap();
+                    }
+                }
+                let elapsed = t.elapsed();
+                *wall.lock().unwrap() += elapsed;
+                elapsed
+            }
+        })
+    });
     group.finish();
+    report(
+        "100 clients, 10 ms think time",
+        &paced_latencies,
+        &paced_decisions,
+        &paced_wall,
+    );
 
     let mut l = latencies.lock().unwrap().clone();
     l.sort_unstable();
@@ -212,6 +278,27 @@ fn bench(c: &mut Criterion) {
         "100 clients: {requests} requests ({} per round) in {secs:.2} s: {:.0} HTTP steps/s, {:.0} decisions/s; latency p50 {:?}, p99 {:?}",
         requests_per_round,
         requests as f64 / secs,
+        decisions.load(Ordering::Relaxed) as f64 / secs,
+        pct(0.50),
+        pct(0.99),
+    );
+}
+
+/// Prints throughput and latency percentiles of a load run.
+fn report(
+    label: &str,
+    latencies: &Mutex<Vec<Duration>>,
+    decisions: &AtomicUsize,
+    wall: &Mutex<Duration>,
+) {
+    let mut l = latencies.lock().unwrap().clone();
+    l.sort_unstable();
+    let pct = |p: f64| l[((l.len() as f64 * p) as usize).min(l.len() - 1)];
+    let secs = wall.lock().unwrap().as_secs_f64();
+    println!(
+        "{label}: {} requests in {secs:.2} s: {:.0} HTTP steps/s, {:.0} decisions/s; latency p50 {:?}, p99 {:?}",
+        l.len(),
+        l.len() as f64 / secs,
         decisions.load(Ordering::Relaxed) as f64 / secs,
         pct(0.50),
         pct(0.99),

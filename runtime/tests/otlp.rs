@@ -55,6 +55,15 @@ fn strings(attrs: &[KeyValue], key: &str) -> Vec<String> {
     }
 }
 
+fn call_id(effect: &kernel::Effect) -> String {
+    match effect {
+        kernel::Effect::CallModel { call_id, .. } | kernel::Effect::CallTool { call_id, .. } => {
+            call_id.clone()
+        }
+        other => panic!("{other:?}"),
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_sessions_trace_arrives_at_an_otlp_receiver() {
     // The receiver.
@@ -114,13 +123,13 @@ async fn a_sessions_trace_arrives_at_an_otlp_receiver() {
         async move { service.step(&caller, "t1", intent).await.unwrap() }
     };
     let m = step(json!({"intent": "call_model", "model": "small", "estimated_tokens": 1000, "estimated_cost": 500})).await;
-    let call = m.effects[0]["call_id"].as_str().unwrap().to_owned();
+    let call = call_id(&m.effects[0]);
     step(json!({"intent": "model_responded", "call_id": call, "input_tokens": 300, "output_tokens": 40, "cost": 100, "output": {}})).await;
     let t = step(
         json!({"intent": "call_tool", "tool": "lookup_order", "input": {"order_id": "ord-5"}}),
     )
     .await;
-    let call = t.effects[0]["call_id"].as_str().unwrap().to_owned();
+    let call = call_id(&t.effects[0]);
     step(json!({"intent": "tool_returned", "call_id": call, "output": {"status": "shipped"}}))
         .await;
     step(json!({"intent": "call_tool", "tool": "issue_refund", "input": {"order_id": "ord-5", "amount": 30000}})).await;

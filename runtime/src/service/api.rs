@@ -94,7 +94,7 @@ pub struct StepRequest {
     pub intent: Value,
 }
 
-/// What a step came to.
+/// What a step came to. Kernel values are serialized as they are, in their log form.
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 pub struct StepResponse {
     /// `decided` (a policy decision was made), `applied` (a result or control with no decision of
@@ -102,17 +102,17 @@ pub struct StepResponse {
     pub outcome: String,
     /// The step's main decision: effect, basis, determining policies, obligations.
     #[schema(value_type = Option<Object>)]
-    pub decision: Option<Value>,
+    pub decision: Option<kernel::Decision>,
     /// Why the kernel refused the intent (`rejected` only).
     #[schema(value_type = Option<Object>)]
-    pub error: Option<Value>,
+    pub error: Option<kernel::StepError>,
     /// Events appended, in order (their `seq` continue the session's stream).
     #[schema(value_type = Vec<Object>)]
-    pub events: Vec<Value>,
+    pub events: Vec<kernel::event::Event>,
     /// What the caller must now do: `call_model` or `call_tool` (then report the result with its
     /// `call_id`), or `abort`. Memory reads and writes are done by the service.
     #[schema(value_type = Vec<Object>)]
-    pub effects: Vec<Value>,
+    pub effects: Vec<kernel::Effect>,
     /// The session's status after the step.
     pub status: String,
 }

@@ -309,26 +309,13 @@ impl Live {
 impl Applied {
     /// The response body.
     pub(super) fn response(self, status: &str) -> StepResponse {
-        let json = |v: &dyn erased::Json| v.json();
         StepResponse {
             outcome: self.outcome.to_owned(),
-            decision: self.decision.as_ref().map(|d| json(d)),
-            error: self.error.as_ref().map(|e| json(e)),
-            events: self.events.iter().map(|e| json(e)).collect(),
-            effects: self.effects.iter().map(|e| json(e)).collect(),
+            decision: self.decision,
+            error: self.error,
+            events: self.events,
+            effects: self.effects,
             status: status.to_owned(),
-        }
-    }
-}
-
-mod erased {
-    /// Anything serializable, as JSON (kernel values always serialize).
-    pub trait Json {
-        fn json(&self) -> serde_json::Value;
-    }
-    impl<T: serde::Serialize> Json for T {
-        fn json(&self) -> serde_json::Value {
-            serde_json::to_value(self).unwrap_or_default()
         }
     }
 }

@@ -517,12 +517,9 @@ impl Service {
                     "applied"
                 }
                 .into(),
-                decision: decision.and_then(|d| serde_json::to_value(d).ok()),
+                decision,
                 error: None,
-                events: events
-                    .iter()
-                    .filter_map(|e| serde_json::to_value(e).ok())
-                    .collect(),
+                events: events.to_vec(),
                 effects: Vec::new(),
                 status: live.session.status().as_str().to_owned(),
             });
