@@ -887,3 +887,61 @@ async fn an_unanswered_approval_expires_without_a_client_tick() {
     expiry.abort();
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_ended_sessions_events_leave_memory_and_still_stream_from_the_store() {
+    let source = PolicySource {
+        root: repo().join("policies"),
+        packs: vec!["support".into()],
+    };
+    let service = Service::new(source, tokens(), Arc::new(InMemoryStore::default())).unwrap();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let routed = service.clone();
+    let server = tokio::spawn(async move {
+        axum::serve(listener, http::router(routed)).await.unwrap();
+    });
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let api = Api {
+        base: format!("http://{addr}"),
+        client: reqwest::Client::new(),
+        server,
+    };
+    api.open(CAROL, "s1", "Where is ord-5?").await;
+    api.open(CAROL, "s2", "Still running").await;
+    api.step(CAROL, "s1", json!({"intent": "complete", "answer": "done"}))
+        .await;
+    let (_, before) = api.get(CAROL, "/v1/sessions/s1").await;
+    assert_eq!(
+        service.evict_ended(Duration::ZERO),
+        1,
+        "only the ended session"
+    );
+    let (_, after) = api.get(CAROL, "/v1/sessions/s1").await;
+    assert_eq!(before, after, "its view is unchanged");
+    let mut res = api
+        .client
+        .get(format!("{}/v1/sessions/s1/events", api.base))
+        .bearer_auth(CAROL)
+        .send()
+        .await
+        .unwrap();
+    let streamed = read_sse(&mut res, usize::MAX).await;
+    let last = after["last_seq"].as_u64().unwrap();
+    assert_eq!(
+        streamed.iter().map(|e| e.0).collect::<Vec<_>>(),
+        (0..=last).collect::<Vec<_>>()
+    );
+    assert_eq!(streamed.last().map(|e| e.1.as_str()), Some("completed"));
+    // Resuming after a seq reads the rest from the store too.
+    let mut res = api
+        .client
+        .get(format!("{}/v1/sessions/s1/events", api.base))
+        .bearer_auth(CAROL)
+        .header("last-event-id", "0")
+        .send()
+        .await
+        .unwrap();
+    let rest = read_sse(&mut res, usize::MAX).await;
+    assert_eq!(rest.first().map(|e| e.0), Some(1));
+}

@@ -19,8 +19,16 @@ pub struct Live {
     pub(super) request: String,
     /// Wall-clock start, ms since the Unix epoch: logical time is measured from it.
     pub(super) started_wall_ms: u64,
-    /// Every event, in `seq` order (`events[i].seq == i`).
+    /// Every event, in `seq` order (`events[i].seq == i`) — emptied once the session has been
+    /// over for a while (`evicted`): the store has them, and a long-lived service must not hold
+    /// every session it ever ran.
     pub(super) events: Vec<Event>,
+    /// The events were dropped from memory; read them from the store.
+    pub(super) evicted: bool,
+    /// How many events the session has, held or not.
+    pub(super) count: usize,
+    /// When the service saw the session end.
+    pub(super) ended_at: Option<std::time::Instant>,
     /// Steps in the store.
     logged: u64,
     /// The number of events, for SSE subscribers to wait on.
@@ -55,6 +63,9 @@ impl Live {
             request: request.clone(),
             started_wall_ms,
             events: Vec::new(),
+            evicted: false,
+            count: 0,
+            ended_at: None,
             logged: 0,
             published: watch::channel(0).0,
             broken: None,
@@ -99,6 +110,9 @@ impl Live {
             request,
             started_wall_ms: record.started_wall_ms,
             events: recorded,
+            evicted: false,
+            count: n,
+            ended_at: None,
             logged,
             published: watch::channel(n).0,
             broken,
@@ -113,6 +127,9 @@ impl Live {
             request,
             started_wall_ms: 0,
             events: Vec::new(),
+            evicted: false,
+            count: 0,
+            ended_at: None,
             logged: 0,
             published: watch::channel(0).0,
             broken: None,
@@ -246,8 +263,20 @@ impl Live {
     }
 
     fn publish(&mut self, events: &[Event]) {
-        self.events.extend_from_slice(events);
-        self.published.send_replace(self.events.len());
+        if !self.evicted {
+            self.events.extend_from_slice(events);
+        }
+        self.count += events.len();
+        if self.ended_at.is_none() && self.session.status().is_terminal() {
+            self.ended_at = Some(std::time::Instant::now());
+        }
+        self.published.send_replace(self.count);
+    }
+
+    /// Drops the events from memory (the store keeps them).
+    pub(super) fn evict(&mut self) {
+        self.events = Vec::new();
+        self.evicted = true;
     }
 
     /// The session as the API shows it.
@@ -264,7 +293,7 @@ impl Live {
             cost_spent: self.session.cost_spent(),
             labels: self.session.labels().map(str::to_owned).collect(),
             pending_approval: self.session.pending_approval().map(str::to_owned),
-            last_seq: self.events.last().map(|e| e.seq),
+            last_seq: self.count.checked_sub(1).map(|n| n as u64),
             bundle: self
                 .session
                 .deployment()

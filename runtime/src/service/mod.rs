@@ -323,6 +323,9 @@ impl Service {
             if hosted && !live.session.status().is_terminal() && live.broken.is_none() {
                 live.broken = Some(INTERRUPTED.into());
             }
+            if live.session.status().is_terminal() {
+                live.evict();
+            }
             restored.insert((tenant, id), Arc::new(Mutex::new(live)));
         }
         if let Ok(mut sessions) = self.inner.sessions.write() {
@@ -492,7 +495,7 @@ impl Service {
                 None => None,
                 Some(handle) => {
                     let control = control_of(intent.clone())?;
-                    let before = live.events.len();
+                    let before = live.count;
                     let changes = live.published.subscribe();
                     if !handle.send(control) {
                         return Err(ApiError::Conflict(format!("run `{id}` has ended")));
@@ -636,15 +639,30 @@ impl Service {
         after: Option<u64>,
     ) -> Result<EventsPage, ApiError> {
         let session = self.find(caller, id)?;
-        let live = session.lock().map_err(|_| poisoned())?;
         let from = after.map_or(0, |a| {
             usize::try_from(a).unwrap_or(usize::MAX).saturating_add(1)
         });
+        let (evicted, changes) = {
+            let live = session.lock().map_err(|_| poisoned())?;
+            if !live.evicted {
+                return Ok(EventsPage {
+                    after,
+                    events: live.events.get(from..).unwrap_or_default().to_vec(),
+                    ended: live.session.status().is_terminal() || live.broken.is_some(),
+                    changes: live.published.subscribe(),
+                });
+            }
+            (live.evicted, live.published.subscribe())
+        };
+        // An evicted session has ended: its events are read back from the store.
+        let store = self.inner.store.as_ref();
+        let stored = live::io(store, || store.load(&caller.tenant, id))
+            .map_err(|e| ApiError::Unavailable(e.to_string()))?;
         Ok(EventsPage {
             after,
-            events: live.events.get(from..).unwrap_or_default().to_vec(),
-            ended: live.session.status().is_terminal() || live.broken.is_some(),
-            changes: live.published.subscribe(),
+            events: stored.events.get(from..).unwrap_or_default().to_vec(),
+            ended: evicted,
+            changes,
         })
     }
 
@@ -693,7 +711,26 @@ impl Service {
         ticked
     }
 
-    /// Runs [`Service::expire_due`] every `period` until the service is dropped.
+    /// Drops from memory the events of sessions that ended more than `after` ago (their SSE
+    /// streams then read the store). Returns how many were dropped.
+    pub fn evict_ended(&self, after: std::time::Duration) -> usize {
+        let all: Vec<Arc<Mutex<Live>>> = match self.inner.sessions.read() {
+            Ok(s) => s.values().cloned().collect(),
+            Err(_) => return 0,
+        };
+        let mut evicted = 0;
+        for s in all {
+            let Ok(mut live) = s.lock() else { continue };
+            if !live.evicted && live.ended_at.is_some_and(|t| t.elapsed() >= after) {
+                live.evict();
+                evicted += 1;
+            }
+        }
+        evicted
+    }
+
+    /// Runs [`Service::expire_due`] every `period` until the service is dropped, and drops the
+    /// events of sessions over for a minute from memory ([`Service::evict_ended`]).
     pub fn spawn_expiry(&self, period: std::time::Duration) -> tokio::task::JoinHandle<()> {
         let weak = Arc::downgrade(&self.inner);
         tokio::spawn(async move {
@@ -701,7 +738,9 @@ impl Service {
             loop {
                 every.tick().await;
                 let Some(inner) = weak.upgrade() else { return };
-                Service { inner }.expire_due().await;
+                let service = Service { inner };
+                service.expire_due().await;
+                service.evict_ended(std::time::Duration::from_secs(60));
             }
         })
     }
