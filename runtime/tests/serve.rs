@@ -945,3 +945,58 @@ async fn an_ended_sessions_events_leave_memory_and_still_stream_from_the_store()
     let rest = read_sse(&mut res, usize::MAX).await;
     assert_eq!(rest.first().map(|e| e.0), Some(1));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_proposal_to_a_busy_session_is_refused_or_queued_as_asked() {
+    let api = memory_api().await;
+    api.open(CAROL, "s1", "Where are ord-5 and ord-6?").await;
+    let lookup = |order: &str| json!({"intent": "call_tool", "tool": "lookup_order", "input": {"order_id": order}});
+    let first = api.step(CAROL, "s1", lookup("ord-5")).await;
+    assert_eq!(first["status"], "waiting_tool");
+    let call = first["effects"][0]["call_id"].as_str().unwrap().to_owned();
+    let (_, before) = api.get(CAROL, "/v1/sessions/s1").await;
+    // Refused by default: 409 `busy`, nothing recorded.
+    let (status, busy) = api
+        .post(
+            CAROL,
+            "/v1/sessions/s1/steps",
+            json!({"intent": lookup("ord-6")}),
+        )
+        .await;
+    assert_eq!((status, code(&busy)), (409, "busy"), "{busy}");
+    let (_, same) = api.get(CAROL, "/v1/sessions/s1").await;
+    assert_eq!(before, same);
+    // Queued: held until the first call's result is in, then decided.
+    let queued = {
+        let client = api.client.clone();
+        let url = format!("{}/v1/sessions/s1/steps", api.base);
+        let body = json!({"intent": lookup("ord-6"), "when_busy": "queue"});
+        tokio::spawn(async move {
+            let res = client
+                .post(url)
+                .bearer_auth(CAROL)
+                .json(&body)
+                .send()
+                .await
+                .unwrap();
+            (res.status().as_u16(), res.json::<Value>().await.unwrap())
+        })
+    };
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert!(!queued.is_finished(), "held while the session waits");
+    let returned = api
+        .step(
+            CAROL,
+            "s1",
+            json!({"intent": "tool_returned", "call_id": call, "output": {"status": "shipped"}}),
+        )
+        .await;
+    let (status, second) = queued.await.unwrap();
+    assert_eq!(status, 200, "{second}");
+    assert_eq!(second["decision"]["effect"], "allow", "{second}");
+    let first_seq = second["events"][0]["seq"].as_u64().unwrap();
+    let returned_last = returned["events"].as_array().unwrap().last().unwrap()["seq"]
+        .as_u64()
+        .unwrap();
+    assert!(first_seq > returned_last, "applied after the result");
+}

@@ -92,6 +92,22 @@ pub struct StepRequest {
     /// `read_memory`, `write_memory`, `tick`, or `complete`.
     #[schema(value_type = Object)]
     pub intent: Value,
+    /// What to do when this is a new proposal and the session still waits for the answer to an
+    /// earlier one: `reject` (default: 409 `busy`, nothing recorded) or `queue` (held until the
+    /// session is ready, up to 30 s; parallel tool calls from one agent then take turns).
+    #[serde(default)]
+    pub when_busy: WhenBusy,
+}
+
+/// The answer to a proposal that finds its session busy.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum WhenBusy {
+    /// Refuse it (409 `busy`); nothing is recorded.
+    #[default]
+    Reject,
+    /// Hold it until the session is ready, then apply it.
+    Queue,
 }
 
 /// What a step came to. Kernel values are serialized as they are, in their log form.

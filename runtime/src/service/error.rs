@@ -19,6 +19,9 @@ pub enum ApiError {
     /// The id is taken by a session created with another body, or the store has it already.
     #[error("{0}")]
     Conflict(String),
+    /// The session waits for the answer to an earlier proposal, and this one was not to queue.
+    #[error("{0}")]
+    Busy(String),
     /// The body is not JSON.
     #[error("{0}")]
     BadJson(String),
@@ -48,7 +51,7 @@ impl ApiError {
             Self::Unauthorized => 401,
             Self::Forbidden(_) => 403,
             Self::NotFound(_) => 404,
-            Self::Conflict(_) => 409,
+            Self::Conflict(_) | Self::Busy(_) => 409,
             Self::BadJson(_) | Self::NotAllowed(_) => 400,
             Self::Invalid(_) => 422,
             Self::TooLarge(_) => 413,
@@ -64,6 +67,7 @@ impl ApiError {
             Self::Forbidden(_) => "forbidden",
             Self::NotFound(_) => "not_found",
             Self::Conflict(_) => "conflict",
+            Self::Busy(_) => "busy",
             Self::BadJson(_) => "bad_json",
             Self::Invalid(_) => "invalid",
             Self::TooLarge(_) => "too_large",

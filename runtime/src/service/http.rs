@@ -221,7 +221,11 @@ async fn propose_step(
     Path(id): Path<String>,
     Body(req): Body<StepRequest>,
 ) -> Result<Json<StepResponse>, ApiError> {
-    Ok(Json(service.step(&caller, &id, req.intent).await?))
+    Ok(Json(
+        service
+            .step_when(&caller, &id, req.intent, req.when_busy)
+            .await?,
+    ))
 }
 
 /// The session's events as Server-Sent Events: `id` is the event's `seq`, `event` its kind, `data`

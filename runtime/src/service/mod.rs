@@ -35,6 +35,7 @@ use kernel::{Deployment, Intent, Mode, Session, SessionConfig};
 use std::sync::Mutex;
 
 use crate::store::{SessionStore, StoreError};
+pub use api::WhenBusy;
 use api::{ApiMode, ApprovalView, CreateSession, Reloaded, SessionView, StepResponse};
 use auth::{Caller, Tokens};
 use error::ApiError;
@@ -451,6 +452,18 @@ impl Service {
         id: &str,
         intent: serde_json::Value,
     ) -> Result<StepResponse, ApiError> {
+        self.step_when(caller, id, intent, WhenBusy::Reject).await
+    }
+
+    /// [`Service::step`], choosing what happens to a proposal that arrives while the session waits
+    /// for the answer to an earlier one (a tool's result, an approval).
+    pub async fn step_when(
+        &self,
+        caller: &Caller,
+        id: &str,
+        intent: serde_json::Value,
+        when_busy: WhenBusy,
+    ) -> Result<StepResponse, ApiError> {
         let intent: Intent = serde_json::from_value(intent)
             .map_err(|e| ApiError::Invalid(format!("`intent`: {e}")))?;
         match intent {
@@ -477,7 +490,7 @@ impl Service {
                 )));
             }
         }
-        self.apply(caller, id, intent).await
+        self.apply_when(caller, id, intent, when_busy).await
     }
 
     async fn apply(
@@ -485,6 +498,16 @@ impl Service {
         caller: &Caller,
         id: &str,
         intent: Intent,
+    ) -> Result<StepResponse, ApiError> {
+        self.apply_when(caller, id, intent, WhenBusy::Reject).await
+    }
+
+    async fn apply_when(
+        &self,
+        caller: &Caller,
+        id: &str,
+        intent: Intent,
+        when_busy: WhenBusy,
     ) -> Result<StepResponse, ApiError> {
         let session = self.find(caller, id)?;
         // A hosted run takes approvals, rejections, cancellation and endorsement as live
@@ -527,11 +550,40 @@ impl Service {
                 status: live.session.status().as_str().to_owned(),
             });
         }
-        let mut live = session.lock().map_err(|_| poisoned())?;
-        let applied = live.apply(self.inner.store.as_ref(), intent, wall_ms())?;
-        self.observe(&live, &applied.events);
-        let status = live.session.status().as_str().to_owned();
-        Ok(applied.response(&status))
+        // A new proposal while the session waits for a result is busy: refused at once, or held
+        // until the session is ready (at most QUEUE_FOR), as the request chose. Nothing is
+        // recorded for a refused or timed-out one.
+        let deadline = tokio::time::Instant::now() + QUEUE_FOR;
+        loop {
+            let mut changes = {
+                let mut live = session.lock().map_err(|_| poisoned())?;
+                if !busy(&live, &intent) {
+                    let applied = live.apply(self.inner.store.as_ref(), intent, wall_ms())?;
+                    self.observe(&live, &applied.events);
+                    let status = live.session.status().as_str().to_owned();
+                    return Ok(applied.response(&status));
+                }
+                let busy = ApiError::Busy(format!(
+                    "session `{id}` is {} : it takes a new `{}` once that is answered",
+                    live.session.status().as_str(),
+                    intent.kind()
+                ));
+                if when_busy == WhenBusy::Reject {
+                    return Err(busy);
+                }
+                live.published.subscribe()
+            };
+            if tokio::time::timeout_at(deadline, changes.changed())
+                .await
+                .is_err()
+            {
+                return Err(ApiError::Busy(format!(
+                    "session `{id}` stayed busy for {} s; the `{}` was not applied",
+                    QUEUE_FOR.as_secs(),
+                    intent.kind()
+                )));
+            }
+        }
     }
 
     /// Approves the waiting request `request_id` as the caller's user (an authorized `approve`).
@@ -752,6 +804,32 @@ impl Service {
             .map(str::to_owned)
             .unwrap_or_default()
     }
+}
+
+/// How long a queued proposal waits for a busy session.
+const QUEUE_FOR: std::time::Duration = std::time::Duration::from_secs(30);
+
+/// Whether `intent` is a new proposal the session cannot take now because it waits for an answer.
+fn busy(live: &Live, intent: &Intent) -> bool {
+    use kernel::Status;
+    let proposal = matches!(
+        intent,
+        Intent::CallModel { .. }
+            | Intent::CallTool { .. }
+            | Intent::ReadMemory { .. }
+            | Intent::WriteMemory { .. }
+            | Intent::Complete { .. }
+    );
+    proposal
+        && matches!(
+            live.session.status(),
+            Status::WaitingModel
+                | Status::WaitingTool
+                | Status::WaitingMemory
+                | Status::WaitingApproval
+        )
+        && live.hosted.is_none()
+        && live.broken.is_none()
 }
 
 fn valid_id(id: &str) -> Result<(), ApiError> {
