@@ -33,7 +33,7 @@ use crate::hub::EventHub;
 use crate::models::Model;
 use crate::store::{SessionLog, SessionStore, StoreError, StoredSession, TenantMemory};
 use crate::tools::{Credentials, Tool};
-pub(crate) use run::block;
+pub(crate) use run::store_io;
 use run::{Begin, Run};
 
 /// How a run ended.

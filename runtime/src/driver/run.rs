@@ -256,7 +256,9 @@ impl<'a> Run<'a> {
                 Err(r) => std::slice::from_ref(r.event.as_ref()),
             };
             let c = self.agent.session().config();
-            if let Err(e) = append_off_executor(store.as_ref(), &c.tenant, &c.id, &step, events) {
+            if let Err(e) = store_io(store.as_ref(), || {
+                store.append(&c.tenant, &c.id, &step, events)
+            }) {
                 self.store_error = Some(e);
                 self.in_flight = None;
                 return;
@@ -285,32 +287,18 @@ impl<'a> Run<'a> {
     }
 }
 
-/// Runs blocking store work without stalling the executor. On a multi-threaded runtime the worker
-/// hands its other tasks to another thread while this one waits for the store, so every session
-/// waiting on a commit at the same moment can share it (see [`crate::store::GroupCommit`]); on a
-/// current-thread runtime, where that is impossible, it waits in place.
-pub(crate) fn block<T>(f: impl FnOnce() -> T) -> T {
+/// Runs store work without stalling the executor. A store that may block on I/O
+/// ([`SessionLog::blocks`]) runs it in place of the worker on a multi-threaded runtime: the worker
+/// hands its other tasks to another thread while this one waits, so every session waiting on a
+/// commit at the same moment can share it (see [`crate::store::GroupCommit`]). An in-memory store,
+/// or a current-thread runtime where a hand-off is impossible, runs it directly.
+pub(crate) fn store_io<T>(store: &dyn SessionLog, f: impl FnOnce() -> T) -> T {
     let multi_threaded = tokio::runtime::Handle::try_current()
         .is_ok_and(|h| h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread);
-    if multi_threaded {
+    if store.blocks() && multi_threaded {
         tokio::task::block_in_place(f)
     } else {
         f()
-    }
-}
-
-/// Writes a step ahead (see [`block`]).
-fn append_off_executor(
-    store: &dyn SessionLog,
-    tenant: &str,
-    session: &str,
-    step: &Step,
-    events: &[Event],
-) -> Result<(), StoreError> {
-    if store.blocks() {
-        block(|| store.append(tenant, session, step, events))
-    } else {
-        store.append(tenant, session, step, events)
     }
 }
 

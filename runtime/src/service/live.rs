@@ -9,7 +9,7 @@ use tokio::sync::watch;
 
 use super::api::{ApprovalView, SessionView, StepResponse};
 use super::error::ApiError;
-use crate::driver::block;
+pub(super) use crate::driver::store_io as io;
 use crate::store::{SessionStore, StoredSession};
 
 /// A session and everything the API shows of it.
@@ -347,11 +347,6 @@ impl Applied {
             status: status.to_owned(),
         }
     }
-}
-
-/// Runs store work, off the executor only when the store may block.
-pub(super) fn io<T>(store: &dyn SessionStore, f: impl FnOnce() -> T) -> T {
-    if store.blocks() { block(f) } else { f() }
 }
 
 fn c_tenant(session: &Session) -> String {

@@ -245,13 +245,9 @@ impl Service {
     /// [`Service::host`], on the tokio runtime the service runs on. Returns how many were resumed;
     /// a run whose agent is not registered stays `broken`.
     pub fn resume_hosted(&self) -> Result<usize, ServiceError> {
-        let all: Vec<(hosted::Key, Arc<Mutex<Live>>)> = match self.inner.sessions.read() {
-            Ok(s) => s.iter().map(|(k, v)| (k.clone(), Arc::clone(v))).collect(),
-            Err(_) => return Ok(0),
-        };
         let store = &self.inner.store;
         let mut resumed = 0;
-        for ((tenant, id), live) in all {
+        for ((tenant, id), live) in self.held(|_| true) {
             let Ok(mut live) = live.lock() else { continue };
             if live.hosted.is_some()
                 || live.session.status().is_terminal()
@@ -333,6 +329,19 @@ impl Service {
             *sessions = restored;
         }
         Ok(())
+    }
+
+    /// The sessions whose key passes `keep`, taken out of the table so none of their locks is
+    /// taken while the table is read.
+    fn held(&self, keep: impl Fn(&hosted::Key) -> bool) -> Vec<(hosted::Key, Arc<Mutex<Live>>)> {
+        match self.inner.sessions.read() {
+            Ok(s) => s
+                .iter()
+                .filter(|(k, _)| keep(k))
+                .map(|(k, v)| (k.clone(), Arc::clone(v)))
+                .collect(),
+            Err(_) => Vec::new(),
+        }
     }
 
     /// Who `token` acts as.
@@ -660,20 +669,8 @@ impl Service {
 
     /// Every request waiting for approval in the caller's tenant.
     pub async fn approvals(&self, caller: &Caller) -> Result<Vec<ApprovalView>, ApiError> {
-        let mine: Vec<Arc<Mutex<Live>>> = {
-            let sessions = self
-                .inner
-                .sessions
-                .read()
-                .map_err(|_| ApiError::Unavailable("the session table is poisoned".into()))?;
-            sessions
-                .iter()
-                .filter(|((tenant, _), _)| *tenant == caller.tenant)
-                .map(|(_, s)| Arc::clone(s))
-                .collect()
-        };
         let mut out = Vec::new();
-        for s in mine {
+        for (_, s) in self.held(|(tenant, _)| *tenant == caller.tenant) {
             if let Some(a) = s.lock().map_err(|_| poisoned())?.approval() {
                 out.push(a);
             }
@@ -743,13 +740,9 @@ impl Service {
     /// recorded as expired (and the agent may go on) without a client having to tick. Returns how
     /// many were ticked.
     pub async fn expire_due(&self) -> usize {
-        let all: Vec<Arc<Mutex<Live>>> = match self.inner.sessions.read() {
-            Ok(s) => s.values().cloned().collect(),
-            Err(_) => return 0,
-        };
         let now = wall_ms();
         let mut ticked = 0;
-        for s in all {
+        for (_, s) in self.held(|_| true) {
             let Ok(mut live) = s.lock() else { continue };
             // Hosted runs tick on their own.
             if live.hosted.is_none() && live.broken.is_none() && live.approval_due(now) {
@@ -766,12 +759,8 @@ impl Service {
     /// Drops from memory the events of sessions that ended more than `after` ago (their SSE
     /// streams then read the store). Returns how many were dropped.
     pub fn evict_ended(&self, after: std::time::Duration) -> usize {
-        let all: Vec<Arc<Mutex<Live>>> = match self.inner.sessions.read() {
-            Ok(s) => s.values().cloned().collect(),
-            Err(_) => return 0,
-        };
         let mut evicted = 0;
-        for s in all {
+        for (_, s) in self.held(|_| true) {
             let Ok(mut live) = s.lock() else { continue };
             if !live.evicted && live.ended_at.is_some_and(|t| t.elapsed() >= after) {
                 live.evict();
