@@ -186,123 +186,103 @@ fn bench(c: &mut Criterion) {
         })
     });
 
-    let latencies = Arc::new(Mutex::new(Vec::new()));
-    let decisions = Arc::new(AtomicUsize::new(0));
-    let clients: Vec<Arc<Client>> = (0..CLIENTS)
-        .map(|_| Arc::new(client(&latencies, &decisions)))
-        .collect();
-    let requests_per_round = CLIENTS * (2 + 2 * ROUNDS);
-    let wall = Arc::new(Mutex::new(Duration::ZERO));
     group.sample_size(10);
-    group.bench_function("100 clients: a session of 8 tool calls each", |b| {
-        b.to_async(&rt).iter_custom(|iters| {
-            let clients = clients.clone();
-            let next = &next;
-            let wall = Arc::clone(&wall);
-            async move {
-                let t = Instant::now();
-                for _ in 0..iters {
-                    let tasks: Vec<_> = clients
-                        .iter()
-                        .map(|c| {
-                            let c = Arc::clone(c);
-                            let id = format!("many-{}", next.fetch_add(1, Ordering::Relaxed));
-                            tokio::spawn(async move { c.session(&id).await })
-                        })
-                        .collect();
-                    for task in tasks {
-                        task.await.unwrap();
-                    }
-                }
-                let elapsed = t.elapsed();
-                *wall.lock().unwrap() += elapsed;
-                elapsed
-            }
-        })
-    });
-
-    // 100 clients, each pausing 5 to 15 ms (10 on average) before every request, as an agent does
-    // while it acts on an answer (a tool runs, a model thinks): about 10,000 requests/s offered at
-    // most.
-    let paced_latencies = Arc::new(Mutex::new(Vec::new()));
-    let paced_decisions = Arc::new(AtomicUsize::new(0));
-    let paced: Vec<Arc<Client>> = (0..CLIENTS)
-        .map(|i| {
-            let mut c = client(&paced_latencies, &paced_decisions);
-            c.think = Duration::from_millis(10);
-            c.seed = AtomicUsize::new(0x9E37_79B9 ^ (i + 1));
-            Arc::new(c)
-        })
-        .collect();
-    let paced_wall = Arc::new(Mutex::new(Duration::ZERO));
-    group.bench_function("100 clients, 10 ms think time", |b| {
-        b.to_async(&rt).iter_custom(|iters| {
-            let clients = paced.clone();
-            let next = &next;
-            let wall = Arc::clone(&paced_wall);
-            async move {
-                let t = Instant::now();
-                for _ in 0..iters {
-                    let tasks: Vec<_> = clients
-                        .iter()
-                        .map(|c| {
-                            let c = Arc::clone(c);
-                            let id = format!("paced-{}", next.fetch_add(1, Ordering::Relaxed));
-                            tokio::spawn(async move { c.session(&id).await })
-                        })
-                        .collect();
-                    for task in tasks {
-                        task.await.unwrap();
-                    }
-                }
-                let elapsed = t.elapsed();
-                *wall.lock().unwrap() += elapsed;
-                elapsed
-            }
-        })
-    });
+    let back_to_back = Load::new(|_| client(&Arc::default(), &Arc::default()), Duration::ZERO);
+    back_to_back.bench(
+        &mut group,
+        &rt,
+        "100 clients: a session of 8 tool calls each",
+        &next,
+    );
+    // Each client pausing 5 to 15 ms (10 on average) before every request, as an agent does while
+    // it acts on an answer (a tool runs, a model thinks): about 10,000 requests/s offered at most.
+    let paced = Load::new(
+        |_| client(&Arc::default(), &Arc::default()),
+        Duration::from_millis(10),
+    );
+    paced.bench(&mut group, &rt, "100 clients, 10 ms think time", &next);
     group.finish();
-    report(
-        "100 clients, 10 ms think time",
-        &paced_latencies,
-        &paced_decisions,
-        &paced_wall,
-    );
-
-    let mut l = latencies.lock().unwrap().clone();
-    l.sort_unstable();
-    let pct = |p: f64| l[((l.len() as f64 * p) as usize).min(l.len() - 1)];
-    let secs = wall.lock().unwrap().as_secs_f64();
-    let requests = l.len();
-    println!(
-        "100 clients: {requests} requests ({} per round) in {secs:.2} s: {:.0} HTTP steps/s, {:.0} decisions/s; latency p50 {:?}, p99 {:?}",
-        requests_per_round,
-        requests as f64 / secs,
-        decisions.load(Ordering::Relaxed) as f64 / secs,
-        pct(0.50),
-        pct(0.99),
-    );
+    back_to_back.report("100 clients");
+    paced.report("100 clients, 10 ms think time");
 }
 
-/// Prints throughput and latency percentiles of a load run.
-fn report(
-    label: &str,
-    latencies: &Mutex<Vec<Duration>>,
-    decisions: &AtomicUsize,
-    wall: &Mutex<Duration>,
-) {
-    let mut l = latencies.lock().unwrap().clone();
-    l.sort_unstable();
-    let pct = |p: f64| l[((l.len() as f64 * p) as usize).min(l.len() - 1)];
-    let secs = wall.lock().unwrap().as_secs_f64();
-    println!(
-        "{label}: {} requests in {secs:.2} s: {:.0} HTTP steps/s, {:.0} decisions/s; latency p50 {:?}, p99 {:?}",
-        l.len(),
-        l.len() as f64 / secs,
-        decisions.load(Ordering::Relaxed) as f64 / secs,
-        pct(0.50),
-        pct(0.99),
-    );
+/// 100 clients, each running one session of 8 tool calls per round, all rounds measured together.
+struct Load {
+    clients: Vec<Arc<Client>>,
+    latencies: Arc<Mutex<Vec<Duration>>>,
+    decisions: Arc<AtomicUsize>,
+    wall: Arc<Mutex<Duration>>,
+}
+
+impl Load {
+    /// Clients made by `make`, sharing one record, each pausing `think` on average.
+    fn new(make: impl Fn(usize) -> Client, think: Duration) -> Self {
+        let latencies: Arc<Mutex<Vec<Duration>>> = Arc::default();
+        let decisions: Arc<AtomicUsize> = Arc::default();
+        let clients = (0..CLIENTS)
+            .map(|i| {
+                let mut c = make(i);
+                c.latencies = Arc::clone(&latencies);
+                c.decisions = Arc::clone(&decisions);
+                c.think = think;
+                c.seed = AtomicUsize::new(0x9E37_79B9 ^ (i + 1));
+                Arc::new(c)
+            })
+            .collect();
+        Self {
+            clients,
+            latencies,
+            decisions,
+            wall: Arc::default(),
+        }
+    }
+
+    fn bench(
+        &self,
+        group: &mut criterion::BenchmarkGroup<'_, criterion::measurement::WallTime>,
+        rt: &tokio::runtime::Runtime,
+        name: &str,
+        next: &AtomicUsize,
+    ) {
+        group.bench_function(name, |b| {
+            b.to_async(rt).iter_custom(|iters| async move {
+                let t = Instant::now();
+                for _ in 0..iters {
+                    let tasks: Vec<_> = self
+                        .clients
+                        .iter()
+                        .map(|c| {
+                            let c = Arc::clone(c);
+                            let id = format!("load-{}", next.fetch_add(1, Ordering::Relaxed));
+                            tokio::spawn(async move { c.session(&id).await })
+                        })
+                        .collect();
+                    for task in tasks {
+                        task.await.unwrap();
+                    }
+                }
+                let elapsed = t.elapsed();
+                *self.wall.lock().unwrap() += elapsed;
+                elapsed
+            })
+        });
+    }
+
+    /// Prints throughput and latency percentiles over every round run.
+    fn report(&self, label: &str) {
+        let mut l = self.latencies.lock().unwrap().clone();
+        l.sort_unstable();
+        let pct = |p: f64| l[((l.len() as f64 * p) as usize).min(l.len() - 1)];
+        let secs = self.wall.lock().unwrap().as_secs_f64();
+        println!(
+            "{label}: {} requests in {secs:.2} s: {:.0} HTTP steps/s, {:.0} decisions/s; latency p50 {:?}, p99 {:?}",
+            l.len(),
+            l.len() as f64 / secs,
+            self.decisions.load(Ordering::Relaxed) as f64 / secs,
+            pct(0.50),
+            pct(0.99),
+        );
+    }
 }
 
 criterion_group!(benches, bench);

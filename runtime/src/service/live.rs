@@ -58,19 +58,7 @@ impl Live {
         request: String,
         started_wall_ms: u64,
     ) -> Result<(Self, Applied), ApiError> {
-        let mut live = Self {
-            session,
-            request: request.clone(),
-            started_wall_ms,
-            events: Vec::new(),
-            evicted: false,
-            count: 0,
-            ended_at: None,
-            logged: 0,
-            published: watch::channel(0).0,
-            broken: None,
-            hosted: None,
-        };
+        let mut live = Self::held(session, request.clone(), started_wall_ms, Vec::new(), 0);
         let applied = live.apply(store, Intent::Start { request }, started_wall_ms)?;
         Ok((live, applied))
     }
@@ -104,34 +92,36 @@ impl Live {
         }
         let broken = (produced != recorded)
             .then(|| "its stored steps do not reproduce its stored events".to_owned());
-        let n = recorded.len();
-        Ok(Self {
-            session,
-            request,
-            started_wall_ms: record.started_wall_ms,
-            events: recorded,
-            evicted: false,
-            count: n,
-            ended_at: None,
-            logged,
-            published: watch::channel(n).0,
-            broken,
-            hosted: None,
-        })
+        let mut live = Self::held(session, request, record.started_wall_ms, recorded, logged);
+        live.broken = broken;
+        Ok(live)
     }
 
-    /// The mirror of a hosted run, before its runtime starts it.
+    /// The mirror of a hosted run, before its runtime starts it (its start time comes with the
+    /// run's first write).
     pub(super) fn hosted(session: Session, request: String) -> Self {
+        Self::held(session, request, 0, Vec::new(), 0)
+    }
+
+    /// A healthy session holding `events` after `logged` stored steps.
+    fn held(
+        session: Session,
+        request: String,
+        started_wall_ms: u64,
+        events: Vec<Event>,
+        logged: u64,
+    ) -> Self {
+        let count = events.len();
         Self {
             session,
             request,
-            started_wall_ms: 0,
-            events: Vec::new(),
+            started_wall_ms,
+            events,
             evicted: false,
-            count: 0,
+            count,
             ended_at: None,
-            logged: 0,
-            published: watch::channel(0).0,
+            logged,
+            published: watch::channel(count).0,
             broken: None,
             hosted: None,
         }
