@@ -10,15 +10,12 @@
     clippy::indexing_slicing
 )]
 
-use std::io::{BufRead, BufReader};
-use std::path::PathBuf;
-use std::process::{Command, Stdio};
+use std::process::Command;
 
 use serde_json::Value;
 
-fn repo() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..")
-}
+mod served;
+use served::{Served, repo};
 
 #[test]
 fn a_langgraph_agent_asks_arbiter_before_each_step() {
@@ -31,57 +28,18 @@ fn a_langgraph_agent_asks_arbiter_before_each_step() {
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).unwrap();
     let tokens = dir.join("tokens.toml");
-    let out = Command::new(env!("CARGO_BIN_EXE_arbiter"))
-        .args([
-            "token",
-            "--tenant",
-            "shopco",
-            "--user",
-            "carol@shopco",
-            "--file",
-        ])
-        .arg(&tokens)
-        .output()
-        .unwrap();
-    let token = String::from_utf8(out.stdout).unwrap().trim().to_owned();
+    let token = served::token(&tokens);
     let db = dir.join("arbiter.db");
     let store = format!("sqlite:{}", db.display());
-    let mut server = Command::new(env!("CARGO_BIN_EXE_arbiter"))
-        .args([
-            "serve",
-            "--addr",
-            "127.0.0.1:0",
-            "--pack",
-            "support",
-            "--store",
-            &store,
-            "--tokens",
-        ])
-        .arg(&tokens)
-        .current_dir(repo())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let banner = BufReader::new(server.stderr.take().unwrap())
-        .lines()
-        .next()
-        .unwrap()
-        .unwrap();
-    let url = banner
-        .split_whitespace()
-        .find(|w| w.starts_with("http://"))
-        .expect("the banner names the address")
-        .to_owned();
+    let server = Served::start(&tokens, &["--store", &store]);
+    let url = server.url.clone();
 
     let run = Command::new(&python)
         .arg(repo().join("examples/python/refund_agent.py"))
         .args(["--url", &url, "--token", &token, "--session", "lg-1"])
         .output()
         .unwrap();
-    let _ = Command::new("kill")
-        .args(["-INT", &server.id().to_string()])
-        .status();
-    let _ = server.wait();
+    server.stop();
     let stdout = String::from_utf8_lossy(&run.stdout).into_owned();
     assert!(
         run.status.success(),

@@ -50,6 +50,21 @@ name = "fake"
     path
 }
 
+/// An agent file whose `lookup_order` is a Python tool answering "delivered", in scratch `name`.
+fn lookup_agent(name: &str, server: &FakeModel) -> PathBuf {
+    let dir = scratch(name);
+    std::fs::write(
+        dir.join("tools/lookup.py"),
+        "import json,sys\nprint(json.dumps({'status': 'delivered', **json.load(sys.stdin)}))\n",
+    )
+    .expect("write");
+    agent_file(
+        &dir,
+        &server.base_url(),
+        "[tools.lookup_order]\ncommand = [\"python3\", \"tools/lookup.py\"]\n",
+    )
+}
+
 async fn fake(script: &str) -> FakeModel {
     let script: Script = toml::from_str(script).expect("script");
     FakeModel::start(script, SocketAddr::from(([127, 0, 0, 1], 0)))
@@ -67,17 +82,7 @@ content = "It was delivered."
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_live_run_prints_its_events_and_exits_zero() {
     let server = fake(LOOKUP).await;
-    let dir = scratch("ok");
-    std::fs::write(
-        dir.join("tools/lookup.py"),
-        "import json,sys\nprint(json.dumps({'status': 'delivered', **json.load(sys.stdin)}))\n",
-    )
-    .expect("write");
-    let agent = agent_file(
-        &dir,
-        &server.base_url(),
-        "[tools.lookup_order]\ncommand = [\"python3\", \"tools/lookup.py\"]\n",
-    );
+    let agent = lookup_agent("ok", &server);
     let out = tokio::task::spawn_blocking(move || {
         Command::new(env!("CARGO_BIN_EXE_arbiter"))
             .args(["run", agent.to_str().unwrap_or_default(), "--jsonl"])
@@ -130,17 +135,7 @@ async fn a_live_run_sends_its_trace_to_an_otlp_receiver() {
     let receiver = tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
 
     let server = fake(LOOKUP).await;
-    let dir = scratch("otlp");
-    std::fs::write(
-        dir.join("tools/lookup.py"),
-        "import json,sys\nprint(json.dumps({'status': 'delivered', **json.load(sys.stdin)}))\n",
-    )
-    .expect("write");
-    let agent = agent_file(
-        &dir,
-        &server.base_url(),
-        "[tools.lookup_order]\ncommand = [\"python3\", \"tools/lookup.py\"]\n",
-    );
+    let agent = lookup_agent("otlp", &server);
     let out = tokio::task::spawn_blocking(move || {
         Command::new(env!("CARGO_BIN_EXE_arbiter"))
             .args([

@@ -8,14 +8,11 @@
     clippy::indexing_slicing
 )]
 
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{Read, Write};
 use std::net::TcpStream;
-use std::path::PathBuf;
-use std::process::{Command, Stdio};
 
-fn repo() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..")
-}
+mod served;
+use served::Served;
 
 /// One HTTP/1.1 request; the status code and the body.
 fn request(addr: &str, method: &str, path: &str, token: Option<&str>, body: &str) -> (u16, String) {
@@ -43,46 +40,13 @@ fn a_token_and_a_served_session_as_the_readme_shows() {
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).unwrap();
     let tokens = dir.join("tokens.toml");
-    let out = Command::new(env!("CARGO_BIN_EXE_arbiter"))
-        .args([
-            "token",
-            "--tenant",
-            "shopco",
-            "--user",
-            "carol@shopco",
-            "--file",
-        ])
-        .arg(&tokens)
-        .output()
-        .unwrap();
-    assert!(out.status.success());
-    let token = String::from_utf8(out.stdout).unwrap().trim().to_owned();
+    let token = served::token(&tokens);
     let file = std::fs::read_to_string(&tokens).unwrap();
     assert!(!file.contains(&token), "the file keeps only the hash");
     assert!(file.contains("tenant = \"shopco\""), "{file}");
 
-    let mut child = Command::new(env!("CARGO_BIN_EXE_arbiter"))
-        .args([
-            "serve",
-            "--addr",
-            "127.0.0.1:0",
-            "--pack",
-            "support",
-            "--tokens",
-        ])
-        .arg(&tokens)
-        .current_dir(repo())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
-    let banner = lines.next().unwrap().unwrap();
-    let addr = banner
-        .split("http://")
-        .nth(1)
-        .and_then(|r| r.split_whitespace().next())
-        .expect("the banner names the address")
-        .to_owned();
+    let server = Served::start(&tokens, &[]);
+    let addr = server.addr().to_owned();
     let body =
         r#"{"id":"t-1","agent":"support@shopco","budget":"shopco","request":"Where is ord-5?"}"#;
     let (status, _) = request(&addr, "POST", "/v1/sessions", None, body);
@@ -97,17 +61,7 @@ fn a_token_and_a_served_session_as_the_readme_shows() {
         "{}",
         &doc[..100.min(doc.len())]
     );
-    interrupt(child.id());
-    let status = child.wait().unwrap();
+    let status = server.stop();
     assert!(status.success(), "stops cleanly on SIGINT: {status:?}");
     let _ = std::fs::remove_dir_all(&dir);
-}
-
-fn interrupt(pid: u32) {
-    let ok = Command::new("kill")
-        .args(["-INT", &pid.to_string()])
-        .status()
-        .unwrap()
-        .success();
-    assert!(ok);
 }

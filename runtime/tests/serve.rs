@@ -13,11 +13,15 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
+use api::Api;
 use runtime::service::auth::{Tokens, hash};
 use runtime::service::{PolicySource, Service, http};
 use runtime::store::sqlite::SqliteStore;
 use runtime::store::{InMemoryStore, SessionStore};
 use serde_json::{Value, json};
+
+#[path = "api/mod.rs"]
+mod api;
 
 const CAROL: &str = "tok-carol";
 const SAM: &str = "tok-sam";
@@ -42,69 +46,26 @@ fn tokens() -> Tokens {
     t
 }
 
-struct Api {
-    base: String,
-    client: reqwest::Client,
-    server: tokio::task::JoinHandle<()>,
-}
-
-impl Drop for Api {
-    fn drop(&mut self) {
-        self.server.abort();
-    }
-}
-
 async fn serve(policies: &Path, store: Arc<dyn SessionStore>) -> Api {
     let source = PolicySource {
         root: policies.to_owned(),
         packs: vec!["support".into()],
     };
-    let service = Service::new(source, tokens(), store).expect("service");
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    let server = tokio::spawn(async move {
-        axum::serve(listener, http::router(service)).await.unwrap();
-    });
-    let _ = rustls::crypto::ring::default_provider().install_default();
-    Api {
-        base: format!("http://{addr}"),
-        client: reqwest::Client::new(),
-        server,
-    }
+    api::start(Service::new(source, tokens(), store).expect("service")).await
 }
 
 async fn memory_api() -> Api {
     serve(&repo().join("policies"), Arc::new(InMemoryStore::default())).await
 }
 
-impl Api {
-    async fn send(&self, req: reqwest::RequestBuilder) -> (u16, Value) {
-        let res = req.send().await.expect("request");
-        let status = res.status().as_u16();
-        let text = res.text().await.unwrap();
-        (
-            status,
-            serde_json::from_str(&text).unwrap_or(Value::String(text)),
-        )
-    }
+/// The session operations the tests repeat.
+trait Sessions {
+    async fn open(&self, token: &str, id: &str, request: &str) -> Value;
+    async fn step(&self, token: &str, id: &str, intent: Value) -> Value;
+    async fn waiting(&self, id: &str) -> String;
+}
 
-    async fn post(&self, token: &str, path: &str, body: Value) -> (u16, Value) {
-        let req = self
-            .client
-            .post(format!("{}{path}", self.base))
-            .bearer_auth(token)
-            .json(&body);
-        self.send(req).await
-    }
-
-    async fn get(&self, token: &str, path: &str) -> (u16, Value) {
-        let req = self
-            .client
-            .get(format!("{}{path}", self.base))
-            .bearer_auth(token);
-        self.send(req).await
-    }
-
+impl Sessions for Api {
     async fn open(&self, token: &str, id: &str, request: &str) -> Value {
         let (status, body) = self
             .post(
@@ -861,16 +822,7 @@ async fn an_unanswered_approval_expires_without_a_client_tick() {
     };
     let service = Service::new(source, tokens(), Arc::new(InMemoryStore::default())).unwrap();
     let expiry = service.spawn_expiry(Duration::from_millis(50));
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    let server = tokio::spawn(async move {
-        axum::serve(listener, http::router(service)).await.unwrap();
-    });
-    let api = Api {
-        base: format!("http://{addr}"),
-        client: reqwest::Client::new(),
-        server,
-    };
+    let api = api::start(service).await;
     api.waiting("s1").await;
     let mut view = Value::Null;
     for _ in 0..100 {
@@ -895,18 +847,7 @@ async fn an_ended_sessions_events_leave_memory_and_still_stream_from_the_store()
         packs: vec!["support".into()],
     };
     let service = Service::new(source, tokens(), Arc::new(InMemoryStore::default())).unwrap();
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    let routed = service.clone();
-    let server = tokio::spawn(async move {
-        axum::serve(listener, http::router(routed)).await.unwrap();
-    });
-    let _ = rustls::crypto::ring::default_provider().install_default();
-    let api = Api {
-        base: format!("http://{addr}"),
-        client: reqwest::Client::new(),
-        server,
-    };
+    let api = api::start(service.clone()).await;
     api.open(CAROL, "s1", "Where is ord-5?").await;
     api.open(CAROL, "s2", "Still running").await;
     api.step(CAROL, "s1", json!({"intent": "complete", "answer": "done"}))

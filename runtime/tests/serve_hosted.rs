@@ -14,15 +14,19 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use api::Api;
 use kernel::{Intent, Mode, SessionConfig};
 use runtime::service::auth::{Tokens, hash};
-use runtime::service::{HostedAgent, PolicySource, Service, http};
+use runtime::service::{HostedAgent, PolicySource, Service};
 use runtime::store::{InMemoryStore, SessionStore};
 use runtime::{
     Estimate, Message, Model, ModelCall, ModelError, ModelFuture, ModelReply, Runtime, Tool,
     ToolCall, ToolFuture, ToolOutput,
 };
 use serde_json::{Value, json};
+
+#[path = "api/mod.rs"]
+mod api;
 
 const CAROL: &str = "tok-carol";
 const SAM: &str = "tok-sam";
@@ -88,16 +92,16 @@ impl Tool for Answers {
     }
 }
 
-struct Api {
-    base: String,
-    client: reqwest::Client,
+/// The served API and the store behind it.
+struct Hosted {
+    api: Api,
     store: Arc<dyn SessionStore>,
-    server: tokio::task::JoinHandle<()>,
 }
 
-impl Drop for Api {
-    fn drop(&mut self) {
-        self.server.abort();
+impl std::ops::Deref for Hosted {
+    type Target = Api;
+    fn deref(&self) -> &Api {
+        &self.api
     }
 }
 
@@ -105,12 +109,15 @@ fn repo() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..")
 }
 
-async fn serve(replies: Vec<ModelReply>, delay: Duration) -> Api {
+async fn serve(replies: Vec<ModelReply>, delay: Duration) -> Hosted {
     serve_on(replies, delay, Arc::new(InMemoryStore::default())).await
 }
 
-async fn serve_on(replies: Vec<ModelReply>, delay: Duration, store: Arc<dyn SessionStore>) -> Api {
-    let _ = rustls::crypto::ring::default_provider().install_default();
+async fn serve_on(
+    replies: Vec<ModelReply>,
+    delay: Duration,
+    store: Arc<dyn SessionStore>,
+) -> Hosted {
     let mut tokens = Tokens::default();
     tokens.insert(&hash(CAROL), "shopco".into(), "carol@shopco".into(), false);
     tokens.insert(&hash(SAM), "shopco".into(), "sam@shopco".into(), false);
@@ -154,48 +161,13 @@ async fn serve_on(replies: Vec<ModelReply>, delay: Duration, store: Arc<dyn Sess
         .unwrap()
         .host("support", agent);
     service.resume_hosted().unwrap();
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    let server = tokio::spawn(async move {
-        axum::serve(listener, http::router(service)).await.unwrap();
-    });
-    Api {
-        base: format!("http://{addr}"),
-        client: reqwest::Client::new(),
+    Hosted {
+        api: api::start(service).await,
         store,
-        server,
     }
 }
 
-impl Api {
-    async fn send(&self, req: reqwest::RequestBuilder) -> (u16, Value) {
-        let res = req.send().await.unwrap();
-        let status = res.status().as_u16();
-        let text = res.text().await.unwrap();
-        (
-            status,
-            serde_json::from_str(&text).unwrap_or(Value::String(text)),
-        )
-    }
-
-    async fn post(&self, token: &str, path: &str, body: Value) -> (u16, Value) {
-        let req = self
-            .client
-            .post(format!("{}{path}", self.base))
-            .bearer_auth(token);
-        let req = if body.is_null() { req } else { req.json(&body) };
-        self.send(req).await
-    }
-
-    async fn get(&self, token: &str, path: &str) -> (u16, Value) {
-        self.send(
-            self.client
-                .get(format!("{}{path}", self.base))
-                .bearer_auth(token),
-        )
-        .await
-    }
-
+impl Hosted {
     /// Polls the session until `done` holds (10 s at most).
     async fn until(&self, id: &str, done: impl Fn(&Value) -> bool) -> Value {
         for _ in 0..200 {
@@ -207,6 +179,26 @@ impl Api {
         }
         panic!("session {id} never got there");
     }
+}
+
+/// A service on a new store at `path` starts run `id`, then stops while its (slow) model is
+/// answering: the run is left `waiting_model` in the store.
+async fn interrupted(path: &std::path::Path, id: &str) {
+    let _ = std::fs::remove_file(path);
+    let store = Arc::new(runtime::store::sqlite::SqliteStore::open(path).unwrap());
+    let api = serve_on(
+        vec![reply(vec![], Some("late"))],
+        Duration::from_secs(30),
+        store,
+    )
+    .await;
+    api.post(
+        CAROL,
+        "/v1/runs",
+        json!({"id": id, "agent": "support", "request": "Where is ord-5?"}),
+    )
+    .await;
+    api.until(id, |v| v["status"] == "waiting_model").await;
 }
 
 fn kinds(events: &[kernel::event::Event]) -> Vec<&str> {
@@ -374,26 +366,10 @@ async fn a_cancel_sent_before_the_run_starts_cancels_it() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_hosted_run_interrupted_by_a_restart_is_resumed_and_finishes() {
     let path = std::env::temp_dir().join(format!("arbiter-hosted-{}.db", std::process::id()));
-    let _ = std::fs::remove_file(&path);
     let open = || -> Arc<dyn SessionStore> {
         Arc::new(runtime::store::sqlite::SqliteStore::open(&path).unwrap())
     };
-    {
-        // The first service stops while the run waits for its (slow) model.
-        let api = serve_on(
-            vec![reply(vec![], Some("late"))],
-            Duration::from_secs(30),
-            open(),
-        )
-        .await;
-        api.post(
-            CAROL,
-            "/v1/runs",
-            json!({"id": "r4", "agent": "support", "request": "Where is ord-5?"}),
-        )
-        .await;
-        api.until("r4", |v| v["status"] == "waiting_model").await;
-    }
+    interrupted(&path, "r4").await;
     // The next one picks the run up: the model call in flight is re-issued and the run completes.
     let api = serve_on(
         vec![
@@ -435,25 +411,10 @@ async fn a_hosted_run_interrupted_by_a_restart_is_resumed_and_finishes() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_hosted_run_whose_agent_is_gone_after_a_restart_takes_no_client_steps() {
     let path = std::env::temp_dir().join(format!("arbiter-hosted-gone-{}.db", std::process::id()));
-    let _ = std::fs::remove_file(&path);
     let open = || -> Arc<dyn SessionStore> {
         Arc::new(runtime::store::sqlite::SqliteStore::open(&path).unwrap())
     };
-    {
-        let api = serve_on(
-            vec![reply(vec![], Some("late"))],
-            Duration::from_secs(30),
-            open(),
-        )
-        .await;
-        api.post(
-            CAROL,
-            "/v1/runs",
-            json!({"id": "r5", "agent": "support", "request": "Where is ord-5?"}),
-        )
-        .await;
-        api.until("r5", |v| v["status"] == "waiting_model").await;
-    }
+    interrupted(&path, "r5").await;
     // Restarted without registering the agent.
     let mut tokens = Tokens::default();
     tokens.insert(&hash(CAROL), "shopco".into(), "carol@shopco".into(), false);

@@ -534,12 +534,28 @@ mod tests {
 mod canonical {
     use super::*;
 
-    fn index(texts: &[&str]) -> ContentIndex {
+    /// An index of `texts`, each from the user, reading numeric dates as `order` says.
+    pub(super) fn index_in(order: DateOrder, texts: &[&str]) -> ContentIndex {
         let mut ix = ContentIndex::default();
+        ix.set_date_order(order);
         for t in texts {
             ix.add(t, USER, &BTreeSet::new());
         }
         ix
+    }
+
+    fn index(texts: &[&str]) -> ContentIndex {
+        index_in(DateOrder::Unknown, texts)
+    }
+
+    /// Every value of `found` is from the user in `ix`; none of `missed` is found at all.
+    pub(super) fn check(ix: &ContentIndex, found: &[&str], missed: &[&str]) {
+        for v in found {
+            assert_eq!(ix.find(v).classes, USER, "{v}");
+        }
+        for v in missed {
+            assert_eq!(ix.find(v).classes, 0, "{v}");
+        }
     }
 
     /// Provenance survives reformatting (issue 17, 3): amounts by value, identifiers grouped or
@@ -550,25 +566,24 @@ mod canonical {
             "The bill is EUR 98.70, pay it to DE44 5001 0517 5407 3249 31 by Friday.",
             "Call +1 415-555-0100 or ref 100.",
         ]);
-        for found in [
-            "98.7",
-            "98.70",
-            "DE44500105175407324931",
-            "de44 5001 0517 5407 3249 31",
-            "14155550100",
-            "415-555-0100",
-            "100.0",
-        ] {
-            assert_eq!(ix.find(found).classes, USER, "{found}");
-        }
-        for missed in [
-            "98.71",
-            "DE44500105175407324932",
-            "DE44 5001 0517 5407 3249 3",
-            "4155550101",
-        ] {
-            assert_eq!(ix.find(missed).classes, 0, "{missed}");
-        }
+        check(
+            &ix,
+            &[
+                "98.7",
+                "98.70",
+                "DE44500105175407324931",
+                "de44 5001 0517 5407 3249 31",
+                "14155550100",
+                "415-555-0100",
+                "100.0",
+            ],
+            &[
+                "98.71",
+                "DE44500105175407324932",
+                "DE44 5001 0517 5407 3249 3",
+                "4155550101",
+            ],
+        );
         // Ungrouped in the content, grouped in the value.
         let ix = index(&["IBAN DE44500105175407324931"]);
         assert_eq!(ix.find("DE44 5001 0517 5407 3249 31").classes, USER);
@@ -582,14 +597,7 @@ mod canonical {
 mod dated {
     use super::*;
 
-    fn index(order: DateOrder, texts: &[&str]) -> ContentIndex {
-        let mut ix = ContentIndex::default();
-        ix.set_date_order(order);
-        for t in texts {
-            ix.add(t, USER, &BTreeSet::new());
-        }
-        ix
-    }
+    use super::canonical::{check, index_in as index};
 
     /// A date is found by the day it names, however either side wrote it (issue 17, 3).
     #[test]
@@ -598,29 +606,28 @@ mod dated {
             DateOrder::Unknown,
             &["Book the flight for May 19th, then the hotel from 2024-06-02 at 3pm."],
         );
-        for found in [
-            "2024-05-19",
-            "2025-05-19",
-            "May 19",
-            "19 May",
-            "2024-06-02",
-            "June 2",
-            "02.06.2024",
-            "2024-06-02T15:00:00Z",
-            "15:00",
-            "3 PM",
-        ] {
-            assert_eq!(ix.find(found).classes, USER, "{found}");
-        }
-        for missed in [
-            "2024-05-20",
-            "2023-06-02",
-            "June 3",
-            "2024-06-02T16:00:00Z",
-            "16:00",
-        ] {
-            assert_eq!(ix.find(missed).classes, 0, "{missed}");
-        }
+        check(
+            &ix,
+            &[
+                "2024-05-19",
+                "2025-05-19",
+                "May 19",
+                "19 May",
+                "2024-06-02",
+                "June 2",
+                "02.06.2024",
+                "2024-06-02T15:00:00Z",
+                "15:00",
+                "3 PM",
+            ],
+            &[
+                "2024-05-20",
+                "2023-06-02",
+                "June 3",
+                "2024-06-02T16:00:00Z",
+                "16:00",
+            ],
+        );
     }
 
     #[test]
