@@ -133,6 +133,7 @@ fn bench(c: &mut Criterion) {
     let policies = PolicySource {
         root: PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../policies"),
         packs: vec!["support".into()],
+        tools: Vec::new(),
     };
     let service = Service::new(policies, tokens, Arc::new(InMemoryStore::default())).unwrap();
     let base = rt.block_on(async {

@@ -132,6 +132,23 @@ impl Deployment {
         self.tools.get(name).map(|t| &t.spec)
     }
 
+    /// Whether agent `agent` could ever be permitted to call `tool`, judged from policy scopes
+    /// (see `gate::reach`): `false` means every call would be denied; `true` promises nothing.
+    pub fn may_call(&self, agent: &str, tool: &str) -> bool {
+        let Some(entry) = self.tools.get(tool) else {
+            return false;
+        };
+        let Ok(principal) = uid("Agent", agent) else {
+            return false;
+        };
+        crate::gate::may_permit(
+            &self.gate.schema,
+            &self.gate.policies.cedar,
+            &self.gate.entities,
+            (&principal, &entry.action, &entry.uid),
+        )
+    }
+
     /// Policy ids, sorted.
     pub fn policy_ids(&self) -> Vec<String> {
         let mut ids: Vec<String> = self.gate.meta.values().map(|m| m.id().to_owned()).collect();

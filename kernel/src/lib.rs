@@ -60,4 +60,4 @@ pub use history::CounterSpec;
 pub use intent::{Intent, MAX_JSON_DEPTH, Step};
 pub use session::{Effect, Rejected, Session, SessionConfig, Status, Transition};
 pub use source::{Located, Source};
-pub use tools::{ArgumentError, BUILTIN_ACTIONS, Risk, ToolSpec, uid};
+pub use tools::{ArgumentError, BUILTIN_ACTIONS, PathRules, Risk, ToolSpec, uid};

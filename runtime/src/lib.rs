@@ -10,6 +10,9 @@
 //! - [`store`]: session stores (memory, SQLite, group commit);
 //! - [`telemetry`], [`hub`]: events as `tracing` records, and live per-session subscribers;
 //! - [`driver`]: drives sessions with all of the above;
+//! - [`service`]: `arbiter serve`, the HTTP service over the kernel;
+//! - [`gateway`]: `arbiter mcp-gateway`, the MCP server in front of upstream MCP servers, deciding
+//!   through [`service`];
 //! - [`agent_file`]: an agent file (policies, who runs it, model endpoint, tools) made into a
 //!   [`Runtime`], with [`FileError`] for any file Arbiter reads.
 #![deny(unsafe_code)]
@@ -18,6 +21,7 @@
 pub mod agent_file;
 pub mod driver;
 mod error;
+pub mod gateway;
 pub mod hub;
 pub mod models;
 pub mod service;

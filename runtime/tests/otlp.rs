@@ -104,6 +104,7 @@ async fn a_sessions_trace_arrives_at_an_otlp_receiver() {
     let policies = PolicySource {
         root: PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../policies"),
         packs: vec!["support".into()],
+        tools: Vec::new(),
     };
     let service = Service::new(policies, tokens, Arc::new(InMemoryStore::default()))
         .unwrap()

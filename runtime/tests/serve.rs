@@ -50,6 +50,7 @@ async fn serve(policies: &Path, store: Arc<dyn SessionStore>) -> Api {
     let source = PolicySource {
         root: policies.to_owned(),
         packs: vec!["support".into()],
+        tools: Vec::new(),
     };
     api::start(Service::new(source, tokens(), store).expect("service")).await
 }
@@ -819,6 +820,7 @@ async fn an_unanswered_approval_expires_without_a_client_tick() {
     let source = PolicySource {
         root: dir.clone(),
         packs: vec!["support".into()],
+        tools: Vec::new(),
     };
     let service = Service::new(source, tokens(), Arc::new(InMemoryStore::default())).unwrap();
     let expiry = service.spawn_expiry(Duration::from_millis(50));
@@ -845,6 +847,7 @@ async fn an_ended_sessions_events_leave_memory_and_still_stream_from_the_store()
     let source = PolicySource {
         root: repo().join("policies"),
         packs: vec!["support".into()],
+        tools: Vec::new(),
     };
     let service = Service::new(source, tokens(), Arc::new(InMemoryStore::default())).unwrap();
     let api = api::start(service.clone()).await;

@@ -130,6 +130,7 @@ async fn serve_on(
     let policies = PolicySource {
         root: repo().join("policies"),
         packs: vec!["support".into()],
+        tools: Vec::new(),
     };
     let deployment = Arc::new(policies.load().unwrap());
     let model = Scripted {
@@ -421,6 +422,7 @@ async fn a_hosted_run_whose_agent_is_gone_after_a_restart_takes_no_client_steps(
     let policies = PolicySource {
         root: repo().join("policies"),
         packs: vec!["support".into()],
+        tools: Vec::new(),
     };
     let service = Service::new(policies, tokens, open()).unwrap();
     assert_eq!(service.resume_hosted().unwrap(), 0);

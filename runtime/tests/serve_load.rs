@@ -76,6 +76,7 @@ async fn a_thousand_sessions_with_subscribers_lose_repeat_and_reorder_nothing() 
     let policies = PolicySource {
         root: PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../policies"),
         packs: vec!["support".into()],
+        tools: Vec::new(),
     };
     let service = Service::new(policies, tokens, store.clone()).unwrap();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();

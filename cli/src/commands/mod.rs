@@ -5,6 +5,7 @@ mod check;
 mod explain;
 mod fake_model;
 mod fuzz;
+mod mcp_gateway;
 mod play;
 mod replay;
 mod run;
@@ -64,6 +65,9 @@ enum Command {
     },
     /// Serve the decision API over HTTP: sessions, steps, approvals, event streams.
     Serve(serve::Args),
+    /// Stand between an MCP client and its MCP servers: every tool call authorized, recorded and
+    /// provenance-checked (stdio, or Streamable HTTP with `--listen`).
+    McpGateway(mcp_gateway::Args),
     /// Make a bearer token for `serve` (printed once) and the hashed entry for its tokens file.
     Token(serve::TokenArgs),
     /// Make an Ed25519 key pair for signing stores' checkpoints.
@@ -100,6 +104,7 @@ impl Cli {
             Command::Play(args) => play::run(&args, key()?),
             Command::Keygen(args) => audit::keygen(&args),
             Command::Serve(args) => serve::run(&args, key()?),
+            Command::McpGateway(args) => mcp_gateway::run(&args, key()?),
             Command::Token(args) => serve::token(&args),
             Command::FakeModel(args) => fake_model::run(&args),
             Command::Audit {

@@ -71,6 +71,7 @@ pub fn run(args: &Args, key: Option<SigningKey>) -> miette::Result<ExitCode> {
     let policies = PolicySource {
         root: args.policies.clone(),
         packs: args.packs.clone(),
+        tools: Vec::new(),
     };
     let mut service = Service::new(policies, tokens, store).map_err(|e| miette!("{e}"))?;
     let provider = match &args.otlp {

@@ -103,6 +103,7 @@ impl World {
                 tags: ["egress", "payments"].into_iter().filter(|_| chance(rng, 35)).map(str::to_owned).collect(),
                 output_labels: ["untrusted", "pii"].into_iter().filter(|_| chance(rng, 35)).map(str::to_owned).collect(),
                 field_labels: Vec::new(),
+                paths: None,
                 tenant: chance(rng, 25).then(|| pick(rng, &TENANTS).to_string()),
                 input_schema: match shape {
                     0 => json!({

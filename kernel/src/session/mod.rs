@@ -345,6 +345,10 @@ impl Session {
                 },
             ) => {
                 self.phase = Phase::Running;
+                let input = match self.deployment.tool_entry(&tool) {
+                    Some(entry) => entry.canonical_input(input),
+                    None => input,
+                };
                 if let Err(error) = self.check_tool(&tool, &input) {
                     return Err(self.reject(now, kind, error));
                 }

@@ -137,13 +137,21 @@ impl Session {
                         .demand(&action)
                         .is_none_or(|d| d.wants("provenance"));
                 let entry = deployment.tool_entry(tool);
-                match entry.map(|t| (t, t.to_value(input))) {
+                let built = match entry.map(|t| (t, t.to_value(input))) {
                     Some((t, Ok(rx))) if wanted => t
                         .provenance(input, &self.content)
                         .map(|p| vec![("input", rx), ("provenance", p)]),
                     Some((_, Ok(rx))) => Ok(vec![("input", rx)]),
                     Some((_, Err(error))) => Err(error.to_string()),
                     None => Err(format!("no tool named `{tool}`")),
+                };
+                match (built, entry.and_then(|t| t.path_facts(input))) {
+                    (Ok(mut extra), Some(Ok(paths))) => {
+                        extra.push(("paths", paths));
+                        Ok(extra)
+                    }
+                    (Ok(_), Some(Err(e))) | (Err(e), _) => Err(e),
+                    (Ok(extra), None) => Ok(extra),
                 }
             }
             Proposal::Read { key, .. } => Ok(vec![("key", Val::String(key.clone()))]),

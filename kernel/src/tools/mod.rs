@@ -12,6 +12,9 @@ use serde_json::{Value, json};
 pub(crate) use crate::cedar_type::{CedarType, quote};
 
 pub use crate::error::ArgumentError;
+pub use paths::PathRules;
+
+mod paths;
 use crate::error::LoadError;
 use crate::provenance::{ContentIndex, Shape};
 use crate::source::Located;
@@ -84,6 +87,9 @@ pub struct ToolSpec {
     pub tenant: Option<String>,
     /// JSON Schema of the arguments (an object schema).
     pub input_schema: Value,
+    /// Arguments that are file paths: canonicalized, and confined through `context.paths`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub paths: Option<PathRules>,
 }
 
 /// The labels of the output fields at `path`: a JSON pointer (`/transactions/0/memo`) in which a
@@ -154,6 +160,19 @@ impl Tool {
         self.to_value(input).map_err(|e| vec![e])
     }
 
+    /// `input` with its path arguments in canonical form (unchanged for a tool without any).
+    pub fn canonical_input(&self, input: Value) -> Value {
+        match &self.spec.paths {
+            Some(rules) => rules.canonicalize(&input),
+            None => input,
+        }
+    }
+
+    /// `context.paths` for a canonical `input`; `None` for a tool without path arguments.
+    pub fn path_facts(&self, input: &Value) -> Option<Result<Val, String>> {
+        self.spec.paths.as_ref().map(|r| r.facts(input))
+    }
+
     /// Arguments of every attribute the input type declares (they need not pass the JSON Schema).
     pub fn sample_input(&self) -> Value {
         self.input.sample()
@@ -199,6 +218,17 @@ impl ToolRegistry {
                     rule.path
                 )));
                 continue;
+            }
+            if let Some(rules) = &spec.paths {
+                let properties = spec
+                    .input_schema
+                    .get("properties")
+                    .and_then(Value::as_object);
+                let problems = rules.problems(properties);
+                if !problems.is_empty() {
+                    errors.extend(problems.into_iter().map(fail));
+                    continue;
+                }
             }
             if tools.contains_key(&spec.name) {
                 errors.push(fail("registered twice".into()));
@@ -303,10 +333,15 @@ impl ToolRegistry {
         let mut out = String::new();
         for tool in self.tools.values() {
             let provenance = format!("{}Provenance", identifier(&tool.spec.name));
+            let paths = if tool.spec.paths.is_some() {
+                ", paths: { all: Set<String>, any: Set<String> }"
+            } else {
+                ""
+            };
             out.push_str(&format!(
                 "type {} = {};\ntype {provenance} = {};\naction {} in [Action::\"call_tool\"] appliesTo {{\n  \
                  principal: Agent,\n  resource: Tool,\n  \
-                 context: {{ session: Session, history: History, input: {}, provenance: {provenance} }},\n}};\n",
+                 context: {{ session: Session, history: History, input: {}, provenance: {provenance}{paths} }},\n}};\n",
                 tool.type_name,
                 tool.input.to_cedarschema(),
                 tool.provenance.to_cedarschema(),

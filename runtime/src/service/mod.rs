@@ -48,13 +48,20 @@ pub struct PolicySource {
     pub root: PathBuf,
     /// Packs loaded beside `base`.
     pub packs: Vec<String>,
+    /// Tools registered beside the packs' own, with their origin (the MCP gateway's upstream
+    /// tools).
+    pub tools: Vec<(kernel::ToolSpec, String)>,
 }
 
 impl PolicySource {
     /// Loads the deployment these policies make.
     pub fn load(&self) -> Result<Deployment, kernel::pack::PackError> {
         let packs: Vec<&str> = self.packs.iter().map(String::as_str).collect();
-        kernel::pack::load_packs(&self.root, &packs)
+        let mut builder = kernel::pack::builder_for(&self.root, &packs)?;
+        for (spec, origin) in &self.tools {
+            builder = builder.tool(spec.clone(), origin.clone());
+        }
+        builder.build().map_err(kernel::pack::PackError::Invalid)
     }
 }
 
@@ -76,7 +83,7 @@ pub struct Service {
 }
 
 struct Inner {
-    policies: PolicySource,
+    policies: RwLock<PolicySource>,
     deployment: RwLock<Arc<Deployment>>,
     tokens: Tokens,
     store: Arc<dyn SessionStore>,
@@ -116,7 +123,7 @@ impl Service {
         let deployment = Arc::new(policies.load().map_err(ServiceError::Policies)?);
         let service = Self {
             inner: Arc::new(Inner {
-                policies,
+                policies: RwLock::new(policies),
                 deployment: RwLock::new(deployment),
                 tokens,
                 store,
@@ -717,7 +724,41 @@ impl Service {
 
     /// Reloads the policies: atomically, and only if they load. Sessions keep their bundle.
     pub fn reload(&self) -> Result<Reloaded, ApiError> {
-        let loaded = self.inner.policies.load().map_err(|e| {
+        let source = self
+            .inner
+            .policies
+            .read()
+            .map_err(|_| ApiError::Unavailable("the policy source is poisoned".into()))?
+            .clone();
+        self.reload_from(&source)
+    }
+
+    /// Replaces the tools registered beside the packs' (see [`PolicySource::tools`]) and reloads:
+    /// atomically, and only if the policies validate against the new tools. Sessions keep their
+    /// bundle.
+    pub fn reload_tools(
+        &self,
+        tools: Vec<(kernel::ToolSpec, String)>,
+    ) -> Result<Reloaded, ApiError> {
+        let mut source = self
+            .inner
+            .policies
+            .write()
+            .map_err(|_| ApiError::Unavailable("the policy source is poisoned".into()))?;
+        let mut next = source.clone();
+        next.tools = tools;
+        let reloaded = self.reload_from(&next)?;
+        *source = next;
+        Ok(reloaded)
+    }
+
+    /// The deployment new sessions start under.
+    pub fn current(&self) -> Arc<Deployment> {
+        self.deployment()
+    }
+
+    fn reload_from(&self, source: &PolicySource) -> Result<Reloaded, ApiError> {
+        let loaded = source.load().map_err(|e| {
             ApiError::Invalid(format!(
                 "the policies do not load; the old set keeps serving: {e}"
             ))
