@@ -26,6 +26,8 @@ pub struct Deployment {
     sources: BundleSources,
     /// [`BundleSources::hash`], computed on first use: every session a store begins names it.
     bundle_hash: std::sync::OnceLock<Result<String, HashError>>,
+    /// The policies [`Deployment::may_call`] evaluates, built on first use.
+    listing: std::sync::OnceLock<cedar_policy::PolicySet>,
 }
 
 /// Everything a deployment was built from, so a store can keep it once (by [`BundleSources::hash`])
@@ -132,8 +134,9 @@ impl Deployment {
         self.tools.get(name).map(|t| &t.spec)
     }
 
-    /// Whether agent `agent` could ever be permitted to call `tool`, judged from policy scopes
-    /// (see `gate::reach`): `false` means every call would be denied; `true` promises nothing.
+    /// Whether agent `agent` could ever be permitted to call `tool`, whatever the call's context
+    /// (a partial evaluation; see `gate::reach`): `false` means every call would be denied; `true`
+    /// promises nothing.
     pub fn may_call(&self, agent: &str, tool: &str) -> bool {
         let Some(entry) = self.tools.get(tool) else {
             return false;
@@ -141,9 +144,12 @@ impl Deployment {
         let Ok(principal) = uid("Agent", agent) else {
             return false;
         };
+        let policies = self
+            .listing
+            .get_or_init(|| crate::gate::liftable_removed(&self.gate.policies.cedar));
         crate::gate::may_permit(
             &self.gate.schema,
-            &self.gate.policies.cedar,
+            policies,
             &self.gate.entities,
             (&principal, &entry.action, &entry.uid),
         )
@@ -459,6 +465,7 @@ impl DeploymentBuilder {
             schema_text,
             sources: self.sources,
             bundle_hash: std::sync::OnceLock::new(),
+            listing: std::sync::OnceLock::new(),
         };
         Ok((deployment, schema_at))
     }

@@ -164,7 +164,14 @@ impl Connection {
             .tools
             .get(request.name.as_ref())
             .ok_or_else(|| format!("no tool `{}` behind this gateway", request.name))?;
-        let meta = request.meta.as_ref().map(|m| &m.0.0);
+        // The SDK may hand `_meta` over in the request or in its context.
+        let meta = request
+            .meta
+            .as_ref()
+            .map(|m| &m.0.0)
+            .filter(|m| !m.is_empty())
+            .unwrap_or(&context.meta.0.0);
+        let meta = Some(meta);
         let session = self.session_of(meta, &context);
         let user_request = meta
             .and_then(|m| m.get(REQUEST_META))

@@ -351,6 +351,17 @@ impl Service {
         }
     }
 
+    /// The ids of the caller's tenant's sessions held now, sorted.
+    pub fn session_ids(&self, caller: &Caller) -> Vec<String> {
+        let mut ids: Vec<String> = self
+            .held(|(tenant, _)| *tenant == caller.tenant)
+            .into_iter()
+            .map(|((_, id), _)| id)
+            .collect();
+        ids.sort();
+        ids
+    }
+
     /// Who `token` acts as.
     pub fn authenticate(&self, token: Option<&str>) -> Result<Caller, ApiError> {
         token

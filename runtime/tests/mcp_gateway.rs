@@ -1,0 +1,262 @@
+//! The MCP gateway in front of the real npm servers, driven by the official Rust SDK's client:
+//! reads confined to the workspace (every element of an array, paths canonical), undeclared
+//! arguments refused, writes approved or rejected by elicitation, a path read from a file never
+//! written to, tools listed by policy, the log intact.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod mcp;
+
+use std::sync::{Arc, Mutex};
+
+use kernel::event::EventBody;
+use mcp::{Client, call, connect, folder, gateway, memory, text};
+use runtime::service::auth::Tokens;
+use serde_json::json;
+
+fn client(approve: Option<bool>) -> Client {
+    Client {
+        approve,
+        asked: Arc::new(Mutex::new(Vec::new())),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reads_stay_in_the_workspace_however_the_path_is_spelled() {
+    let dir = folder("reads");
+    let work = dir.join("work");
+    let gw = gateway(&mcp::config_text(&dir, ""), memory(), Tokens::default()).await;
+    let c = connect(&gw, client(None)).await;
+
+    let notes = format!("{}/notes.txt", work.display());
+    let ok = call(&c, "fs__read_text_file", json!({"path": notes})).await;
+    assert_ne!(ok.is_error, Some(true), "{}", text(&ok));
+    assert!(text(&ok).contains("Meeting notes"));
+    assert!(
+        ok.structured_content.is_some(),
+        "structuredContent is relayed"
+    );
+
+    let outside = call(&c, "fs__read_text_file", json!({"path": "/etc/hostname"})).await;
+    assert_eq!(outside.is_error, Some(true));
+    assert!(
+        text(&outside).contains("mcp.fs.workspace_only"),
+        "{}",
+        text(&outside)
+    );
+
+    // `x/../secret/./key.txt` is `secret/key.txt`: the secret rule sees through the spelling.
+    let dotted = format!("{}/x/../secret/./key.txt", work.display());
+    let secret = call(&c, "fs__read_text_file", json!({"path": dotted})).await;
+    assert_eq!(secret.is_error, Some(true));
+    assert!(
+        text(&secret).contains("mcp.fs.no_secrets"),
+        "{}",
+        text(&secret)
+    );
+    assert!(!text(&secret).contains("sk-live"));
+
+    // Every element of an array is confined: one path outside denies the whole call.
+    let mixed = json!({"paths": [notes, "/etc/hostname"]});
+    let many = call(&c, "fs__read_multiple_files", mixed).await;
+    assert_eq!(many.is_error, Some(true));
+    assert!(
+        text(&many).contains("mcp.fs.workspace_only"),
+        "{}",
+        text(&many)
+    );
+    let inside = json!({"paths": [notes, format!("{}/./notes.txt", work.display())]});
+    let both = call(&c, "fs__read_multiple_files", inside).await;
+    assert_ne!(both.is_error, Some(true), "{}", text(&both));
+
+    // An argument the schema does not declare is refused before any policy runs.
+    let extra = call(
+        &c,
+        "fs__read_text_file",
+        json!({"path": notes, "head": 1, "tail2": 3}),
+    )
+    .await;
+    assert_eq!(extra.is_error, Some(true));
+    assert!(text(&extra).contains("tail2"), "{}", text(&extra));
+    c.cancel().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_write_runs_only_when_the_user_approves_it_when_asked() {
+    let dir = folder("writes");
+    let work = dir.join("work");
+    let gw = gateway(&mcp::config_text(&dir, ""), memory(), Tokens::default()).await;
+    for (approve, name) in [
+        (Some(true), "yes.txt"),
+        (Some(false), "no.txt"),
+        (None, "unasked.txt"),
+    ] {
+        let asking = client(approve);
+        let c = connect(&gw, asking.clone()).await;
+        let path = work.join(name);
+        let args = json!({"path": path.display().to_string(), "content": "hello"});
+        let r = call(&c, "fs__write_file", args).await;
+        let asked = asking.asked.lock().unwrap().clone();
+        match approve {
+            Some(true) => {
+                assert_ne!(r.is_error, Some(true), "{}", text(&r));
+                assert_eq!(std::fs::read_to_string(&path).unwrap(), "hello");
+                assert_eq!(asked.len(), 1);
+                assert!(
+                    asked[0].contains("mcp.fs.write_needs_approval"),
+                    "{asked:?}"
+                );
+            }
+            Some(false) => {
+                assert_eq!(r.is_error, Some(true));
+                assert!(text(&r).contains("declined"), "{}", text(&r));
+                assert!(!path.exists());
+                assert_eq!(asked.len(), 1);
+            }
+            None => {
+                assert_eq!(r.is_error, Some(true));
+                assert!(text(&r).contains("cannot be asked"), "{}", text(&r));
+                assert!(!path.exists());
+            }
+        }
+        c.cancel().await.unwrap();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_path_that_only_a_file_supplied_is_never_written_to() {
+    let dir = folder("provenance");
+    let work = dir.join("work");
+    let leak = work.join("leak.txt");
+    let gw = gateway(&mcp::config_text(&dir, ""), memory(), Tokens::default()).await;
+    let asking = client(Some(true));
+    let c = connect(&gw, asking.clone()).await;
+    let notes = format!("{}/notes.txt", work.display());
+    let read = call(&c, "fs__read_text_file", json!({"path": notes})).await;
+    assert!(text(&read).contains("leak.txt"));
+    let args = json!({"path": leak.display().to_string(), "content": "stolen"});
+    let w = call(&c, "fs__write_file", args.clone()).await;
+    assert_eq!(w.is_error, Some(true));
+    assert!(
+        text(&w).contains("mcp.fs.write_path_not_from_files"),
+        "{}",
+        text(&w)
+    );
+    assert!(!leak.exists());
+    assert!(
+        asking.asked.lock().unwrap().is_empty(),
+        "a denial asks nobody"
+    );
+    c.cancel().await.unwrap();
+
+    // The same path in the user's own request (passed in `_meta` on the session's first call)
+    // comes from the user: the write is asked for, approved and done.
+    let c = connect(&gw, asking.clone()).await;
+    let request = format!("please save 'ok' to {}", leak.display());
+    let mut meta = serde_json::Map::new();
+    meta.insert(runtime::gateway::REQUEST_META.into(), json!(request));
+    let read = rmcp::model::CallToolRequestParams::new("fs__read_text_file")
+        .with_arguments(json!({"path": notes}).as_object().unwrap().clone());
+    let mut read = read;
+    read.meta = Some(rmcp::model::RequestMetaObject(rmcp::model::MetaObject(
+        meta,
+    )));
+    c.peer().call_tool(read).await.unwrap();
+    let w = call(
+        &c,
+        "fs__write_file",
+        json!({"path": leak.display().to_string(), "content": "ok"}),
+    )
+    .await;
+    assert_ne!(w.is_error, Some(true), "{}", text(&w));
+    assert_eq!(std::fs::read_to_string(&leak).unwrap(), "ok");
+    c.cancel().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tools_are_namespaced_by_server_and_listed_only_if_a_call_could_be_permitted() {
+    let dir = folder("listing");
+    // A second server (the memory server) whose `delete_entities` is critical: no permit covers a
+    // critical tool, so no call to it could ever be permitted and it is not listed.
+    let extra = format!(
+        "[servers.memory]\ncommand = [\"node\", \"{}\"]\nenv = {{ MEMORY_FILE_PATH = \"{}\" }}\n\n[servers.memory.tools.delete_entities]\nrisk = \"critical\"\n",
+        mcp::server("server-memory").display(),
+        dir.join("memory.jsonl").display()
+    );
+    let gw = gateway(&mcp::config_text(&dir, &extra), memory(), Tokens::default()).await;
+    assert!(gw.left_out().is_empty(), "{:?}", gw.left_out());
+    let c = connect(&gw, client(None)).await;
+    let tools = c.peer().list_all_tools().await.unwrap();
+    let names: Vec<&str> = tools.iter().map(|t| t.name.as_ref()).collect();
+    assert!(names.contains(&"fs__read_text_file"), "{names:?}");
+    assert!(names.contains(&"memory__create_entities"), "{names:?}");
+    assert!(names.contains(&"memory__read_graph"), "{names:?}");
+    assert!(!names.contains(&"memory__delete_entities"), "{names:?}");
+    // What is listed is the closed schema: no undeclared argument is accepted.
+    let create = tools
+        .iter()
+        .find(|t| t.name == "memory__create_entities")
+        .unwrap();
+    assert_eq!(
+        create.input_schema.get("additionalProperties"),
+        Some(&json!(false))
+    );
+
+    // Nested objects typed for Cedar and forwarded as decided.
+    let entity = json!({"entities": [{"name": "Alice", "entityType": "person", "observations": ["likes tea"]}]});
+    let made = call(&c, "memory__create_entities", entity).await;
+    assert_ne!(made.is_error, Some(true), "{}", text(&made));
+    let graph = call(&c, "memory__read_graph", json!({})).await;
+    assert!(text(&graph).contains("likes tea"), "{}", text(&graph));
+    // Not listed, and not callable either.
+    let gone = call(
+        &c,
+        "memory__delete_entities",
+        json!({"entityNames": ["Alice"]}),
+    )
+    .await;
+    assert_eq!(gone.is_error, Some(true), "{}", text(&gone));
+    c.cancel().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_call_decision_and_result_is_in_the_session_log() {
+    let dir = folder("log");
+    let work = dir.join("work");
+    let gw = gateway(&mcp::config_text(&dir, ""), memory(), Tokens::default()).await;
+    let c = connect(&gw, client(Some(true))).await;
+    let notes = format!("{}/notes.txt", work.display());
+    call(&c, "fs__read_text_file", json!({"path": notes})).await;
+    call(&c, "fs__read_text_file", json!({"path": "/etc/hostname"})).await;
+    let out = work.join("out.txt").display().to_string();
+    call(&c, "fs__write_file", json!({"path": out, "content": "x"})).await;
+    c.cancel().await.unwrap();
+
+    let caller = mcp::alice();
+    let sessions = gw.service().approvals(&caller).await.unwrap();
+    assert!(sessions.is_empty(), "nothing left waiting");
+    // One session for the connection; its events tell the whole story, chained.
+    let list = gw.service().session_ids(&caller);
+    assert_eq!(list.len(), 1, "{list:?}");
+    let page = gw
+        .service()
+        .events_after(&caller, &list[0], None)
+        .await
+        .unwrap();
+    let kinds: Vec<&str> = page.events.iter().map(|e| e.body.kind()).collect();
+    assert_eq!(
+        kinds.iter().filter(|k| **k == "tool_returned").count(),
+        2,
+        "{kinds:?}"
+    );
+    assert!(kinds.contains(&"approval_requested") && kinds.contains(&"approval_granted"));
+    let denied = page.events.iter().any(|e| {
+        matches!(e.body, EventBody::Decision { .. })
+            && e.decision.as_ref().is_some_and(|d| {
+                d.effect == kernel::Verdict::Deny
+                    && d.policies.iter().any(|p| p.id == "mcp.fs.workspace_only")
+            })
+    });
+    assert!(denied, "the denial is recorded with its policy");
+    let log = kernel::event::encode_jsonl(&page.events);
+    kernel::event::verify_jsonl(&log).unwrap();
+}
