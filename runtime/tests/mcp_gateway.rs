@@ -260,3 +260,102 @@ async fn every_call_decision_and_result_is_in_the_session_log() {
     let log = kernel::event::encode_jsonl(&page.events);
     kernel::event::verify_jsonl(&log).unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn over_http_a_token_names_the_caller_and_an_approval_can_come_through_the_api() {
+    use rmcp::transport::StreamableHttpClientTransport;
+    use rmcp::transport::streamable_http_client::StreamableHttpClientTransportConfig;
+    use runtime::service::auth;
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let dir = folder("http");
+    let mut tokens = Tokens::default();
+    tokens.insert(
+        &auth::hash("alice-token"),
+        "acme".into(),
+        "alice@acme".into(),
+        false,
+    );
+    let wait = std::time::Duration::from_secs(20);
+    let gw = mcp::waiting(&mcp::config_text(&dir, ""), memory(), tokens, wait).await;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    let router = runtime::gateway::doors::router(gw.clone());
+    let server = tokio::spawn(async move { axum::serve(listener, router).await.unwrap() });
+    let url = format!("{base}{}", runtime::gateway::doors::MCP_PATH);
+
+    // Without a token nothing is listed or called.
+    let anonymous =
+        rmcp::ServiceExt::serve((), StreamableHttpClientTransport::from_uri(url.as_str()))
+            .await
+            .unwrap();
+    assert!(anonymous.peer().list_all_tools().await.is_err());
+    let notes = dir.join("work/notes.txt").display().to_string();
+    let refused = call(&anonymous, "fs__read_text_file", json!({"path": notes})).await;
+    assert!(
+        text(&refused).contains("bearer token"),
+        "{}",
+        text(&refused)
+    );
+    anonymous.cancel().await.unwrap();
+
+    // With one, and the gateway session named by a header.
+    let mut config =
+        StreamableHttpClientTransportConfig::with_uri(url.as_str()).auth_header("alice-token");
+    config.custom_headers.insert(
+        http::HeaderName::from_static(runtime::gateway::SESSION_HEADER),
+        http::HeaderValue::from_static("desk-1"),
+    );
+    let transport = StreamableHttpClientTransport::with_client(reqwest::Client::new(), config);
+    let c = rmcp::ServiceExt::serve((), transport).await.unwrap();
+    let read = call(&c, "fs__read_text_file", json!({"path": notes})).await;
+    assert_ne!(read.is_error, Some(true), "{}", text(&read));
+
+    // The client cannot be asked; an approver answers through the decision API meanwhile.
+    let http = reqwest::Client::new();
+    let approver = {
+        let (http, base) = (http.clone(), base.clone());
+        tokio::spawn(async move {
+            for _ in 0..400 {
+                let pending: serde_json::Value = http
+                    .get(format!("{base}/v1/approvals"))
+                    .bearer_auth("alice-token")
+                    .send()
+                    .await
+                    .unwrap()
+                    .json()
+                    .await
+                    .unwrap();
+                if let Some(first) = pending.as_array().and_then(|a| a.first()) {
+                    let (session, request) = (
+                        first["session"].as_str().unwrap(),
+                        first["request_id"].as_str().unwrap(),
+                    );
+                    let res = http
+                        .post(format!(
+                            "{base}/v1/sessions/{session}/approvals/{request}/approve"
+                        ))
+                        .bearer_auth("alice-token")
+                        .send()
+                        .await
+                        .unwrap();
+                    return (session.to_owned(), res.status().as_u16());
+                }
+                tokio::time::sleep(std::time::Duration::from_millis(25)).await;
+            }
+            panic!("no approval was ever requested");
+        })
+    };
+    let out = dir.join("work/approved.txt");
+    let w = call(
+        &c,
+        "fs__write_file",
+        json!({"path": out.display().to_string(), "content": "yes"}),
+    )
+    .await;
+    let (session, status) = approver.await.unwrap();
+    assert_eq!((session.as_str(), status), ("desk-1", 200));
+    assert_ne!(w.is_error, Some(true), "{}", text(&w));
+    assert_eq!(std::fs::read_to_string(&out).unwrap(), "yes");
+    c.cancel().await.unwrap();
+    server.abort();
+}

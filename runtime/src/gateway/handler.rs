@@ -317,10 +317,10 @@ impl Connection {
             }
             Err(ElicitationError::CapabilityNotSupported) | Err(_) => {
                 let wait = self.gateway.inner.approval_wait;
-                if !wait.is_zero() {
-                    if let Some(r) = self.wait_for_approval(caller, session, wait).await {
-                        return Ok(r);
-                    }
+                if !wait.is_zero()
+                    && let Some(r) = self.wait_for_approval(caller, session, wait).await
+                {
+                    return Ok(r);
                 }
                 reject(format!(
                     "{why}; this client cannot be asked (no elicitation) and none came through the API, so it was rejected"

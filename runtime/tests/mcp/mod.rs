@@ -84,13 +84,23 @@ pub fn config_text(dir: &Path, extra: &str) -> String {
 
 /// The gateway over `config`, under `examples/mcp/policies` with the `mcp` pack.
 pub async fn gateway(config: &str, store: Arc<dyn SessionStore>, tokens: Tokens) -> Gateway {
+    waiting(config, store, tokens, Duration::ZERO).await
+}
+
+/// [`gateway`], waiting up to `wait` for approvals given through the API.
+pub async fn waiting(
+    config: &str,
+    store: Arc<dyn SessionStore>,
+    tokens: Tokens,
+    wait: Duration,
+) -> Gateway {
     let loaded = config::parse(&kernel::Source::new("gateway.toml", config)).unwrap();
     let policies = PolicySource {
         root: repo().join("examples/mcp/policies"),
         packs: vec!["mcp".into()],
         tools: Vec::new(),
     };
-    Gateway::start(policies, tokens, store, loaded, Duration::ZERO)
+    Gateway::start(policies, tokens, store, loaded, wait)
         .await
         .unwrap()
 }
@@ -149,7 +159,11 @@ pub async fn connect(gateway: &Gateway, client: Client) -> Connected {
 }
 
 /// Calls `tool` with `arguments`.
-pub async fn call(client: &Connected, tool: &str, arguments: Value) -> CallToolResult {
+pub async fn call<S: rmcp::Service<RoleClient>>(
+    client: &RunningService<RoleClient, S>,
+    tool: &str,
+    arguments: Value,
+) -> CallToolResult {
     let Value::Object(arguments) = arguments else {
         panic!("arguments must be an object")
     };

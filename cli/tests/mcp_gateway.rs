@@ -1,0 +1,168 @@
+//! `arbiter mcp-gateway` as a process, as a desktop assistant runs it: an rmcp client starts it
+//! over stdio, the npm filesystem server behind it; the store it wrote verifies and rechecks; the
+//! server it started dies with it.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use rmcp::ServiceExt;
+use rmcp::model::CallToolRequestParams;
+use rmcp::transport::TokioChildProcess;
+use serde_json::json;
+
+fn repo() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+/// A folder to guard, and the example config pointed at it with the installed npm server.
+fn setup(test: &str) -> (PathBuf, PathBuf) {
+    let dir = std::env::temp_dir().join(format!("arbiter-cli-mcp-{test}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let work = dir.join("work");
+    std::fs::create_dir_all(work.join("secret")).unwrap();
+    std::fs::write(work.join("notes.txt"), "quarterly numbers\n").unwrap();
+    let server = repo().join(
+        "target/mcp-servers/node_modules/@modelcontextprotocol/server-filesystem/dist/index.js",
+    );
+    assert!(server.is_file(), "run examples/mcp/setup.sh first");
+    let example = std::fs::read_to_string(repo().join("examples/mcp/gateway.toml")).unwrap();
+    let config: String = example
+        .lines()
+        .map(|l| {
+            if l.starts_with("command = ") {
+                format!(
+                    "command = [\"node\", \"{}\", \"{}\"]",
+                    server.display(),
+                    work.display()
+                )
+            } else {
+                l.replace("/home/alice/work", &work.display().to_string())
+            }
+        })
+        .collect::<Vec<_>>()
+        .join("\n");
+    let path = dir.join("gateway.toml");
+    std::fs::write(&path, config).unwrap();
+    (dir, path)
+}
+
+fn gateway_args(config: &Path, store: &Path) -> Vec<String> {
+    vec![
+        "mcp-gateway".into(),
+        "--policies".into(),
+        repo().join("examples/mcp/policies").display().to_string(),
+        "--pack".into(),
+        "mcp".into(),
+        "--config".into(),
+        config.display().to_string(),
+        "--store".into(),
+        format!("sqlite:{}", store.display()),
+    ]
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_over_stdio_sees_results_and_denials_and_the_store_audits() {
+    let (dir, config) = setup("stdio");
+    let store = dir.join("gateway.db");
+    let mut cmd = tokio::process::Command::new(env!("CARGO_BIN_EXE_arbiter"));
+    cmd.args(gateway_args(&config, &store))
+        .stderr(Stdio::null());
+    let client = ().serve(TokioChildProcess::new(cmd).unwrap()).await.unwrap();
+    let notes = dir.join("work/notes.txt").display().to_string();
+    let call = |name: &str, args: serde_json::Value| {
+        CallToolRequestParams::new(name.to_owned())
+            .with_arguments(args.as_object().unwrap().clone())
+    };
+    let read = client
+        .peer()
+        .call_tool(call("fs__read_text_file", json!({"path": notes})))
+        .await
+        .unwrap();
+    assert_ne!(read.is_error, Some(true));
+    let denied = client
+        .peer()
+        .call_tool(call("fs__read_text_file", json!({"path": "/etc/hostname"})))
+        .await
+        .unwrap();
+    assert_eq!(denied.is_error, Some(true));
+    let said = denied.content[0].as_text().unwrap().text.clone();
+    assert!(said.contains("mcp.fs.workspace_only"), "{said}");
+    client.cancel().await.unwrap();
+
+    let store_arg = format!("sqlite:{}", store.display());
+    for audit in ["verify", "recheck"] {
+        let out = Command::new(env!("CARGO_BIN_EXE_arbiter"))
+            .args(["audit", audit, &store_arg])
+            .output()
+            .unwrap();
+        let text = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(out.status.success(), "audit {audit}: {text}");
+        assert!(text.contains("1 session"), "audit {audit}: {text}");
+    }
+}
+
+/// The pids whose parent is `parent`.
+fn children(parent: u32) -> Vec<u32> {
+    let mut found = Vec::new();
+    for entry in std::fs::read_dir("/proc").unwrap().flatten() {
+        let Ok(pid) = entry.file_name().to_string_lossy().parse::<u32>() else {
+            continue;
+        };
+        let Ok(stat) = std::fs::read_to_string(entry.path().join("stat")) else {
+            continue;
+        };
+        // `pid (comm) state ppid ...`; comm may hold spaces, so read after the last `)`.
+        let ppid = stat
+            .rsplit_once(')')
+            .and_then(|(_, rest)| rest.split_whitespace().nth(1))
+            .and_then(|p| p.parse::<u32>().ok());
+        if ppid == Some(parent) {
+            found.push(pid);
+        }
+    }
+    found
+}
+
+fn alive(pid: u32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|s| {
+        !s.rsplit_once(')')
+            .is_some_and(|(_, r)| r.trim_start().starts_with('Z'))
+    })
+}
+
+#[test]
+fn an_upstream_server_does_not_outlive_a_killed_gateway() {
+    let (dir, config) = setup("orphans");
+    let store = dir.join("gateway.db");
+    let mut gateway = Command::new(env!("CARGO_BIN_EXE_arbiter"))
+        .args(gateway_args(&config, &store))
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let node = loop {
+        if let Some(pid) = children(gateway.id()).first() {
+            break *pid;
+        }
+        assert!(Instant::now() < deadline, "the gateway started no server");
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    gateway.kill().unwrap();
+    gateway.wait().unwrap();
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while alive(node) {
+        assert!(
+            Instant::now() < deadline,
+            "server {node} outlived the gateway"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
