@@ -166,3 +166,58 @@ fn an_upstream_server_does_not_outlive_a_killed_gateway() {
         std::thread::sleep(Duration::from_millis(20));
     }
 }
+
+/// The official Python SDK's client (pinned `mcp` 2.x, in `target/pyenv`), at 2026-07-28
+/// (`server/discover`, approval by an input-required result) and at 2025-11-25 (`initialize`,
+/// approval by `elicitation/create`).
+#[test]
+fn the_python_sdk_client_works_at_both_protocol_versions() {
+    let python = repo().join("target/pyenv/bin/python");
+    assert!(python.is_file(), "run examples/setup.sh first");
+    for (mode, version) in [("auto", "2026-07-28"), ("legacy", "2025-11-25")] {
+        let (dir, config) = setup(&format!("python-{mode}"));
+        let out = Command::new(&python)
+            .arg(repo().join("cli/tests/mcp/python_client.py"))
+            .args([
+                mode,
+                &dir.display().to_string(),
+                env!("CARGO_BIN_EXE_arbiter"),
+            ])
+            .args(gateway_args(&config, &dir.join("gateway.db")))
+            .stderr(Stdio::piped())
+            .output()
+            .unwrap();
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            out.status.success(),
+            "{mode}: {stdout}{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let seen: serde_json::Value = serde_json::from_str(stdout.trim()).unwrap();
+        assert_eq!(seen["protocol"], version, "{seen}");
+        assert!(
+            seen["tools"]
+                .as_array()
+                .unwrap()
+                .contains(&json!("fs__read_text_file"))
+        );
+        assert_eq!(seen["read"]["error"], false, "{seen}");
+        assert_eq!(
+            seen["read"]["structured"], true,
+            "structuredContent relayed: {seen}"
+        );
+        assert_eq!(seen["denied"]["error"], true, "{seen}");
+        assert!(
+            seen["denied"]["text"]
+                .as_str()
+                .unwrap()
+                .contains("mcp.fs.workspace_only")
+        );
+        assert_eq!(seen["wrote"]["error"], false, "{seen}");
+        assert_eq!(seen["asked"], 1, "{seen}");
+        assert_eq!(
+            std::fs::read_to_string(dir.join("work/from-python.txt")).unwrap(),
+            "hi"
+        );
+    }
+}

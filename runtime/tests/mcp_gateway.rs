@@ -359,3 +359,55 @@ async fn over_http_a_token_names_the_caller_and_an_approval_can_come_through_the
     c.cancel().await.unwrap();
     server.abort();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_changed_tool_list_is_read_again_before_the_new_tool_is_called() {
+    let dir = folder("changing");
+    let script = mcp::repo().join("runtime/tests/mcp/changing_server.py");
+    let extra = format!(
+        "[servers.up]\ncommand = [\"python3\", \"{}\"]\n",
+        script.display()
+    );
+    let gw = gateway(&mcp::config_text(&dir, &extra), memory(), Tokens::default()).await;
+    assert!(!gw.catalog().tools.contains_key("up__shout"));
+    let c = connect(&gw, client(None)).await;
+    let missing = call(&c, "up__shout", json!({"text": "hi"})).await;
+    assert_eq!(missing.is_error, Some(true), "{}", text(&missing));
+    let echoed = call(&c, "up__echo", json!({"text": "hi"})).await;
+    assert_eq!(text(&echoed), "hi");
+    // The server said its list changed; the next call re-reads it (and re-validates the policies)
+    // first, so the new tool is known to the gateway, listed and typed.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    loop {
+        let names: Vec<String> = c
+            .peer()
+            .list_all_tools()
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|t| t.name.to_string())
+            .collect();
+        if names.iter().any(|n| n == "up__shout") {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "never re-read: {names:?}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    assert!(gw.catalog().tools.contains_key("up__shout"));
+    assert!(
+        gw.service().current().tool("up__shout").is_some(),
+        "registered with the kernel"
+    );
+    // A session keeps the bundle it started under: this one does not know the new tool...
+    let old = call(&c, "up__shout", json!({"text": "hi"})).await;
+    assert_eq!(old.is_error, Some(true), "{}", text(&old));
+    c.cancel().await.unwrap();
+    // ... a new one does.
+    let c = connect(&gw, client(None)).await;
+    let shouted = call(&c, "up__shout", json!({"text": "hi"})).await;
+    assert_eq!(text(&shouted), "HI");
+    c.cancel().await.unwrap();
+}

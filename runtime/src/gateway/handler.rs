@@ -12,8 +12,10 @@ use std::time::Duration;
 use kernel::event::EventBody;
 use kernel::{Effect, Intent, Verdict};
 use rmcp::model::{
-    CacheScope, CallToolRequestParams, CallToolResponse, CallToolResult, ContentBlock, JsonObject,
-    ListToolsResult, PaginatedRequestParams, ResultType, ServerCapabilities, ServerConfig,
+    CacheScope, CallToolRequestParams, CallToolResponse, CallToolResult, ContentBlock,
+    ElicitRequest, ElicitRequestParams, ElicitResult, ElicitationAction, ElicitationSchema,
+    InputRequest, InputRequiredResult, InputResponses, JsonObject, ListToolsResult,
+    PaginatedRequestParams, ProtocolVersion, ResultType, ServerCapabilities, ServerConfig,
 };
 use rmcp::service::{ElicitationError, RequestContext};
 use rmcp::{ErrorData as McpError, RoleServer, ServerHandler};
@@ -154,7 +156,7 @@ impl Connection {
         &self,
         request: CallToolRequestParams,
         context: RequestContext<RoleServer>,
-    ) -> Result<CallToolResult, String> {
+    ) -> Result<CallToolResponse, String> {
         let caller = self.caller(&context)?;
         if let Err(e) = self.gateway.refresh().await {
             tracing::warn!("tool list refresh failed, the old list stays: {e}");
@@ -192,8 +194,23 @@ impl Connection {
                 .await
                 .map_err(|e| e.to_string())
         };
-        let mut response = step(intent).await?;
+        let mut response = match &request.request_state {
+            // The retry of a call that needed the user's input (2026-07-28): the answer decides.
+            Some(state) => {
+                self.resume(
+                    &caller,
+                    state,
+                    request.input_responses.as_ref(),
+                    &entry.spec.name,
+                )
+                .await?
+            }
+            None => step(intent).await?,
+        };
         if response.status == "waiting_approval" {
+            if modern(&context) {
+                return self.input_required(&session, &response).map(Into::into);
+            }
             response = self
                 .approval(&caller, &session, &response, &context)
                 .await?;
@@ -232,7 +249,7 @@ impl Connection {
                     .await?;
                     // Results of servers at 2025-era versions carry no `resultType`.
                     result.result_type.get_or_insert(ResultType::COMPLETE);
-                    return Ok(result);
+                    return Ok(result.into());
                 }
                 Err(error) => {
                     response = step(Intent::CallFailed {
@@ -266,25 +283,9 @@ impl Connection {
         response: &StepResponse,
         context: &RequestContext<RoleServer>,
     ) -> Result<StepResponse, String> {
-        let Some((request_id, policies, asked)) =
-            response.events.iter().find_map(|e| match &e.body {
-                EventBody::ApprovalRequested {
-                    request_id,
-                    policies,
-                    request,
-                    ..
-                } => Some((request_id.clone(), policies.clone(), request.clone())),
-                _ => None,
-            })
-        else {
-            return Err("the session waits for an approval it did not ask for here".into());
-        };
+        let (request_id, message) = question(response)?;
+        let policies = approval_policies(response);
         let service = self.gateway.service();
-        let message = format!(
-            "Policy {} asks for your approval of this call:\n{}",
-            policies.join(", "),
-            serde_json::to_string_pretty(&asked).unwrap_or_default()
-        );
         let answer = context.peer.elicit::<Approval>(message).await;
         let why = format!(
             "the call needs an approval under policy {}{}",
@@ -328,6 +329,97 @@ impl Connection {
                 .await
             }
         }
+    }
+
+    /// At 2026-07-28 a server may not ask the client mid-request: the call answers with an
+    /// input-required result carrying the approval question, and the client calls again with the
+    /// answer and `requestState` (the session and the approval request it answers).
+    fn input_required(
+        &self,
+        session: &str,
+        response: &StepResponse,
+    ) -> Result<InputRequiredResult, String> {
+        let (request_id, message) = question(response)?;
+        let schema = ElicitationSchema::from_type::<Approval>().map_err(|e| e.to_string())?;
+        let ask = ElicitRequestParams::FormElicitationParams {
+            meta: None,
+            message,
+            requested_schema: schema,
+        };
+        let state = serde_json::json!({"session": session, "request_id": request_id}).to_string();
+        let requests = [(
+            APPROVAL_INPUT.to_owned(),
+            InputRequest::Elicitation(ElicitRequest::new(ask)),
+        )];
+        Ok(InputRequiredResult::new(
+            Some(requests.into_iter().collect()),
+            Some(state),
+        ))
+    }
+
+    /// The retry after [`Connection::input_required`]: records the user's answer as the caller's
+    /// `approve` or `reject` of exactly the request the state names.
+    async fn resume(
+        &self,
+        caller: &Caller,
+        state: &str,
+        responses: Option<&InputResponses>,
+        tool: &str,
+    ) -> Result<StepResponse, String> {
+        #[derive(Deserialize)]
+        struct State {
+            session: String,
+            request_id: String,
+        }
+        let state: State = serde_json::from_str(state)
+            .map_err(|e| format!("`requestState` is not one this gateway gave: {e}"))?;
+        // The answer is for exactly the call that was asked about: same session, waiting on that
+        // very request, for this tool.
+        let pending = self
+            .gateway
+            .service()
+            .approvals(caller)
+            .await
+            .map_err(|e| e.to_string())?;
+        let waiting = pending
+            .iter()
+            .find(|a| a.session == state.session && a.request_id == state.request_id)
+            .ok_or("`requestState` names no approval waiting in your sessions")?;
+        let action = waiting.request.get("action").and_then(Value::as_str);
+        if action != Some(format!("Action::\"{tool}\"").as_str()) {
+            return Err(format!(
+                "`requestState` answers a question about {}, not this call of `{tool}`",
+                action.unwrap_or("another call")
+            ));
+        }
+        let answer = responses
+            .and_then(|r| r.get(APPROVAL_INPUT))
+            .and_then(|v| serde_json::from_value::<ElicitResult>(v.clone()).ok());
+        let approved = answer.as_ref().is_some_and(|a| {
+            a.action == ElicitationAction::Accept
+                && a.content
+                    .as_ref()
+                    .and_then(|c| c.get("approve"))
+                    .and_then(Value::as_bool)
+                    == Some(true)
+        });
+        let service = self.gateway.service();
+        if approved {
+            return service
+                .approve(caller, &state.session, &state.request_id)
+                .await
+                .map_err(|e| e.to_string());
+        }
+        let reason = if answer.is_some() {
+            "the call needed your approval, and you declined it"
+        } else {
+            "the call needed your approval, and no answer came with the retry"
+        };
+        service
+            .reject(caller, &state.session, &state.request_id, reason.to_owned())
+            .await
+            .map_err(|e| e.to_string())?;
+        Err(reason.to_owned())
     }
 
     /// Waits up to `wait` for the session to leave `waiting_approval` through the HTTP API; the
@@ -376,6 +468,53 @@ impl Connection {
         }
         None
     }
+}
+
+/// The key of the approval question in an input-required result.
+const APPROVAL_INPUT: &str = "approval";
+
+/// Whether the request speaks 2026-07-28 or later, where a server may not ask the client
+/// anything mid-request.
+fn modern(context: &RequestContext<RoleServer>) -> bool {
+    context
+        .protocol_version()
+        .is_some_and(|v| v.as_str() >= ProtocolVersion::V_2026_07_28.as_str())
+}
+
+/// The `@approval` policies a waiting step asks about.
+fn approval_policies(response: &StepResponse) -> Vec<String> {
+    response
+        .events
+        .iter()
+        .find_map(|e| match &e.body {
+            EventBody::ApprovalRequested { policies, .. } => Some(policies.clone()),
+            _ => None,
+        })
+        .unwrap_or_default()
+}
+
+/// The approval request a waiting step made, and the question to put to the user.
+fn question(response: &StepResponse) -> Result<(String, String), String> {
+    response
+        .events
+        .iter()
+        .find_map(|e| match &e.body {
+            EventBody::ApprovalRequested {
+                request_id,
+                policies,
+                request,
+                ..
+            } => Some((
+                request_id.clone(),
+                format!(
+                    "Policy {} asks for your approval of this call:\n{}",
+                    policies.join(", "),
+                    serde_json::to_string_pretty(request).unwrap_or_default()
+                ),
+            )),
+            _ => None,
+        })
+        .ok_or_else(|| "the session waits for an approval it did not ask for here".into())
 }
 
 /// Why a step dispatched no call, as the model should read it.
@@ -482,9 +621,8 @@ impl ServerHandler for Connection {
         context: RequestContext<RoleServer>,
     ) -> Result<CallToolResponse, McpError> {
         Ok(match self.call(request, context).await {
-            Ok(result) => result,
-            Err(message) => CallToolResult::error(vec![ContentBlock::text(message)]),
-        }
-        .into())
+            Ok(response) => response,
+            Err(message) => CallToolResult::error(vec![ContentBlock::text(message)]).into(),
+        })
     }
 }
