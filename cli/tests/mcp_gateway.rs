@@ -104,6 +104,12 @@ async fn a_client_over_stdio_sees_results_and_denials_and_the_store_audits() {
         );
         assert!(out.status.success(), "audit {audit}: {text}");
         assert!(text.contains("1 session"), "audit {audit}: {text}");
+        if audit == "verify" {
+            assert!(
+                text.contains("1 ended"),
+                "the closed connection's session ends: {text}"
+            );
+        }
     }
 }
 
@@ -136,9 +142,18 @@ fn alive(pid: u32) -> bool {
     })
 }
 
+/// Killed with SIGKILL, the gateway runs no cleanup: the kernel kills its children. The upstream
+/// here is a program that ignores its stdin (it would outlive a parent that merely closed it),
+/// still in its handshake when the gateway dies.
 #[test]
 fn an_upstream_server_does_not_outlive_a_killed_gateway() {
-    let (dir, config) = setup("orphans");
+    let (dir, _) = setup("orphans");
+    let config = dir.join("stuck.toml");
+    std::fs::write(
+        &config,
+        "[principal]\ntenant = \"acme\"\nuser = \"alice@acme\"\nagent = \"desktop@acme\"\nbudget = \"acme\"\n\n[servers.stuck]\ncommand = [\"sleep\", \"60\"]\n",
+    )
+    .unwrap();
     let store = dir.join("gateway.db");
     let mut gateway = Command::new(env!("CARGO_BIN_EXE_arbiter"))
         .args(gateway_args(&config, &store))

@@ -14,16 +14,21 @@ use crate::service::auth::Caller;
 pub const MCP_PATH: &str = "/mcp";
 
 /// Serves one client on standard input and output until it closes them, acting as `caller`.
+/// When the client goes away its sessions end (`completed`), so each is whole in the log.
 pub async fn stdio(gateway: Gateway, caller: Caller) -> Result<(), String> {
-    let running = Connection::new(gateway, Some(caller))
+    let connection = Connection::new(gateway, Some(caller));
+    let running = connection
+        .clone()
         .serve(rmcp::transport::stdio())
         .await
         .map_err(|e| format!("the client's handshake failed: {e}"))?;
-    running
+    let waited = running
         .waiting()
         .await
         .map(|_| ())
-        .map_err(|e| e.to_string())
+        .map_err(|e| e.to_string());
+    connection.close().await;
+    waited
 }
 
 /// The MCP endpoint at [`MCP_PATH`] (each request acting as its bearer token) beside the decision

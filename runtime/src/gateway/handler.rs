@@ -52,6 +52,8 @@ pub struct Connection {
     caller: Option<Caller>,
     /// Its session when a call names none.
     session: String,
+    /// The sessions it opened, ended when it closes.
+    opened: std::sync::Arc<std::sync::Mutex<Vec<(Caller, String)>>>,
 }
 
 impl Connection {
@@ -67,6 +69,22 @@ impl Connection {
             gateway,
             caller,
             session,
+            opened: std::sync::Arc::default(),
+        }
+    }
+
+    /// Ends every session this connection opened (`completed`: the client went away), so each
+    /// is whole in the log. A session already ended is left as it is.
+    pub async fn close(&self) {
+        let opened = self.opened.lock().map(|o| o.clone()).unwrap_or_default();
+        for (caller, id) in opened {
+            let done =
+                serde_json::json!({"intent": "complete", "answer": "the MCP client disconnected"});
+            let _ = self
+                .gateway
+                .service()
+                .step_when(&caller, &id, done, WhenBusy::Queue)
+                .await;
         }
     }
 
@@ -144,6 +162,9 @@ impl Connection {
             Ok(_) | Err(ApiError::Conflict(_)) => {
                 if let Ok(mut o) = self.gateway.inner.opened.lock() {
                     o.insert(key);
+                }
+                if let Ok(mut o) = self.opened.lock() {
+                    o.push((caller.clone(), id.to_owned()));
                 }
                 Ok(())
             }
