@@ -111,6 +111,57 @@ async fn a_client_over_stdio_sees_results_and_denials_and_the_store_audits() {
             );
         }
     }
+
+    // The recorded session as a scenario: `arbiter replay` gives back exactly the stored events.
+    let arbiter = |args: &[&str]| {
+        let out = Command::new(env!("CARGO_BIN_EXE_arbiter"))
+            .args(args)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).unwrap()
+    };
+    let export = arbiter(&["audit", "export", &store_arg]);
+    let lines: Vec<serde_json::Value> = export
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let session = lines.iter().find_map(|l| l.get("session")).unwrap();
+    let name = format!(
+        "{}/{}",
+        session["config"]["tenant"].as_str().unwrap(),
+        session["config"]["id"].as_str().unwrap()
+    );
+    let recorded: Vec<&serde_json::Value> = lines.iter().filter_map(|l| l.get("event")).collect();
+    let file = dir.join("recorded.toml");
+    let policies = repo().join("examples/mcp/policies").display().to_string();
+    let out = file.display().to_string();
+    arbiter(&[
+        "audit",
+        "scenario",
+        &store_arg,
+        &name,
+        "--policies",
+        &policies,
+        "--pack",
+        "mcp",
+        "--out",
+        &out,
+    ]);
+    let replayed: Vec<serde_json::Value> = arbiter(&["replay", &out, "--events"])
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(replayed.len(), recorded.len());
+    for (r, e) in replayed.iter().zip(recorded) {
+        assert_eq!(r, e);
+    }
+    let summary = arbiter(&["replay", &out]);
+    assert!(summary.contains("mcp.fs.workspace_only"), "{summary}");
 }
 
 /// The pids whose parent is `parent`.

@@ -9,6 +9,7 @@ pub mod call_answers;
 pub mod expect;
 pub mod fake_model;
 pub mod fuzz;
+pub mod recorded;
 pub mod replay;
 pub mod resumable;
 pub mod runner;

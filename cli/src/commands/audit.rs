@@ -382,3 +382,69 @@ fn write_new(path: &Path, text: &str, private: bool) -> miette::Result<()> {
     file.write_all(text.as_bytes())
         .map_err(|e| miette!("cannot write {}: {e}", path.display()))
 }
+
+#[derive(clap::Args)]
+pub struct ScenarioArgs {
+    /// The store (`sqlite:PATH`) or an export.
+    source: String,
+    /// The session: `TENANT/ID`.
+    session: String,
+    /// The policy directory the scenario loads (its packs, beside the recorded tools).
+    #[arg(long, default_value = "policies")]
+    policies: PathBuf,
+    /// Packs the scenario loads on top of `base` (repeatable).
+    #[arg(long = "pack")]
+    packs: Vec<String>,
+    /// The scenario file to write (refuses to overwrite).
+    #[arg(long)]
+    out: PathBuf,
+}
+
+/// Writes one recorded session as a scenario: its steps as raw intents, its bundle's registered
+/// tools, its decisions as expectations (see `eval::recorded`).
+pub fn scenario(args: &ScenarioArgs) -> miette::Result<ExitCode> {
+    let Some(store) = open_audited(&args.source)? else {
+        return Err(miette!(
+            "{} is an event log, not a store or export",
+            args.source
+        ));
+    };
+    let (tenant, id) = args
+        .session
+        .split_once('/')
+        .ok_or_else(|| miette!("the session is `TENANT/ID`, got `{}`", args.session))?;
+    let stored = store
+        .load(tenant, id)
+        .map_err(|e| miette!("{}: {e}", args.session))?;
+    let bundle = store
+        .bundle(&stored.record.bundle)
+        .map_err(|e| miette!("bundle {}: {e}", stored.record.bundle))?;
+    let dir = args
+        .out
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    let scenario = eval::recorded::scenario_of(
+        &stored.record.config,
+        &stored.steps,
+        &stored.events,
+        &bundle,
+        (dir, &args.policies, args.packs.clone()),
+    );
+    let text = toml::to_string(&scenario).map_err(|e| miette!("{e}"))?;
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .open(&args.out)
+        .map_err(|e| miette!("cannot create {}: {e}", args.out.display()))?;
+    std::io::Write::write_all(&mut file, text.as_bytes())
+        .map_err(|e| miette!("cannot write {}: {e}", args.out.display()))?;
+    eprintln!(
+        "{}: {} steps, {} decisions expected; `arbiter replay {}` shows it",
+        args.out.display(),
+        scenario.intents.len(),
+        scenario.expect.decisions.len(),
+        args.out.display()
+    );
+    Ok(ExitCode::SUCCESS)
+}

@@ -88,6 +88,9 @@ enum AuditCommand {
     /// Write a store as one self-contained JSONL file (bundles, sessions, steps, events,
     /// checkpoints) that `verify` and `recheck` accept.
     Export(audit::ExportArgs),
+    /// Write one recorded session (a gateway's, a served one) as a scenario that `replay` and
+    /// `test` run: its steps as intents, its decisions as expectations.
+    Scenario(audit::ScenarioArgs),
 }
 
 impl Cli {
@@ -116,6 +119,9 @@ impl Cli {
             Command::Audit {
                 command: AuditCommand::Recheck(args),
             } => audit::recheck(&args),
+            Command::Audit {
+                command: AuditCommand::Scenario(args),
+            } => audit::scenario(&args),
             Command::ScenarioSchema => {
                 println!(
                     "{}",

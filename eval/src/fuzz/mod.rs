@@ -6,6 +6,7 @@ mod case;
 mod check;
 mod property;
 mod runner;
+pub(crate) use runner::relative;
 mod world;
 
 pub use case::{Case, Outcome, Step, case, run};

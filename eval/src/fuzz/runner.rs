@@ -241,7 +241,7 @@ pub fn save_failure(
 }
 
 /// `to` relative to `from` (both made absolute), for a portable `policies = "..."`.
-fn relative(from: &Path, to: &Path) -> String {
+pub(crate) fn relative(from: &Path, to: &Path) -> String {
     let abs = |p: &Path| std::path::absolute(p).unwrap_or_else(|_| p.to_path_buf());
     let norm = |p: PathBuf| -> Vec<Component<'static>> {
         let mut out: Vec<Component<'static>> = Vec::new();
