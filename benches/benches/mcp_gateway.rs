@@ -20,7 +20,9 @@ use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use criterion::{Criterion, criterion_group, criterion_main};
-use rmcp::model::CallToolRequestParams;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use rmcp::model::{CallToolRequestParams, MetaObject, RequestMetaObject};
 use rmcp::service::RunningService;
 use rmcp::transport::TokioChildProcess;
 use rmcp::{RoleClient, ServiceExt};
@@ -103,14 +105,24 @@ async fn setup() -> Setup {
     }
 }
 
+/// Calls through the gateway so far: every 40 start a new gateway session (`base` ends a session
+/// at 50 steps), named in `_meta` as a client names one per conversation.
+static CALLS: AtomicUsize = AtomicUsize::new(0);
+
 async fn read(client: &RunningService<RoleClient, ()>, name: &str, file: &str) -> Duration {
     let args = json!({"path": file}).as_object().unwrap().clone();
+    let mut params = CallToolRequestParams::new(name.to_owned()).with_arguments(args);
+    if name.starts_with("fs__") {
+        let n = CALLS.fetch_add(1, Ordering::Relaxed) / 40;
+        let mut meta = serde_json::Map::new();
+        meta.insert(
+            runtime::gateway::SESSION_META.into(),
+            json!(format!("bench-{n}")),
+        );
+        params.meta = Some(RequestMetaObject(MetaObject(meta)));
+    }
     let started = Instant::now();
-    let r = client
-        .peer()
-        .call_tool(CallToolRequestParams::new(name.to_owned()).with_arguments(args))
-        .await
-        .unwrap();
+    let r = client.peer().call_tool(params).await.unwrap();
     let took = started.elapsed();
     assert_ne!(r.is_error, Some(true), "{r:?}");
     took

@@ -411,3 +411,84 @@ async fn a_changed_tool_list_is_read_again_before_the_new_tool_is_called() {
     assert_eq!(text(&shouted), "HI");
     c.cancel().await.unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_upstream_over_streamable_http_is_relayed_with_its_structured_content() {
+    // server-everything over Streamable HTTP on a free loopback port.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let mut node = tokio::process::Command::new("node")
+        .arg(mcp::server("server-everything"))
+        .arg("streamableHttp")
+        .env("PORT", port.to_string())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while tokio::net::TcpStream::connect(("127.0.0.1", port))
+        .await
+        .is_err()
+    {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "server-everything did not listen"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    let dir = folder("http-upstream");
+    let extra = format!(
+        "[servers.everything]\nurl = \"http://127.0.0.1:{port}/mcp\"\n\n[servers.everything.tools.get-structured-content]\nrisk = \"low\"\noutput_labels = [\"untrusted\"]\n"
+    );
+    let gw = gateway(&mcp::config_text(&dir, &extra), memory(), Tokens::default()).await;
+    let c = connect(&gw, client(None)).await;
+    let tools = c.peer().list_all_tools().await.unwrap();
+    let weather = tools
+        .iter()
+        .find(|t| t.name == "everything__get-structured-content")
+        .expect("listed under its server's name");
+    assert!(
+        weather.output_schema.is_some(),
+        "the output schema is relayed"
+    );
+
+    let echoed = call(&c, "everything__echo", json!({"message": "hi"})).await;
+    assert!(text(&echoed).contains("hi"), "{}", text(&echoed));
+    let r = call(
+        &c,
+        "everything__get-structured-content",
+        json!({"location": "Chicago"}),
+    )
+    .await;
+    assert_ne!(r.is_error, Some(true), "{}", text(&r));
+    let structured = r.structured_content.expect("structuredContent relayed");
+    assert!(structured.get("temperature").is_some(), "{structured}");
+    // The schema's enum is enforced before the call goes anywhere.
+    let paris = call(
+        &c,
+        "everything__get-structured-content",
+        json!({"location": "Paris"}),
+    )
+    .await;
+    assert_eq!(paris.is_error, Some(true));
+    assert!(
+        text(&paris).contains("refused before any policy ran"),
+        "{}",
+        text(&paris)
+    );
+    c.cancel().await.unwrap();
+    // Its output labelled the session: what the policies see next.
+    let caller = mcp::alice();
+    let id = gw.service().session_ids(&caller).pop().unwrap();
+    let view = gw.service().get(&caller, &id).await.unwrap();
+    assert!(
+        view.labels.contains(&"untrusted".to_owned()),
+        "{:?}",
+        view.labels
+    );
+    node.kill().await.unwrap();
+}

@@ -30,7 +30,7 @@ fn main() {
         packs: vec![pack.clone()],
         tools: Vec::new(),
     };
-    let rt = tokio::runtime::Builder::new_multi_thread()
+    let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .unwrap();

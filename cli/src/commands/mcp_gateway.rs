@@ -71,10 +71,17 @@ pub fn run(args: &Args, key: Option<SigningKey>) -> miette::Result<ExitCode> {
             ));
         }
     };
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .into_diagnostic()?;
+    // One stdio client is served best on one thread (no cross-thread wake-ups per message, see the
+    // `mcp_gateway` benchmark); HTTP clients get every core.
+    let rt = match args.listen {
+        Some(_) => tokio::runtime::Builder::new_multi_thread()
+            .enable_all()
+            .build(),
+        None => tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build(),
+    }
+    .into_diagnostic()?;
     rt.block_on(async move {
         // The packs may name the upstream tools' actions: they load once the tools are known.
         let gateway = Gateway::start(
@@ -86,6 +93,8 @@ pub fn run(args: &Args, key: Option<SigningKey>) -> miette::Result<ExitCode> {
         )
         .await
         .map_err(|e| miette!("{e}"))?;
+        // Approvals expire unanswered, and ended sessions leave memory, as under `serve`.
+        let _sweep = gateway.service().spawn_expiry(Duration::from_millis(500));
         for left in gateway.left_out() {
             eprintln!("warning: not exposed: {}: {}", left.tool, left.reason);
         }

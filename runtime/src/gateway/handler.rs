@@ -78,12 +78,13 @@ impl Connection {
     pub async fn close(&self) {
         let opened = self.opened.lock().map(|o| o.clone()).unwrap_or_default();
         for (caller, id) in opened {
-            let done =
-                serde_json::json!({"intent": "complete", "answer": "the MCP client disconnected"});
+            let done = Intent::Complete {
+                answer: "the MCP client disconnected".into(),
+            };
             let _ = self
                 .gateway
                 .service()
-                .step_when(&caller, &id, done, WhenBusy::Queue)
+                .propose(&caller, &id, done, WhenBusy::Queue)
                 .await;
         }
     }
@@ -209,9 +210,8 @@ impl Connection {
         };
         let service = self.gateway.service();
         let step = |intent: Intent| async {
-            let value = serde_json::to_value(intent).map_err(|e| e.to_string())?;
             service
-                .step_when(&caller, &session, value, WhenBusy::Queue)
+                .propose(&caller, &session, intent, WhenBusy::Queue)
                 .await
                 .map_err(|e| e.to_string())
         };

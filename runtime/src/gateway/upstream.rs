@@ -77,6 +77,9 @@ impl Upstream {
                     .map_err(|e| failed(format!("handshake failed: {e}")))?
             }
             Reach::Url(url) => {
+                // The HTTP client's TLS runs on `ring` (see the workspace manifest); a provider
+                // installed already (by the embedding program) is kept.
+                let _ = rustls::crypto::ring::default_provider().install_default();
                 let transport = StreamableHttpClientTransport::from_uri(url.as_str());
                 watcher
                     .serve(transport)

@@ -493,6 +493,18 @@ impl Service {
     ) -> Result<StepResponse, ApiError> {
         let intent: Intent = serde_json::from_value(intent)
             .map_err(|e| ApiError::Invalid(format!("`intent`: {e}")))?;
+        self.propose(caller, id, intent, when_busy).await
+    }
+
+    /// [`Service::step_when`] with the intent already typed (the MCP gateway's calls and results,
+    /// which need no round trip through JSON).
+    pub async fn propose(
+        &self,
+        caller: &Caller,
+        id: &str,
+        intent: Intent,
+        when_busy: WhenBusy,
+    ) -> Result<StepResponse, ApiError> {
         match intent {
             Intent::CallModel { .. }
             | Intent::ModelResponded { .. }
