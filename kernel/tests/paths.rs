@@ -1,5 +1,11 @@
 //! Path arguments (`ToolSpec::paths`): decided, recorded and dispatched in canonical form, and
 //! confined element by element through `context.paths`.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)]
 
 mod common;
 
