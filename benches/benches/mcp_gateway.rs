@@ -43,6 +43,15 @@ struct Setup {
     file: String,
 }
 
+/// An rmcp client of the server `cmd` starts.
+async fn connect(cmd: tokio::process::Command) -> RunningService<RoleClient, ()> {
+    let (transport, _) = TokioChildProcess::builder(cmd)
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    ().serve(transport).await.unwrap()
+}
+
 async fn setup() -> Setup {
     let dir = std::env::temp_dir().join(format!("arbiter-bench-mcp-{}", std::process::id()));
     let work = dir.join("work");
@@ -53,51 +62,19 @@ async fn setup() -> Setup {
         "target/mcp-servers/node_modules/@modelcontextprotocol/server-filesystem/dist/index.js",
     );
     assert!(server.is_file(), "run examples/mcp/setup.sh first");
-    let example = std::fs::read_to_string(repo().join("examples/mcp/gateway.toml")).unwrap();
-    let config: String = example
-        .lines()
-        .map(|l| {
-            if l.starts_with("command = ") {
-                format!(
-                    "command = [\"node\", \"{}\", \"{}\"]",
-                    server.display(),
-                    work.display()
-                )
-            } else {
-                l.replace("/home/alice/work", &work.display().to_string())
-            }
-        })
-        .collect::<Vec<_>>()
-        .join("\n");
-    let config_path = dir.join("gateway.toml");
-    std::fs::write(&config_path, config).unwrap();
-
     let mut node = tokio::process::Command::new("node");
     node.arg(&server).arg(&work);
-    let direct = ()
-        .serve(
-            TokioChildProcess::builder(node)
-                .stderr(std::process::Stdio::null())
-                .spawn()
-                .unwrap()
-                .0,
-        )
-        .await
-        .unwrap();
+    // The example config, which takes the folder and the servers from the environment.
     let mut gw = tokio::process::Command::new(env!("CARGO_BIN_EXE_gateway_stdio"));
     gw.arg(repo().join("examples/mcp/policies"))
         .arg("mcp")
-        .arg(&config_path);
-    let gateway = ()
-        .serve(
-            TokioChildProcess::builder(gw)
-                .stderr(std::process::Stdio::null())
-                .spawn()
-                .unwrap()
-                .0,
-        )
-        .await
-        .unwrap();
+        .arg(repo().join("examples/mcp/gateway.toml"))
+        .env("WORKSPACE", &work)
+        .env(
+            "MCP_SERVERS",
+            repo().join("target/mcp-servers/node_modules"),
+        );
+    let (direct, gateway) = (connect(node).await, connect(gw).await);
     Setup {
         direct,
         gateway,

@@ -16,36 +16,28 @@ fn repo() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..")
 }
 
-/// A folder to guard, and the example config pointed at it with the installed npm server.
+/// A folder to guard (`work/` in a fresh directory), and the example config, which takes it from
+/// `WORKSPACE` (see [`with_env`]).
 fn setup(test: &str) -> (PathBuf, PathBuf) {
     let dir = std::env::temp_dir().join(format!("arbiter-cli-mcp-{test}-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     let work = dir.join("work");
     std::fs::create_dir_all(work.join("secret")).unwrap();
     std::fs::write(work.join("notes.txt"), "quarterly numbers\n").unwrap();
-    let server = repo().join(
-        "target/mcp-servers/node_modules/@modelcontextprotocol/server-filesystem/dist/index.js",
-    );
-    assert!(server.is_file(), "run examples/mcp/setup.sh first");
-    let example = std::fs::read_to_string(repo().join("examples/mcp/gateway.toml")).unwrap();
-    let config: String = example
-        .lines()
-        .map(|l| {
-            if l.starts_with("command = ") {
-                format!(
-                    "command = [\"node\", \"{}\", \"{}\"]",
-                    server.display(),
-                    work.display()
-                )
-            } else {
-                l.replace("/home/alice/work", &work.display().to_string())
-            }
-        })
-        .collect::<Vec<_>>()
-        .join("\n");
-    let path = dir.join("gateway.toml");
-    std::fs::write(&path, config).unwrap();
-    (dir, path)
+    let servers = repo().join("target/mcp-servers/node_modules");
+    assert!(servers.is_dir(), "run examples/mcp/setup.sh first");
+    (dir, repo().join("examples/mcp/gateway.toml"))
+}
+
+/// The example config's environment for the folder `dir`.
+fn example_env(dir: &Path) -> [(&'static str, PathBuf); 2] {
+    [
+        ("WORKSPACE", dir.join("work")),
+        (
+            "MCP_SERVERS",
+            repo().join("target/mcp-servers/node_modules"),
+        ),
+    ]
 }
 
 fn gateway_args(config: &Path, store: &Path) -> Vec<String> {
@@ -67,6 +59,7 @@ async fn a_client_over_stdio_sees_results_and_denials_and_the_store_audits() {
     let (dir, config) = setup("stdio");
     let store = dir.join("gateway.db");
     let mut cmd = tokio::process::Command::new(env!("CARGO_BIN_EXE_arbiter"));
+    cmd.envs(example_env(&dir));
     cmd.args(gateway_args(&config, &store))
         .stderr(Stdio::null());
     let client = ().serve(TokioChildProcess::new(cmd).unwrap()).await.unwrap();
@@ -243,6 +236,7 @@ fn the_python_sdk_client_works_at_both_protocol_versions() {
     for (mode, version) in [("auto", "2026-07-28"), ("legacy", "2025-11-25")] {
         let (dir, config) = setup(&format!("python-{mode}"));
         let out = Command::new(&python)
+            .envs(example_env(&dir))
             .arg(repo().join("cli/tests/mcp/python_client.py"))
             .args([
                 mode,

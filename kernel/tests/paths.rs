@@ -16,30 +16,39 @@ use kernel::pack::builder_for;
 use kernel::{Effect, Mode, PathRules, Risk, Source, ToolSpec};
 use serde_json::json;
 
-fn deployment() -> Arc<kernel::Deployment> {
-    let spec = ToolSpec {
-        name: "read_files".into(),
+/// A low-risk tool `name` taking `schema`, with `paths`.
+fn spec(name: &str, schema: serde_json::Value, paths: PathRules) -> ToolSpec {
+    ToolSpec {
+        name: name.into(),
         description: String::new(),
         risk: Risk::Low,
         tags: Default::default(),
         output_labels: Default::default(),
         field_labels: Vec::new(),
         tenant: None,
-        input_schema: json!({
+        input_schema: schema,
+        paths: Some(paths),
+    }
+}
+
+fn deployment() -> Arc<kernel::Deployment> {
+    let spec = spec(
+        "read_files",
+        json!({
             "type": "object",
             "properties": {"paths": {"type": "array", "items": {"type": "string"}}},
             "required": ["paths"],
             "additionalProperties": false
         }),
-        paths: Some(PathRules {
+        PathRules {
             arguments: vec!["paths".into()],
             roots: [
                 ("work".to_owned(), "/w".to_owned()),
                 ("secret".to_owned(), "/w/secret".to_owned()),
             ]
             .into(),
-        }),
-    };
+        },
+    );
     let policy = r#"
         @id("t.confined")
         forbid (principal, action == Action::"read_files", resource)
@@ -99,20 +108,14 @@ fn a_policy_on_the_input_sees_the_canonical_path_too() {
 
 #[test]
 fn path_rules_must_name_string_arguments() {
-    let bad = ToolSpec {
-        name: "bad".into(),
-        description: String::new(),
-        risk: Risk::Low,
-        tags: Default::default(),
-        output_labels: Default::default(),
-        field_labels: Vec::new(),
-        tenant: None,
-        input_schema: json!({"type": "object", "properties": {"n": {"type": "integer"}}}),
-        paths: Some(PathRules {
+    let bad = spec(
+        "bad",
+        json!({"type": "object", "properties": {"n": {"type": "integer"}}}),
+        PathRules {
             arguments: vec!["n".into()],
             roots: Default::default(),
-        }),
-    };
+        },
+    );
     let Err(errors) = builder_for(&common::root(), &["demo"])
         .unwrap()
         .tool(bad, "test")

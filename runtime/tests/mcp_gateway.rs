@@ -24,7 +24,7 @@ fn client(approve: Option<bool>) -> Client {
 async fn reads_stay_in_the_workspace_however_the_path_is_spelled() {
     let dir = folder("reads");
     let work = dir.join("work");
-    let gw = gateway(&mcp::config_text(&dir, ""), memory(), Tokens::default()).await;
+    let gw = gateway(&dir, &mcp::config_text(""), memory(), Tokens::default()).await;
     let c = connect(&gw, client(None)).await;
 
     let notes = format!("{}/notes.txt", work.display());
@@ -84,7 +84,7 @@ async fn reads_stay_in_the_workspace_however_the_path_is_spelled() {
 async fn a_write_runs_only_when_the_user_approves_it_when_asked() {
     let dir = folder("writes");
     let work = dir.join("work");
-    let gw = gateway(&mcp::config_text(&dir, ""), memory(), Tokens::default()).await;
+    let gw = gateway(&dir, &mcp::config_text(""), memory(), Tokens::default()).await;
     for (approve, name) in [
         (Some(true), "yes.txt"),
         (Some(false), "no.txt"),
@@ -127,7 +127,7 @@ async fn a_path_that_only_a_file_supplied_is_never_written_to() {
     let dir = folder("provenance");
     let work = dir.join("work");
     let leak = work.join("leak.txt");
-    let gw = gateway(&mcp::config_text(&dir, ""), memory(), Tokens::default()).await;
+    let gw = gateway(&dir, &mcp::config_text(""), memory(), Tokens::default()).await;
     let asking = client(Some(true));
     let c = connect(&gw, asking.clone()).await;
     let notes = format!("{}/notes.txt", work.display());
@@ -182,7 +182,7 @@ async fn tools_are_namespaced_by_server_and_listed_only_if_a_call_could_be_permi
         mcp::server("server-memory").display(),
         dir.join("memory.jsonl").display()
     );
-    let gw = gateway(&mcp::config_text(&dir, &extra), memory(), Tokens::default()).await;
+    let gw = gateway(&dir, &mcp::config_text(&extra), memory(), Tokens::default()).await;
     assert!(gw.left_out().is_empty(), "{:?}", gw.left_out());
     let c = connect(&gw, client(None)).await;
     let tools = c.peer().list_all_tools().await.unwrap();
@@ -222,7 +222,7 @@ async fn tools_are_namespaced_by_server_and_listed_only_if_a_call_could_be_permi
 async fn every_call_decision_and_result_is_in_the_session_log() {
     let dir = folder("log");
     let work = dir.join("work");
-    let gw = gateway(&mcp::config_text(&dir, ""), memory(), Tokens::default()).await;
+    let gw = gateway(&dir, &mcp::config_text(""), memory(), Tokens::default()).await;
     let c = connect(&gw, client(Some(true))).await;
     let notes = format!("{}/notes.txt", work.display());
     call(&c, "fs__read_text_file", json!({"path": notes})).await;
@@ -276,7 +276,7 @@ async fn over_http_a_token_names_the_caller_and_an_approval_can_come_through_the
         false,
     );
     let wait = std::time::Duration::from_secs(20);
-    let gw = mcp::waiting(&mcp::config_text(&dir, ""), memory(), tokens, wait).await;
+    let gw = mcp::waiting(&dir, &mcp::config_text(""), memory(), tokens, wait).await;
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let base = format!("http://{}", listener.local_addr().unwrap());
     let router = runtime::gateway::doors::router(gw.clone());
@@ -368,7 +368,7 @@ async fn a_changed_tool_list_is_read_again_before_the_new_tool_is_called() {
         "[servers.up]\ncommand = [\"python3\", \"{}\"]\n",
         script.display()
     );
-    let gw = gateway(&mcp::config_text(&dir, &extra), memory(), Tokens::default()).await;
+    let gw = gateway(&dir, &mcp::config_text(&extra), memory(), Tokens::default()).await;
     assert!(!gw.catalog().tools.contains_key("up__shout"));
     let c = connect(&gw, client(None)).await;
     let missing = call(&c, "up__shout", json!({"text": "hi"})).await;
@@ -444,7 +444,7 @@ async fn an_upstream_over_streamable_http_is_relayed_with_its_structured_content
     let extra = format!(
         "[servers.everything]\nurl = \"http://127.0.0.1:{port}/mcp\"\n\n[servers.everything.tools.get-structured-content]\nrisk = \"low\"\noutput_labels = [\"untrusted\"]\n"
     );
-    let gw = gateway(&mcp::config_text(&dir, &extra), memory(), Tokens::default()).await;
+    let gw = gateway(&dir, &mcp::config_text(&extra), memory(), Tokens::default()).await;
     let c = connect(&gw, client(None)).await;
     let tools = c.peer().list_all_tools().await.unwrap();
     let weather = tools

@@ -18,7 +18,10 @@ fn main() {
     let [policies, pack, config_path] = args.as_slice() else {
         panic!("usage: gateway_stdio POLICIES PACK CONFIG");
     };
-    let loaded = config::load(std::path::Path::new(config_path)).unwrap();
+    let loaded = config::load(std::path::Path::new(config_path), &|k| {
+        std::env::var(k).ok()
+    })
+    .unwrap();
     let principal = loaded.file.principal.clone().unwrap();
     let caller = Caller {
         tenant: principal.tenant,

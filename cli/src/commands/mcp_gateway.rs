@@ -10,23 +10,19 @@ use std::time::Duration;
 use clap::Args as ClapArgs;
 use miette::{IntoDiagnostic, miette};
 use runtime::gateway::{Gateway, config, doors};
-use runtime::service::PolicySource;
 use runtime::service::auth::{Caller, Tokens};
 use runtime::store::{InMemoryStore, SessionStore, SigningKey};
 
 #[derive(ClapArgs)]
 pub struct Args {
-    /// The policy directory.
-    #[arg(long, default_value = "policies")]
-    policies: PathBuf,
-    /// Packs loaded beside `base` (repeatable).
-    #[arg(long = "pack")]
-    packs: Vec<String>,
+    #[command(flatten)]
+    policy_set: super::policy_set::PolicyArgs,
     /// Keep sessions in `sqlite:PATH` (audit them with `arbiter audit verify`); without it, in
     /// memory.
     #[arg(long)]
     store: Option<String>,
-    /// The gateway's config: the principal and the upstream servers.
+    /// The gateway's config: the principal and the upstream servers (`${NAME}` in it is the
+    /// environment variable `NAME`).
     #[arg(long)]
     config: PathBuf,
     /// Serve Streamable HTTP here (`127.0.0.1:PORT`) at `/mcp`, beside the decision API, instead
@@ -43,7 +39,7 @@ pub struct Args {
 }
 
 pub fn run(args: &Args, key: Option<SigningKey>) -> miette::Result<ExitCode> {
-    let loaded = config::load(&args.config)?;
+    let loaded = config::load(&args.config, &|k| std::env::var(k).ok())?;
     let tokens = match &args.tokens {
         Some(path) => Tokens::load(path)?,
         None => Tokens::default(),
@@ -52,11 +48,7 @@ pub fn run(args: &Args, key: Option<SigningKey>) -> miette::Result<ExitCode> {
         Some(s) => super::audit::store_option(s, key)?,
         None => Arc::new(InMemoryStore::default()),
     };
-    let policies = PolicySource {
-        root: args.policies.clone(),
-        packs: args.packs.clone(),
-        tools: Vec::new(),
-    };
+    let policies = args.policy_set.source();
     let stdio_caller = match (&args.listen, &loaded.file.principal) {
         (Some(_), _) => None,
         (None, Some(p)) if !p.tenant.is_empty() && !p.user.is_empty() => Some(Caller {

@@ -7,6 +7,7 @@ mod fake_model;
 mod fuzz;
 mod mcp_gateway;
 mod play;
+mod policy_set;
 mod replay;
 mod run;
 mod serve;

@@ -9,7 +9,7 @@ use std::sync::Arc;
 use clap::Args as ClapArgs;
 use miette::{IntoDiagnostic, miette};
 use runtime::service::auth::{self, Tokens};
-use runtime::service::{PolicySource, Service, http};
+use runtime::service::{Service, http};
 use runtime::store::{InMemoryStore, SessionStore, SigningKey};
 
 #[derive(ClapArgs)]
@@ -17,12 +17,8 @@ pub struct Args {
     /// Where to listen (loopback unless you mean otherwise).
     #[arg(long, default_value = "127.0.0.1:8700")]
     addr: SocketAddr,
-    /// The policy directory.
-    #[arg(long, default_value = "policies")]
-    policies: PathBuf,
-    /// Packs loaded beside `base` (repeatable).
-    #[arg(long = "pack")]
-    packs: Vec<String>,
+    #[command(flatten)]
+    policy_set: super::policy_set::PolicyArgs,
     /// Keep sessions in `sqlite:PATH` (they survive a restart); without it, in memory.
     #[arg(long)]
     store: Option<String>,
@@ -68,11 +64,7 @@ pub fn run(args: &Args, key: Option<SigningKey>) -> miette::Result<ExitCode> {
         Some(s) => super::audit::store_option(s, key)?,
         None => Arc::new(InMemoryStore::default()),
     };
-    let policies = PolicySource {
-        root: args.policies.clone(),
-        packs: args.packs.clone(),
-        tools: Vec::new(),
-    };
+    let policies = args.policy_set.source();
     let mut service = Service::new(policies, tokens, store).map_err(|e| miette!("{e}"))?;
     let provider = match &args.otlp {
         Some(url) => {

@@ -6,10 +6,12 @@ negotiated version, the tools listed, and what a read, a denied read and an appr
 """
 import asyncio
 import json
+import os
 import sys
 
 import mcp_types as types
 from mcp import Client, StdioServerParameters
+from mcp.client.stdio import get_default_environment
 
 mode, folder, command, args = sys.argv[1], sys.argv[2], sys.argv[3], sys.argv[4:]
 asked = []
@@ -25,7 +27,9 @@ def text(result):
 
 
 async def main():
-    server = StdioServerParameters(command=command, args=args)
+    # The SDK passes a child only a safe list of variables; the gateway's config reads these two.
+    env = {**get_default_environment(), **{k: os.environ[k] for k in ("WORKSPACE", "MCP_SERVERS")}}
+    server = StdioServerParameters(command=command, args=args, env=env)
     async with Client(server, mode=mode, elicitation_callback=approve) as client:
         tools = await client.list_tools()
         read = await client.call_tool("fs__read_text_file", {"path": f"{folder}/work/notes.txt"})

@@ -149,21 +149,60 @@ pub struct Loaded {
     pub servers: Vec<(String, Reach, ServerConfig)>,
 }
 
-/// Reads and checks the config at `path`.
-pub fn load(path: &Path) -> Result<Loaded, FileError> {
+/// Reads and checks the config at `path`, taking `${NAME}` from `env` (see [`parse`]).
+pub fn load(path: &Path, env: &dyn Fn(&str) -> Option<String>) -> Result<Loaded, FileError> {
     let text = std::fs::read_to_string(path).map_err(|e| FileError::Io {
         path: path.into(),
         source: e,
     })?;
-    parse(&Source::new(path.display().to_string(), text))
+    parse(&Source::new(path.display().to_string(), text), env)
 }
 
-/// Parses and checks a config.
-pub fn parse(source: &Source) -> Result<Loaded, FileError> {
-    let file: GatewayConfig = toml::from_str(&source.text).map_err(|e| {
+/// `text` with every `${NAME}` replaced by `env(NAME)`; the first unset name is the error.
+fn expand(text: &str, env: &dyn Fn(&str) -> Option<String>) -> Result<String, String> {
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some(start) = rest.find("${") {
+        let (before, after) = rest.split_at(start);
+        out.push_str(before);
+        let Some(end) = after.find('}') else {
+            return Err(format!("`{after}` has no closing `}}`"));
+        };
+        let name = after.get(2..end).unwrap_or_default();
+        out.push_str(&env(name).ok_or_else(|| format!("`${{{name}}}` is not set"))?);
+        rest = after.get(end + 1..).unwrap_or_default();
+    }
+    out.push_str(rest);
+    Ok(out)
+}
+
+/// Parses and checks a config. In a server's `command`, `env` values, `url` and `roots`, `${NAME}`
+/// is the environment variable `NAME` (as `env` gives it), so one file serves every machine and a
+/// desktop client's `mcpServers` entry sets the folder; an unset name is an error.
+pub fn parse(source: &Source, env: &dyn Fn(&str) -> Option<String>) -> Result<Loaded, FileError> {
+    let mut file: GatewayConfig = toml::from_str(&source.text).map_err(|e| {
         let span = e.span().map(|s| (s.start, s.len()));
         FileError::invalid(source, span, e.message())
     })?;
+    for (name, server) in file.servers.iter_mut() {
+        let at = |message: String| {
+            let span = name.span();
+            FileError::invalid(source, Some((span.start, span.len())), &message)
+        };
+        let fill = |v: &mut String| {
+            *v = expand(v, env).map_err(|e| at(format!("server `{}`: {e}", name.get_ref())))?;
+            Ok::<(), FileError>(())
+        };
+        for v in server.command.iter_mut().flatten() {
+            fill(v)?;
+        }
+        for v in server.env.values_mut().chain(server.url.iter_mut()) {
+            fill(v)?;
+        }
+        for v in server.roots.values_mut() {
+            fill(v)?;
+        }
+    }
     let mut servers = Vec::new();
     for (name, server) in &file.servers {
         let at = |message: String| {
@@ -220,7 +259,30 @@ mod tests {
     use super::*;
 
     fn parsed(text: &str) -> Result<Loaded, String> {
-        parse(&Source::new("gateway.toml", text)).map_err(|e| e.to_string())
+        let env = |k: &str| (k == "WORK").then(|| "/srv/work".to_owned());
+        parse(&Source::new("gateway.toml", text), &env).map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn environment_variables_fill_commands_urls_and_roots() {
+        let ok = parsed(
+            "[servers.fs]\ncommand = [\"node\", \"${WORK}/x.js\"]\nroots = { w = \"${WORK}\" }\n",
+        )
+        .unwrap();
+        let (_, reach, server) = &ok.servers[0];
+        assert_eq!(
+            *reach,
+            Reach::Command {
+                argv: vec!["node".into(), "/srv/work/x.js".into()],
+                env: BTreeMap::new()
+            }
+        );
+        assert_eq!(server.roots["w"], "/srv/work");
+        let unset = parsed("[servers.fs]\ncommand = [\"${NOPE}\"]\n").unwrap_err();
+        assert!(
+            unset.contains("`${NOPE}` is not set") && unset.contains(":1:"),
+            "{unset}"
+        );
     }
 
     #[test]

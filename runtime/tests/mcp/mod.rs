@@ -55,46 +55,48 @@ pub fn folder(test: &str) -> PathBuf {
     dir
 }
 
-/// The example gateway config (`examples/mcp/gateway.toml`) with the filesystem server run by
-/// Node.js on `dir/work`, plus the `extra` TOML.
-pub fn config_text(dir: &Path, extra: &str) -> String {
+/// The example gateway config (`examples/mcp/gateway.toml`) plus the `extra` TOML.
+pub fn config_text(extra: &str) -> String {
     let example = std::fs::read_to_string(repo().join("examples/mcp/gateway.toml")).unwrap();
-    let work = dir.join("work");
-    let command = format!(
-        "command = [\"node\", \"{}\", \"{}\"]",
-        server("server-filesystem").display(),
-        work.display()
-    );
-    let text: String = example
-        .lines()
-        .map(|l| {
-            if l.starts_with("command = ") {
-                command.clone()
-            } else {
-                l.to_owned()
-            }
-        })
-        .collect::<Vec<_>>()
-        .join("\n");
-    format!(
-        "{}\n{extra}",
-        text.replace("/home/alice/work", &work.display().to_string())
-    )
+    format!("{example}\n{extra}")
 }
 
-/// The gateway over `config`, under `examples/mcp/policies` with the `mcp` pack.
-pub async fn gateway(config: &str, store: Arc<dyn SessionStore>, tokens: Tokens) -> Gateway {
-    waiting(config, store, tokens, Duration::ZERO).await
+/// The example's environment for `dir`: `WORKSPACE` is `dir/work`, `MCP_SERVERS` the installed
+/// npm servers.
+pub fn env_for(dir: &Path) -> impl Fn(&str) -> Option<String> {
+    let work = dir.join("work").display().to_string();
+    let servers = repo()
+        .join("target/mcp-servers/node_modules")
+        .display()
+        .to_string();
+    move |k| match k {
+        "WORKSPACE" => Some(work.clone()),
+        "MCP_SERVERS" => Some(servers.clone()),
+        _ => None,
+    }
+}
+
+/// The gateway over `config` for the folder `dir`, under `examples/mcp/policies` with the `mcp`
+/// pack.
+pub async fn gateway(
+    dir: &Path,
+    config: &str,
+    store: Arc<dyn SessionStore>,
+    tokens: Tokens,
+) -> Gateway {
+    waiting(dir, config, store, tokens, Duration::ZERO).await
 }
 
 /// [`gateway`], waiting up to `wait` for approvals given through the API.
 pub async fn waiting(
+    dir: &Path,
     config: &str,
     store: Arc<dyn SessionStore>,
     tokens: Tokens,
     wait: Duration,
 ) -> Gateway {
-    let loaded = config::parse(&kernel::Source::new("gateway.toml", config)).unwrap();
+    let env = env_for(dir);
+    let loaded = config::parse(&kernel::Source::new("gateway.toml", config), &env).unwrap();
     let policies = PolicySource {
         root: repo().join("examples/mcp/policies"),
         packs: vec!["mcp".into()],
