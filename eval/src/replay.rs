@@ -41,13 +41,21 @@ pub struct Run {
 
 /// Builds the scenario's deployment: its packs plus its inline entities and tools.
 pub fn deployment(s: &LoadedScenario) -> Result<Deployment, ScenarioError> {
-    let root = s.policies_root()?;
+    deployment_at(s, &s.policies_root()?)
+}
+
+/// [`deployment`] with the policy directory `root` in place of the one the scenario names (what
+/// `arbiter diff` replays under).
+pub fn deployment_at(
+    s: &LoadedScenario,
+    root: &std::path::Path,
+) -> Result<Deployment, ScenarioError> {
     let packs: Vec<&str> = s.scenario.packs.iter().map(String::as_str).collect();
     let wrap = |source| ScenarioError::Policies {
         file: s.source.name.clone(),
         source,
     };
-    let mut builder = builder_for(&root, &packs).map_err(wrap)?;
+    let mut builder = builder_for(root, &packs).map_err(wrap)?;
     if !s.scenario.entities.is_empty() {
         let text = serde_json::to_string_pretty(&s.scenario.entities).unwrap_or_default();
         builder = builder.entities(Source::new(format!("{} [entities]", s.source.name), text));

@@ -2,6 +2,7 @@
 
 mod audit;
 mod check;
+mod diff;
 mod explain;
 mod fake_model;
 mod fuzz;
@@ -38,6 +39,8 @@ enum Command {
         #[arg(long, default_value = "policies")]
         policies: PathBuf,
     },
+    /// Replay the scenarios under two policy directories and list every decision that changed.
+    Diff(diff::Args),
     /// Decide one request and show the determining policies, obligations and errors.
     Explain(explain::Args),
     /// Replay one scenario and list its decisions (or print its events).
@@ -101,6 +104,7 @@ impl Cli {
         match self.command {
             Command::Check { policies } => check::run(&policies),
             Command::Explain(args) => explain::run(&args),
+            Command::Diff(args) => diff::run(&args),
             Command::Replay { file, events } => replay::run(&file, events),
             Command::Test(args) => test::run(&args, key()?),
             Command::Fuzz(args) => fuzz::run(&args),

@@ -1,0 +1,128 @@
+//! Decision diff: what a policy edit changes, before it merges. Every scenario is replayed under
+//! two policy directories (`base` and `head`, each standing in for the directory the scenario
+//! names) and their decisions are paired as `expect` counts them — the nth proposal of each
+//! action — so a change shows as "the 2nd `issue_refund`: deny by `support.refund.approval` →
+//! allow by `base.permit.tools`". A change early in a run can change what follows; every pair that
+//! differs is listed, and a proposal made under one set and not the other shows with one side
+//! missing.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use kernel::event::{Event, EventBody};
+use kernel::{StepError, Verdict};
+use serde::Serialize;
+use serde_json::Value;
+
+use crate::ScenarioError;
+use crate::expect::action_name;
+use crate::replay::{deployment_at, replay};
+use crate::scenario::load;
+
+/// One side of a changed decision.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Side {
+    /// `allow`, `deny`, or `rejected` (refused for its arguments before any policy ran).
+    pub effect: String,
+    /// The policies that decided it (those that erred, for an error denial).
+    pub policies: Vec<String>,
+}
+
+/// A decision that differs between the two policy sets.
+#[derive(Debug, Clone, Serialize)]
+pub struct Changed {
+    /// The scenario file.
+    pub scenario: String,
+    /// The action (a tool name, `approve`, `spend_budget`...).
+    pub action: String,
+    /// Which proposal of that action, from 1.
+    pub nth: usize,
+    /// What was asked (the event that carries the decision under `base`, else under `head`).
+    pub request: Value,
+    /// Under the base set; `None` when that run never made this proposal.
+    pub base: Option<Side>,
+    /// Under the head set.
+    pub head: Option<Side>,
+}
+
+/// The decisions of a run by (action, nth), with the event that carries each.
+fn decisions(events: &[Event]) -> BTreeMap<(String, usize), (Side, Value)> {
+    let mut seen: BTreeMap<String, usize> = BTreeMap::new();
+    let mut out = BTreeMap::new();
+    for e in events {
+        let (action, side) = match (&e.decision, &e.body) {
+            (Some(d), _) => {
+                let policies = if d.erred.is_empty() {
+                    d.policies.iter().map(|p| p.id.clone()).collect()
+                } else {
+                    d.erred.clone()
+                };
+                let effect = match d.effect {
+                    Verdict::Allow => "allow",
+                    Verdict::Deny => "deny",
+                };
+                let side = Side {
+                    effect: effect.into(),
+                    policies,
+                };
+                (action_name(d).to_owned(), side)
+            }
+            (
+                None,
+                EventBody::Rejected {
+                    error: StepError::InvalidArguments { tool, .. },
+                    ..
+                },
+            ) => (
+                tool.clone(),
+                Side {
+                    effect: "rejected".into(),
+                    policies: Vec::new(),
+                },
+            ),
+            _ => continue,
+        };
+        let nth = seen.entry(action.clone()).or_insert(0);
+        *nth += 1;
+        let request = serde_json::to_value(&e.body).unwrap_or(Value::Null);
+        out.insert((action, *nth), (side, request));
+    }
+    out
+}
+
+/// Replays every scenario of `files` under `base` and under `head` and lists every decision that
+/// differs. A scenario that cannot run under one of the sets is an error naming it.
+pub fn scenarios(
+    files: &[PathBuf],
+    base: &Path,
+    head: &Path,
+) -> Result<Vec<Changed>, ScenarioError> {
+    let mut changed = Vec::new();
+    for file in files {
+        let s = load(file)?;
+        let run_under = |root: &Path| -> Result<_, ScenarioError> {
+            let d = Arc::new(deployment_at(&s, root)?);
+            Ok(decisions(&replay(&s, d)?.events))
+        };
+        let (before, after) = (run_under(base)?, run_under(head)?);
+        let keys: std::collections::BTreeSet<&(String, usize)> =
+            before.keys().chain(after.keys()).collect();
+        for key in keys {
+            let (b, h) = (before.get(key), after.get(key));
+            if b.map(|x| &x.0) == h.map(|x| &x.0) {
+                continue;
+            }
+            let request = b.or(h).map(|x| x.1.clone()).unwrap_or(Value::Null);
+            changed.push(Changed {
+                scenario: s.path.display().to_string(),
+                action: key.0.clone(),
+                nth: key.1,
+                request,
+                base: b.map(|x| x.0.clone()),
+                head: h.map(|x| x.0.clone()),
+            });
+        }
+    }
+    Ok(changed)
+}
