@@ -2,6 +2,7 @@
 
 mod audit;
 mod check;
+mod coverage;
 mod diff;
 mod explain;
 mod fake_model;
@@ -39,6 +40,9 @@ enum Command {
         #[arg(long, default_value = "policies")]
         policies: PathBuf,
     },
+    /// Which policies the scenarios exercise: a policy × scenario matrix, the policies never
+    /// exercised, and a `--min` gate.
+    Coverage(coverage::Args),
     /// Replay the scenarios under two policy directories and list every decision that changed.
     Diff(diff::Args),
     /// Decide one request and show the determining policies, obligations and errors.
@@ -105,6 +109,7 @@ impl Cli {
             Command::Check { policies } => check::run(&policies),
             Command::Explain(args) => explain::run(&args),
             Command::Diff(args) => diff::run(&args),
+            Command::Coverage(args) => coverage::run(&args),
             Command::Replay { file, events } => replay::run(&file, events),
             Command::Test(args) => test::run(&args, key()?),
             Command::Fuzz(args) => fuzz::run(&args),
