@@ -10,13 +10,12 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use kernel::event::{Event, EventBody};
-use kernel::{StepError, Verdict};
+use kernel::event::Event;
 use serde::Serialize;
 use serde_json::Value;
 
 use crate::ScenarioError;
-use crate::expect::action_name;
+use crate::expect::occurrences;
 use crate::replay::{deployment_at, replay};
 use crate::scenario::load;
 
@@ -48,47 +47,20 @@ pub struct Changed {
 
 /// The decisions of a run by (action, nth), with the event that carries each.
 fn decisions(events: &[Event]) -> BTreeMap<(String, usize), (Side, Value)> {
-    let mut seen: BTreeMap<String, usize> = BTreeMap::new();
-    let mut out = BTreeMap::new();
-    for e in events {
-        let (action, side) = match (&e.decision, &e.body) {
-            (Some(d), _) => {
-                let policies = if d.erred.is_empty() {
-                    d.policies.iter().map(|p| p.id.clone()).collect()
-                } else {
-                    d.erred.clone()
-                };
-                let effect = match d.effect {
-                    Verdict::Allow => "allow",
-                    Verdict::Deny => "deny",
-                };
-                let side = Side {
-                    effect: effect.into(),
-                    policies,
-                };
-                (action_name(d).to_owned(), side)
-            }
-            (
-                None,
-                EventBody::Rejected {
-                    error: StepError::InvalidArguments { tool, .. },
-                    ..
-                },
-            ) => (
-                tool.clone(),
-                Side {
-                    effect: "rejected".into(),
-                    policies: Vec::new(),
-                },
-            ),
-            _ => continue,
-        };
-        let nth = seen.entry(action.clone()).or_insert(0);
-        *nth += 1;
-        let request = serde_json::to_value(&e.body).unwrap_or(Value::Null);
-        out.insert((action, *nth), (side, request));
-    }
-    out
+    occurrences(events)
+        .into_iter()
+        .map(|o| {
+            let side = Side {
+                effect: format!("{:?}", o.effect()).to_lowercase(),
+                policies: o
+                    .decision
+                    .map(|d| d.deciders().into_iter().map(str::to_owned).collect())
+                    .unwrap_or_default(),
+            };
+            let request = serde_json::to_value(&o.event.body).unwrap_or(Value::Null);
+            ((o.action.to_owned(), o.nth), (side, request))
+        })
+        .collect()
 }
 
 /// Replays every scenario of `files` under `base` and under `head` and lists every decision that

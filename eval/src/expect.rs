@@ -44,6 +44,22 @@ pub fn decisions(events: &[Event]) -> impl Iterator<Item = (&Event, &Decision)> 
         .filter_map(|e| e.decision.as_ref().map(|d| (e, d)))
 }
 
+/// The action of `e` if it is a proposal as expectations count them — a decision, or (for a tool)
+/// a call refused for its arguments before any decision — with its decision if it had one.
+fn occurrence(e: &Event) -> Option<(&str, Option<&Decision>)> {
+    match (&e.decision, &e.body) {
+        (Some(d), _) => Some((action_name(d), Some(d))),
+        (
+            None,
+            EventBody::Rejected {
+                error: StepError::InvalidArguments { tool, .. },
+                ..
+            },
+        ) => Some((tool.as_str(), None)),
+        _ => None,
+    }
+}
+
 /// Every proposal of `action` in order: its decisions, and (for a tool) the calls refused for
 /// their arguments before any decision.
 fn proposals<'a>(
@@ -52,17 +68,49 @@ fn proposals<'a>(
 ) -> impl Iterator<Item = (&'a Event, Option<&'a Decision>)> {
     events
         .iter()
-        .filter_map(move |e| match (&e.decision, &e.body) {
-            (Some(d), _) if action_name(d) == action => Some((e, Some(d))),
-            (
-                None,
-                EventBody::Rejected {
-                    error: StepError::InvalidArguments { tool, .. },
-                    ..
-                },
-            ) if tool == action => Some((e, None)),
-            _ => None,
+        .filter_map(move |e| occurrence(e).and_then(|(a, d)| (a == action).then_some((e, d))))
+}
+
+/// One proposal as expectations count it: the `nth` of its action.
+pub struct Occurrence<'a> {
+    /// The action (a tool name, `approve`, `spend_budget`...).
+    pub action: &'a str,
+    /// Which proposal of that action, from 1.
+    pub nth: usize,
+    /// The event that carries it.
+    pub event: &'a Event,
+    /// Its decision; `None` for a call refused for its arguments.
+    pub decision: Option<&'a Decision>,
+}
+
+impl Occurrence<'_> {
+    /// Allowed, denied, or refused before any policy ran.
+    pub fn effect(&self) -> Expected {
+        match self.decision.map(|d| d.effect) {
+            Some(Verdict::Allow) => Expected::Allow,
+            Some(Verdict::Deny) => Expected::Deny,
+            None => Expected::Rejected,
+        }
+    }
+}
+
+/// Every proposal of a run, numbered per action as `expect.decisions` counts them.
+pub fn occurrences(events: &[Event]) -> Vec<Occurrence<'_>> {
+    let mut seen: std::collections::HashMap<&str, usize> = std::collections::HashMap::new();
+    events
+        .iter()
+        .filter_map(|e| {
+            let (action, decision) = occurrence(e)?;
+            let nth = seen.entry(action).or_insert(0);
+            *nth += 1;
+            Some(Occurrence {
+                action,
+                nth: *nth,
+                event: e,
+                decision,
+            })
         })
+        .collect()
 }
 
 fn line(e: &Event) -> String {

@@ -7,10 +7,10 @@ use std::collections::BTreeMap;
 use std::path::Path;
 
 use kernel::event::{Event, EventBody};
-use kernel::{BundleSources, Intent, StepError, Verdict};
+use kernel::{BundleSources, Intent};
 
-use crate::expect::action_name;
-use crate::scenario::{Expect, ExpectDecision, Expected, Scenario, SessionSpec, TimedIntent};
+use crate::expect::occurrences;
+use crate::scenario::{Expect, ExpectDecision, Scenario, SessionSpec, TimedIntent};
 
 /// The scenario of `steps` (with the `events` they produced) of the session `config`, run under
 /// `bundle`; the scenario file will sit in `dir` and load `packs` from `policies`.
@@ -86,43 +86,20 @@ pub fn scenario_of(
     }
 }
 
-/// Every decision of `events` (and every tool call refused for its arguments), numbered per
-/// action as `expect` counts them, with its first deciding policy.
+/// Every decision of `events` (and every tool call refused for its arguments) as an expectation:
+/// its effect and first determining policy, numbered as `expect` counts them.
 fn decisions(events: &[Event]) -> Vec<ExpectDecision> {
-    let mut seen: BTreeMap<String, usize> = BTreeMap::new();
-    let mut out = Vec::new();
-    for e in events {
-        let (action, effect, policy) = match (&e.decision, &e.body) {
-            (Some(d), _) => {
-                let effect = match d.effect {
-                    Verdict::Allow => Expected::Allow,
-                    Verdict::Deny => Expected::Deny,
-                };
-                let policy = d
-                    .erred
-                    .first()
-                    .cloned()
-                    .or_else(|| d.policies.first().map(|p| p.id.clone()));
-                (action_name(d).to_owned(), effect, policy)
-            }
-            (
-                None,
-                EventBody::Rejected {
-                    error: StepError::InvalidArguments { tool, .. },
-                    ..
-                },
-            ) => (tool.clone(), Expected::Rejected, None),
-            _ => continue,
-        };
-        let nth = seen.entry(action.clone()).or_insert(0);
-        *nth += 1;
-        out.push(ExpectDecision {
-            action,
-            nth: *nth,
-            effect,
-            policy,
+    occurrences(events)
+        .into_iter()
+        .map(|o| ExpectDecision {
+            action: o.action.to_owned(),
+            nth: o.nth,
+            effect: o.effect(),
+            policy: o
+                .decision
+                .and_then(|d| d.policies.first())
+                .map(|p| p.id.clone()),
             basis: None,
-        });
-    }
-    out
+        })
+        .collect()
 }

@@ -17,11 +17,7 @@ pub fn run(file: &Path, events: bool) -> miette::Result<ExitCode> {
         match &e.decision {
             Some(d) => {
                 // An error denial was decided by the policies that erred.
-                let ids: Vec<&str> = if d.erred.is_empty() {
-                    d.policies.iter().map(|p| p.id.as_str()).collect()
-                } else {
-                    d.erred.iter().map(|id| id.as_str()).collect()
-                };
+                let ids = d.deciders();
                 println!(
                     "  {:>4} {:>8}ms {:<20} {:<16} {:<5} {:<13} {}",
                     e.seq,

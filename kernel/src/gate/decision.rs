@@ -107,6 +107,16 @@ pub struct Decision {
 }
 
 impl Decision {
+    /// The policies that decided it, by `@id`: those that erred for an error denial, else the
+    /// determining ones.
+    pub fn deciders(&self) -> Vec<&str> {
+        if self.erred.is_empty() {
+            self.policies.iter().map(|p| p.id.as_str()).collect()
+        } else {
+            self.erred.iter().map(String::as_str).collect()
+        }
+    }
+
     pub(crate) fn new(
         principal: &EntityUid,
         action: &EntityUid,

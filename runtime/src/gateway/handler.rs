@@ -552,11 +552,7 @@ fn refusal(response: &StepResponse) -> String {
     });
     match decision {
         Some(d) if d.effect == Verdict::Deny => {
-            let ids: Vec<&str> = if d.erred.is_empty() {
-                d.policies.iter().map(|p| p.id.as_str()).collect()
-            } else {
-                d.erred.iter().map(String::as_str).collect()
-            };
+            let ids = d.deciders();
             let mut text = if ids.is_empty() {
                 format!("denied by Arbiter: no policy permits `{}`", d.action)
             } else {
