@@ -27,7 +27,7 @@ pub struct Deployment {
     /// [`BundleSources::hash`], computed on first use: every session a store begins names it.
     bundle_hash: std::sync::OnceLock<Result<String, HashError>>,
     /// The policies [`Deployment::may_call`] evaluates, built on first use.
-    listing: std::sync::OnceLock<cedar_policy::PolicySet>,
+    listing: std::sync::OnceLock<crate::gate::Listing>,
 }
 
 /// Everything a deployment was built from, so a store can keep it once (by [`BundleSources::hash`])
@@ -144,15 +144,14 @@ impl Deployment {
         let Ok(principal) = uid("Agent", agent) else {
             return false;
         };
-        let policies = self
-            .listing
-            .get_or_init(|| crate::gate::liftable_removed(&self.gate.policies.cedar));
-        crate::gate::may_permit(
-            &self.gate.schema,
-            policies,
-            &self.gate.entities,
-            (&principal, &entry.action, &entry.uid),
-        )
+        let listing = self.listing.get_or_init(|| {
+            crate::gate::Listing::new(
+                &self.gate.schema,
+                &self.gate.policies.cedar,
+                &self.gate.entities,
+            )
+        });
+        listing.may_permit(&self.gate.schema, (&principal, &entry.action, &entry.uid))
     }
 
     /// Policy ids, sorted.

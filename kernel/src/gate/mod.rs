@@ -16,7 +16,7 @@ mod value;
 pub use decision::{Basis, Decision, DeterminingPolicy, Mode, Obligations, Verdict};
 pub(crate) use demand::Demand;
 pub(crate) use load::{PolicyMeta, load_policies, load_schema, validate_policies};
-pub(crate) use reach::{liftable_removed, may_permit};
+pub(crate) use reach::Listing;
 pub(crate) use value::Val;
 
 use std::borrow::Cow;

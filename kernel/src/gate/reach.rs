@@ -13,38 +13,48 @@ use cedar_policy::{
     PolicySet, Schema,
 };
 
-/// The policies partial evaluation runs over: the set without its `@approval` forbids.
-pub(crate) fn liftable_removed(policies: &PolicySet) -> PolicySet {
-    let kept = policies
-        .policies()
-        .filter(|p| !(p.effect() == Effect::Forbid && p.annotation("approval").is_some()))
-        .cloned();
-    PolicySet::from_policies(kept).unwrap_or_else(|_| policies.clone())
+/// What partial evaluation runs over, built once per deployment: the policy set without its
+/// `@approval` forbids, and the entities in the form partial evaluation takes.
+pub(crate) struct Listing {
+    policies: PolicySet,
+    /// `None` when the entities cannot be converted (then every answer is "yes").
+    entities: Option<PartialEntities>,
 }
 
-/// Whether some request `(principal, action, resource)` could be permitted by `policies` (already
-/// passed through [`liftable_removed`]).
-pub(crate) fn may_permit(
-    schema: &Schema,
-    policies: &PolicySet,
-    entities: &Entities,
-    request: (&EntityUid, &EntityUid, &EntityUid),
-) -> bool {
-    let (principal, action, resource) = request;
-    let Ok(request) = PartialRequest::new(
-        PartialEntityUid::from_concrete(principal.clone()),
-        action.clone(),
-        PartialEntityUid::from_concrete(resource.clone()),
-        None,
-        schema,
-    ) else {
-        return true;
-    };
-    let Ok(partial) = PartialEntities::from_concrete(entities.clone(), schema) else {
-        return true;
-    };
-    match policies.tpe(&request, &partial, schema) {
-        Ok(response) => response.decision() != Some(Decision::Deny),
-        Err(_) => true,
+impl Listing {
+    pub(crate) fn new(schema: &Schema, policies: &PolicySet, entities: &Entities) -> Self {
+        let kept = policies
+            .policies()
+            .filter(|p| !(p.effect() == Effect::Forbid && p.annotation("approval").is_some()))
+            .cloned();
+        Self {
+            policies: PolicySet::from_policies(kept).unwrap_or_else(|_| policies.clone()),
+            entities: PartialEntities::from_concrete(entities.clone(), schema).ok(),
+        }
+    }
+
+    /// Whether some request `(principal, action, resource)` could be permitted.
+    pub(crate) fn may_permit(
+        &self,
+        schema: &Schema,
+        request: (&EntityUid, &EntityUid, &EntityUid),
+    ) -> bool {
+        let (principal, action, resource) = request;
+        let Some(entities) = &self.entities else {
+            return true;
+        };
+        let Ok(request) = PartialRequest::new(
+            PartialEntityUid::from_concrete(principal.clone()),
+            action.clone(),
+            PartialEntityUid::from_concrete(resource.clone()),
+            None,
+            schema,
+        ) else {
+            return true;
+        };
+        match self.policies.tpe(&request, entities, schema) {
+            Ok(response) => response.decision() != Some(Decision::Deny),
+            Err(_) => true,
+        }
     }
 }

@@ -453,41 +453,45 @@ impl Connection {
     ) -> Option<StepResponse> {
         let service = self.gateway.service();
         let deadline = tokio::time::Instant::now() + wait;
-        while tokio::time::Instant::now() < deadline {
+        loop {
+            // Subscribed before the status is read, so no change between the two is missed.
+            let mut page = service.events_after(caller, session, None).await.ok()?;
             let view = service.get(caller, session).await.ok()?;
-            if view.status != "waiting_approval" {
-                let page = service.events_after(caller, session, None).await.ok()?;
-                let last = page.events.last()?;
-                let effects = match &last.body {
-                    EventBody::ToolCalled {
-                        call_id,
-                        tool,
-                        attempt,
-                        input,
-                        obligations,
-                        ..
-                    } => vec![Effect::CallTool {
-                        call_id: call_id.clone(),
-                        tool: tool.clone(),
-                        input: input.clone(),
-                        attempt: *attempt,
-                        not_before_ms: 0,
-                        obligations: obligations.clone(),
-                    }],
-                    _ => Vec::new(),
-                };
-                return Some(StepResponse {
-                    outcome: "decided".into(),
-                    decision: page.events.iter().rev().find_map(|e| e.decision.clone()),
-                    error: None,
-                    events: Vec::new(),
-                    effects,
-                    status: view.status,
-                });
+            if view.status == "waiting_approval" {
+                tokio::time::timeout_at(deadline, page.changes.changed())
+                    .await
+                    .ok()?
+                    .ok()?;
+                continue;
             }
-            tokio::time::sleep(Duration::from_millis(50)).await;
+            let page = service.events_after(caller, session, None).await.ok()?;
+            let effects = match &page.events.last()?.body {
+                EventBody::ToolCalled {
+                    call_id,
+                    tool,
+                    attempt,
+                    input,
+                    obligations,
+                    ..
+                } => vec![Effect::CallTool {
+                    call_id: call_id.clone(),
+                    tool: tool.clone(),
+                    input: input.clone(),
+                    attempt: *attempt,
+                    not_before_ms: 0,
+                    obligations: obligations.clone(),
+                }],
+                _ => Vec::new(),
+            };
+            return Some(StepResponse {
+                outcome: "decided".into(),
+                decision: page.events.iter().rev().find_map(|e| e.decision.clone()),
+                error: None,
+                events: Vec::new(),
+                effects,
+                status: view.status,
+            });
         }
-        None
     }
 }
 
