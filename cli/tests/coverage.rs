@@ -59,3 +59,25 @@ fn the_matrix_names_the_scenarios_each_policy_decided_in() {
         "{confined}"
     );
 }
+
+/// The figure and the list the README gives for the shipped suite.
+#[test]
+fn the_shipped_suite_exercises_what_the_readme_says() {
+    let (code, stdout, stderr) = coverage(&[]);
+    assert_eq!(code, 0, "{stderr}");
+    assert!(
+        stderr.contains("50 of 61 policies exercised (82.0%)"),
+        "{stderr}"
+    );
+    let never = stdout
+        .lines()
+        .find(|l| l.starts_with("never exercised:"))
+        .unwrap();
+    assert_eq!(
+        never,
+        "never exercised: base.approval.high_risk, base.flow.no_pii_to_shared_memory, \
+         base.limit.steps, base.limit.time, base.limit.tokens, base.model.known, \
+         base.recovery.in_doubt, base.tenant.agent, base.tenant.budget, coding.shell.rate, \
+         enterprise.memory.no_shared_keys"
+    );
+}

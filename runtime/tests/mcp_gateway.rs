@@ -43,6 +43,11 @@ async fn reads_stay_in_the_workspace_however_the_path_is_spelled() {
         "{}",
         text(&outside)
     );
+    assert!(
+        text(&outside).contains("only files inside the workspace folder may be used"),
+        "the policy's @reason: {}",
+        text(&outside)
+    );
 
     // `x/../secret/./key.txt` is `secret/key.txt`: the secret rule sees through the spelling.
     let dotted = format!("{}/x/../secret/./key.txt", work.display());
@@ -491,4 +496,29 @@ async fn an_upstream_over_streamable_http_is_relayed_with_its_structured_content
         view.labels
     );
     node.kill().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_child_server_gets_its_configured_environment_and_nothing_else_of_the_gateways() {
+    let dir = folder("environment");
+    let extra = format!(
+        "[servers.ev]\ncommand = [\"node\", \"{}\", \"stdio\"]\nenv = {{ GIVEN_TO_IT = \"yes\" }}\n",
+        mcp::server("server-everything").display()
+    );
+    let gw = gateway(&dir, &mcp::config_text(&extra), memory(), Tokens::default()).await;
+    let c = connect(&gw, client(None)).await;
+    let r = call(&c, "ev__get-env", json!({})).await;
+    let env: serde_json::Value = serde_json::from_str(&text(&r)).unwrap();
+    assert_eq!(env["GIVEN_TO_IT"], "yes", "{env}");
+    assert!(env.get("PATH").is_some(), "{env}");
+    // `cargo test` runs this process with CARGO_* variables; the child sees none of them.
+    assert!(std::env::var("CARGO_MANIFEST_DIR").is_ok());
+    let leaked: Vec<&String> = env
+        .as_object()
+        .unwrap()
+        .keys()
+        .filter(|k| k.starts_with("CARGO"))
+        .collect();
+    assert!(leaked.is_empty(), "{leaked:?}");
+    c.cancel().await.unwrap();
 }
