@@ -11,6 +11,7 @@ pub mod diff;
 pub mod expect;
 pub mod fake_model;
 pub mod fuzz;
+pub mod mutate;
 pub mod recorded;
 pub mod replay;
 pub mod resumable;

@@ -56,6 +56,7 @@ pub use deployment::{BundleHashes, BundleSources, Deployment, DeploymentBuilder}
 pub use error::{LoadError, LoadErrors, StepError};
 pub use event::{Event, EventBody};
 pub use gate::{Basis, Decision, DeterminingPolicy, Mode, Obligations, Traced, Verdict};
+pub use gate::{FORBID_ONLY, PERMIT_ONLY};
 pub use history::CounterSpec;
 pub use intent::{Intent, MAX_JSON_DEPTH, Step};
 pub use session::{Effect, Rejected, Session, SessionConfig, Status, Transition};

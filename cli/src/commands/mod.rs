@@ -8,6 +8,7 @@ mod explain;
 mod fake_model;
 mod fuzz;
 mod mcp_gateway;
+mod mutate;
 mod play;
 mod policy_set;
 mod replay;
@@ -43,6 +44,8 @@ enum Command {
     /// Which policies the scenarios exercise: a policy × scenario matrix, the policies never
     /// exercised, and a `--min` gate.
     Coverage(coverage::Args),
+    /// Mutate every policy the scenarios load and report which mutants the scenarios miss.
+    Mutate(mutate::Args),
     /// Replay the scenarios under two policy directories and list every decision that changed.
     Diff(diff::Args),
     /// Decide one request and show the determining policies, obligations and errors.
@@ -110,6 +113,7 @@ impl Cli {
             Command::Explain(args) => explain::run(&args),
             Command::Diff(args) => diff::run(&args),
             Command::Coverage(args) => coverage::run(&args),
+            Command::Mutate(args) => mutate::run(&args),
             Command::Replay { file, events } => replay::run(&file, events),
             Command::Test(args) => test::run(&args, key()?),
             Command::Fuzz(args) => fuzz::run(&args),

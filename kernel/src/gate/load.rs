@@ -14,10 +14,10 @@ use crate::source::{Located, Source};
 
 /// Annotations whose value must be a whole number.
 const NUMERIC: [&str; 3] = ["timeout_ms", "max_retries", "approval_timeout_ms"];
-/// Annotations that only mean something on a permit (obligations).
-const PERMIT_ONLY: [&str; 2] = ["timeout_ms", "max_retries"];
-/// Annotations that only mean something on a forbid.
-const FORBID_ONLY: [&str; 4] = ["approval", "approval_timeout_ms", "self_approval", "limit"];
+/// Annotations that only mean something on a permit (obligations); refused on a forbid.
+pub const PERMIT_ONLY: [&str; 2] = ["timeout_ms", "max_retries"];
+/// Annotations that only mean something on a forbid; refused on a permit.
+pub const FORBID_ONLY: [&str; 4] = ["approval", "approval_timeout_ms", "self_approval", "limit"];
 
 /// What the kernel keeps about each policy besides Cedar's own copy.
 pub(crate) struct PolicyMeta {

@@ -15,6 +15,7 @@ mod value;
 
 pub use decision::{Basis, Decision, DeterminingPolicy, Mode, Obligations, Verdict};
 pub(crate) use demand::Demand;
+pub use load::{FORBID_ONLY, PERMIT_ONLY};
 pub(crate) use load::{PolicyMeta, load_policies, load_schema, validate_policies};
 pub(crate) use reach::Listing;
 pub(crate) use value::Val;
