@@ -117,3 +117,47 @@ fn an_untested_rule_survives_as_a_diff_and_a_tested_one_is_killed() {
     );
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+/// The README's figure and list of survivors for the shipped packs and scenarios: a change that
+/// kills or lets through a mutant must update both.
+#[test]
+fn the_shipped_suite_kills_what_the_readme_says() {
+    let (code, json, stderr) = mutate(&repo(), &["--json"]);
+    assert_eq!(code, 0, "{stderr}");
+    assert!(
+        stderr.contains("mutation score 96.6%: 344 of 356 mutants killed, 12 survived"),
+        "{stderr}"
+    );
+    let report: serde_json::Value = serde_json::from_str(&json).unwrap();
+    let mut survivors: Vec<String> = report["mutants"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|m| m["outcome"] == "survived")
+        .map(|m| {
+            format!(
+                "{} {}",
+                m["policy"].as_str().unwrap(),
+                m["operator"].as_str().unwrap()
+            )
+        })
+        .collect();
+    survivors.sort();
+    assert_eq!(
+        survivors,
+        [
+            "base.limit.steps widen_scope",
+            "base.limit.time drop_limit",
+            "base.limit.time widen_scope",
+            "base.permit.approve drop_condition",
+            "base.tenant.tool widen_scope",
+            "coding.shell.rate widen_scope",
+            "enterprise.start.shadow drop_condition",
+            "scenario.limit.twenty_seconds drop_limit",
+            "scenario.limit.twenty_seconds widen_scope",
+            "support.limit.steps widen_scope",
+            "support.start.shadow drop_condition",
+            "support.start.shadow widen_scope",
+        ]
+    );
+}

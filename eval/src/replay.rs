@@ -112,6 +112,7 @@ fn play(
             properties,
             config.mode,
             &config.tenant,
+            &config.agent,
             &config.budget,
         ))
     } else {

@@ -82,6 +82,7 @@ fn each_invariant_catches_its_fault() {
         (Fault::ForgetAlwaysPolicies, names::ORACLE),
         (Fault::ForgetKeyedPolicies, names::ORACLE),
         (Fault::CompiledAndSkipsRight, names::ORACLE),
+        (Fault::ForeignTickResource, names::SESSION_RESOURCE),
     ];
     for (fault, invariant) in expectations {
         let fired = fired_with(fault, 600);

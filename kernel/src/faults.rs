@@ -35,6 +35,8 @@ pub enum Fault {
     ForgetKeyedPolicies,
     /// The kernel's own evaluator reads `a && b` as `a`.
     CompiledAndSkipsRight,
+    /// A clock tick asks `continue_session` about the session's user instead of its agent.
+    ForeignTickResource,
     /// The third event has no canonical JSON (as if its body could not be serialized).
     UnhashableEvent,
 }

@@ -225,6 +225,7 @@ pub fn run(world: &World, case: &Case, properties: &[Property]) -> Outcome {
         properties.to_vec(),
         case.mode,
         &config.tenant,
+        &config.agent,
         &config.budget,
     );
     let mut out = Outcome::default();

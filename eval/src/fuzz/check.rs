@@ -37,6 +37,9 @@ pub mod names {
     pub const PANIC: &str = "panic";
     /// An author property failed.
     pub const PROPERTY: &str = "property";
+    /// An approve, cancel, endorse or tick named another resource than the session's agent. The
+    /// base pack has no rule for this (one could never hold); this check is what stands for it.
+    pub const SESSION_RESOURCE: &str = "foreign-session-resource";
 }
 
 /// The base pack's step limit (`base.limit.steps`).
@@ -59,6 +62,8 @@ pub struct Monitor {
     properties: Vec<Property>,
     mode: Mode,
     tenant: Option<EntityUid>,
+    /// The session's agent, as a decision names its resource.
+    agent: String,
     authorizer: Authorizer,
     labels: BTreeSet<String>,
     honest_settlements: bool,
@@ -80,6 +85,7 @@ impl Monitor {
         properties: Vec<Property>,
         mode: Mode,
         tenant: &str,
+        agent: &str,
         budget: &str,
     ) -> Self {
         let budget_limit = kernel::uid("Budget", budget)
@@ -99,6 +105,9 @@ impl Monitor {
             properties,
             mode,
             tenant: kernel::uid("Tenant", tenant).ok(),
+            agent: kernel::uid("Agent", agent)
+                .map(|u| u.to_string())
+                .unwrap_or_default(),
             authorizer: Authorizer::new(),
             labels: BTreeSet::new(),
             honest_settlements: true,
@@ -172,6 +181,18 @@ impl Monitor {
             self.tenancy(step, e);
         }
         for traced in &t.traced {
+            let d = &traced.decision;
+            let about_the_session = [
+                r#"Action::"approve""#,
+                r#"Action::"cancel""#,
+                r#"Action::"endorse""#,
+                r#"Action::"continue_session""#,
+            ]
+            .contains(&d.action.as_str());
+            if about_the_session && d.resource != self.agent {
+                let detail = format!("{} on {}, not {}", d.action, d.resource, self.agent);
+                self.flag(names::SESSION_RESOURCE, step, detail);
+            }
             for p in &self.properties {
                 if p.violated_by(
                     &traced.request,

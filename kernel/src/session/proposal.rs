@@ -197,7 +197,12 @@ impl Session {
     pub(crate) fn ask_continue(&mut self, now: u64) -> Decision {
         let deployment = std::sync::Arc::clone(&self.deployment);
         let agent = std::sync::Arc::clone(&self.uids.agent);
-        let request = (&*agent, &deployment.actions.continue_session, &*agent);
+        let resource = if crate::faults::active(crate::faults::Fault::ForeignTickResource) {
+            std::sync::Arc::clone(&self.uids.user)
+        } else {
+            std::sync::Arc::clone(&agent)
+        };
+        let request = (&*agent, &deployment.actions.continue_session, &*resource);
         self.decide(now, 1, request, Ok(Vec::new()), &[])
     }
 
