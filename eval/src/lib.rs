@@ -12,6 +12,7 @@ pub mod expect;
 pub mod fake_model;
 pub mod fuzz;
 pub mod mutate;
+pub mod prove;
 pub mod recorded;
 pub mod replay;
 pub mod resumable;

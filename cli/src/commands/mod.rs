@@ -11,6 +11,7 @@ mod mcp_gateway;
 mod mutate;
 mod play;
 mod policy_set;
+mod prove;
 mod replay;
 mod run;
 mod serve;
@@ -44,6 +45,8 @@ enum Command {
     /// Which policies the scenarios exercise: a policy × scenario matrix, the policies never
     /// exercised, and a `--min` gate.
     Coverage(coverage::Args),
+    /// Prove the properties in `properties.toml` for every request, with an SMT solver.
+    Prove(prove::Args),
     /// Mutate every policy the scenarios load and report which mutants the scenarios miss.
     Mutate(mutate::Args),
     /// Replay the scenarios under two policy directories and list every decision that changed.
@@ -114,6 +117,7 @@ impl Cli {
             Command::Diff(args) => diff::run(&args),
             Command::Coverage(args) => coverage::run(&args),
             Command::Mutate(args) => mutate::run(&args),
+            Command::Prove(args) => prove::run(&args),
             Command::Replay { file, events } => replay::run(&file, events),
             Command::Test(args) => test::run(&args, key()?),
             Command::Fuzz(args) => fuzz::run(&args),
