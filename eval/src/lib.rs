@@ -6,6 +6,7 @@
 
 pub mod audit;
 pub mod call_answers;
+pub mod counterfactual;
 pub mod coverage;
 pub mod diff;
 pub mod expect;

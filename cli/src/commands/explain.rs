@@ -43,7 +43,18 @@ pub fn run(args: &Args) -> miette::Result<ExitCode> {
     };
     let d = deployment.explain(&args.principal, &action, &args.resource, &context);
     if args.json {
-        println!("{}", serde_json::to_string_pretty(&d).unwrap_or_default());
+        let cf = counterfactual(
+            &deployment,
+            &args.principal,
+            &action,
+            &args.resource,
+            &context,
+        );
+        let both = serde_json::json!({ "decision": d, "would_change": cf });
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&both).unwrap_or_default()
+        );
         return Ok(ExitCode::SUCCESS);
     }
     println!("request:     {} {} {}", d.principal, d.action, d.resource);
@@ -107,5 +118,76 @@ pub fn run(args: &Args) -> miette::Result<ExitCode> {
         }
         Err(e) => println!("cedar:       refuses the request: {e}"),
     }
+    if let Some(cf) = counterfactual(
+        &deployment,
+        &args.principal,
+        &action,
+        &args.resource,
+        &context,
+    ) {
+        print_counterfactual(&cf);
+    }
     Ok(ExitCode::SUCCESS)
+}
+
+/// What would change the decision (`eval::counterfactual`), for a request that is valid.
+fn counterfactual(
+    deployment: &kernel::Deployment,
+    principal: &str,
+    action: &str,
+    resource: &str,
+    context: &serde_json::Value,
+) -> Option<eval::counterfactual::Counterfactual> {
+    use eval::counterfactual::uid;
+    let asked = eval::counterfactual::Asked {
+        uids: (uid(principal)?, uid(action)?, uid(resource)?),
+        context,
+        schema: deployment.cedar_schema(),
+        policies: deployment.cedar_policies(),
+        entities: deployment.cedar_entities(),
+    };
+    eval::counterfactual::counterfactual(&asked)
+}
+
+fn print_counterfactual(cf: &eval::counterfactual::Counterfactual) {
+    if cf.allowed {
+        if cf.closest_forbids.is_empty() {
+            println!("closest:     no forbid covers this request");
+        }
+        for m in &cf.closest_forbids {
+            println!(
+                "closest:     {} — holds: {}; fails: {}",
+                m.policy,
+                list(&m.holding),
+                list(&m.failing)
+            );
+        }
+        for v in &cf.values {
+            println!(
+                "would stop:  {} = {} (was {}), by {}: {}",
+                v.path, v.would_be, v.was, v.policy, v.then
+            );
+        }
+        return;
+    }
+    if cf.policies.is_empty() && cf.values.is_empty() {
+        println!("would change: nothing found (no single policy or context value flips it)");
+    }
+    for p in &cf.policies {
+        println!("would change: {} {}", p.policy, p.then);
+    }
+    for v in &cf.values {
+        println!(
+            "would change: {} = {} (was {}), stepping across {}: {}",
+            v.path, v.would_be, v.was, v.policy, v.then
+        );
+    }
+}
+
+fn list(items: &[String]) -> String {
+    if items.is_empty() {
+        "—".into()
+    } else {
+        items.join(", ")
+    }
 }
