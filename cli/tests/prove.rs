@@ -4,7 +4,12 @@
 //!
 //! Without cvc5 on the machine these tests print why and stop; `.ci/run` sets
 //! `ARBITER_REQUIRE_SOLVER=1`, which turns that into a failure, so CI never passes them unrun.
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)]
 
 use std::path::{Path, PathBuf};
 use std::process::Command;

@@ -16,6 +16,7 @@ pub mod mutate;
 pub mod prove;
 pub mod recorded;
 pub mod replay;
+pub mod report;
 pub mod resumable;
 pub mod runner;
 pub mod scenario;

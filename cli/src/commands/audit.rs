@@ -62,7 +62,7 @@ pub fn store_option(text: &str, key: Option<SigningKey>) -> miette::Result<Arc<d
 
 /// Opens an existing store or reads an export (never creates a store: auditing a typo'd path must
 /// not succeed empty). `None` for a plain JSONL event log.
-fn open_audited(source: &str) -> miette::Result<Option<Box<dyn SessionStore>>> {
+pub(super) fn open_audited(source: &str) -> miette::Result<Option<Box<dyn SessionStore>>> {
     match Source::parse(source) {
         Source::Sqlite(path) => {
             if !path.is_file() {
@@ -87,7 +87,7 @@ fn read(file: &Path) -> miette::Result<String> {
 }
 
 /// A public key given as hex or as a file holding it.
-fn public_key(text: &str) -> miette::Result<PublicKey> {
+pub(super) fn public_key(text: &str) -> miette::Result<PublicKey> {
     let hex = if Path::new(text).is_file() {
         read(Path::new(text))?
     } else {

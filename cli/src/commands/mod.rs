@@ -13,6 +13,7 @@ mod play;
 mod policy_set;
 mod prove;
 mod replay;
+mod report;
 mod run;
 mod serve;
 mod test;
@@ -47,6 +48,9 @@ enum Command {
     Coverage(coverage::Args),
     /// Prove the properties in `properties.toml` for every request, with an SMT solver.
     Prove(prove::Args),
+    /// Write the compliance report (Markdown and one self-contained HTML page): validation and
+    /// hashes, coverage and mutation per policy, proofs, scenario timelines, a store's audit.
+    Report(report::Args),
     /// Mutate every policy the scenarios load and report which mutants the scenarios miss.
     Mutate(mutate::Args),
     /// Replay the scenarios under two policy directories and list every decision that changed.
@@ -117,6 +121,7 @@ impl Cli {
             Command::Diff(args) => diff::run(&args),
             Command::Coverage(args) => coverage::run(&args),
             Command::Mutate(args) => mutate::run(&args),
+            Command::Report(args) => report::run(&args),
             Command::Prove(args) => prove::run(&args),
             Command::Replay { file, events } => replay::run(&file, events),
             Command::Test(args) => test::run(&args, key()?),
