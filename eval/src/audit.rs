@@ -359,7 +359,7 @@ fn recheck_one(
             Arc::new(d)
         }
     };
-    let replayed = replay(deployment, &stored.record.config, &stored.steps)?;
+    let replayed = replay_under(deployment, &stored.record.config, &stored.steps)?;
     match report.compared {
         Compared::Events => compare_events(&stored.events, &replayed, report),
         Compared::Decisions => compare_decisions(&stored.events, &replayed, report),
@@ -378,10 +378,12 @@ pub fn replay_steps(
     let deployment = sources
         .build()
         .map_err(|e| format!("the recorded bundle no longer builds: {e}"))?;
-    replay(Arc::new(deployment), &record.config, steps)
+    replay_under(Arc::new(deployment), &record.config, steps)
 }
 
-fn replay(
+/// The events recorded `steps` produce on `deployment` (a step it refuses yields its `rejected`
+/// event): what `recheck` compares and `arbiter diff --log` pairs.
+pub fn replay_under(
     deployment: Arc<Deployment>,
     config: &kernel::SessionConfig,
     steps: &[Step],
