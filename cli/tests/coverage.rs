@@ -71,3 +71,37 @@ fn the_shipped_suite_exercises_every_policy() {
     );
     assert!(!stdout.contains("never exercised"), "{stdout}");
 }
+
+/// Condition coverage: on the coding scenarios alone, base's tenancy clauses are only ever seen
+/// true (no coding scenario crosses a tenant), and the gate fails; on the whole suite every clause
+/// and operand is seen both ways, as the README says.
+#[test]
+fn conditions_are_seen_both_ways_or_named() {
+    let (code, stdout, stderr) = coverage(&[
+        "scenarios/coding",
+        "--conditions",
+        "--min-conditions",
+        "100",
+    ]);
+    assert_eq!(code, 1, "{stdout}{stderr}");
+    assert!(stderr.contains("below --min-conditions 100%"), "{stderr}");
+    for line in [
+        "only true   base.tenant.principal unless #1: principal in context.session.tenant",
+        "only false  base.limit.steps when #1: context.session.steps >= 50",
+        // `resource.tenant` errs where `resource has tenant` is false: neither side counted.
+        "never       base.tenant.tool when #1: resource.tenant != context.session.tenant",
+    ] {
+        assert!(stdout.contains(line), "missing `{line}`:\n{stdout}");
+    }
+    assert!(
+        stderr.contains("29 of 56 clauses and operands seen both true and false (51.8%)"),
+        "{stderr}"
+    );
+
+    let (code, stdout, stderr) = coverage(&["--conditions", "--min-conditions", "100"]);
+    assert_eq!(code, 0, "{stdout}{stderr}");
+    assert!(
+        stderr.contains("86 of 86 clauses and operands seen both true and false (100.0%)"),
+        "{stderr}"
+    );
+}

@@ -516,7 +516,7 @@ fn conjuncts(e: &Value, out: &mut Vec<Value>) {
 }
 
 /// An operand as Cedar text (`unless` operands shown negated, as the condition they stand for).
-fn operand_text(est: &Value, operand: &Value, kind: &Value) -> String {
+pub(crate) fn operand_text(est: &Value, operand: &Value, kind: &Value) -> String {
     let body = if kind == "unless" {
         json!({ "!": { "arg": operand } })
     } else {

@@ -4,8 +4,9 @@
 //! (Cedar's "reason": the satisfied permits of an allow, the satisfied forbids of a deny) or among
 //! those that erred; a forbid that never held, or a permit never needed, is not exercised.
 //!
-//! Conditions are not yet covered one by one (each `when`/`unless` and operand seen both true and
-//! false): this is policy-level coverage only.
+//! Each clause and operand seen both true and false is [`conditions`]' finer measure.
+
+pub mod conditions;
 
 use std::collections::{BTreeMap, BTreeSet};
 

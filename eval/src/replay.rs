@@ -74,7 +74,16 @@ pub fn deployment_at(
 
 /// Replays `s` against `deployment`.
 pub fn replay(s: &LoadedScenario, deployment: Arc<Deployment>) -> Result<Run, ScenarioError> {
-    play(s, deployment, None)
+    play(s, deployment, None, false).map(|(run, _)| run)
+}
+
+/// [`replay`], also returning every Cedar request the session asked, with its whole context (what
+/// condition coverage evaluates each condition on).
+pub fn replay_traced(
+    s: &LoadedScenario,
+    deployment: Arc<Deployment>,
+) -> Result<(Run, Vec<cedar_policy::Request>), ScenarioError> {
+    play(s, deployment, None, true)
 }
 
 /// Plays `s` durably: every step is written to the store before its effects run, tools named in
@@ -86,14 +95,15 @@ pub fn replay_resumable(
     deployment: Arc<Deployment>,
     resumable: crate::resumable::Resumable,
 ) -> Result<Run, ScenarioError> {
-    play(s, deployment, Some(resumable))
+    play(s, deployment, Some(resumable), false).map(|(run, _)| run)
 }
 
 fn play(
     s: &LoadedScenario,
     deployment: Arc<Deployment>,
     resumable: Option<crate::resumable::Resumable>,
-) -> Result<Run, ScenarioError> {
+    trace: bool,
+) -> Result<(Run, Vec<cedar_policy::Request>), ScenarioError> {
     let spec = &s.scenario.session;
     let config = s.session_config();
     let mut session = Session::new(deployment.clone(), config.clone())
@@ -118,6 +128,9 @@ fn play(
     } else {
         None
     };
+    if trace {
+        session.trace_requests(true);
+    }
     let schedule = s
         .scenario
         .events
@@ -155,6 +168,7 @@ fn play(
         monitor,
         invariants_only_for_properties: !expect.invariants,
         resumable,
+        traced: trace.then(Vec::new),
     };
     if s.scenario.intents.is_empty() {
         let stepped = player.agent.start(spec.request.clone(), 0);
@@ -181,14 +195,17 @@ fn play(
         violations.retain(|v| v.invariant == crate::fuzz::names::PROPERTY);
     }
     let session = player.agent.session();
-    Ok(Run {
-        status: session.status(),
-        labels: session.labels().map(str::to_owned).collect(),
-        transitions: player.transitions,
-        events: player.events,
-        violations,
-        steps: player.steps,
-    })
+    Ok((
+        Run {
+            status: session.status(),
+            labels: session.labels().map(str::to_owned).collect(),
+            transitions: player.transitions,
+            events: player.events,
+            violations,
+            steps: player.steps,
+        },
+        player.traced.unwrap_or_default(),
+    ))
 }
 
 /// A call or read in flight: its id and the time it starts (its backoff, or when it was issued).
@@ -247,6 +264,8 @@ struct Player {
     tenant: String,
     pending: Option<Pending>,
     monitor: Option<Monitor>,
+    /// With tracing on: every request the session asked Cedar, in order.
+    traced: Option<Vec<cedar_policy::Request>>,
     invariants_only_for_properties: bool,
     resumable: Option<crate::resumable::Resumable>,
 }
@@ -416,6 +435,9 @@ impl Player {
                 return; // not written (or not what the log holds): nothing of this step happens
             }
             self.steps.push((step, appended.len()));
+        }
+        if let (Some(traced), Ok(t)) = (&mut self.traced, &stepped.result) {
+            traced.extend(t.traced.iter().map(|x| x.request.clone()));
         }
         if let Some(monitor) = &mut self.monitor {
             monitor.observe(

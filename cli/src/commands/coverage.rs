@@ -16,6 +16,12 @@ pub struct Args {
     /// The whole matrix as JSON (policy → scenarios) instead of the table.
     #[arg(long)]
     json: bool,
+    /// Also each `when`/`unless` clause and `&&`/`||` operand: seen both true and false?
+    #[arg(long)]
+    conditions: bool,
+    /// With `--conditions`: exit 1 when fewer than this percentage were seen both ways.
+    #[arg(long, requires = "conditions")]
+    min_conditions: Option<f64>,
 }
 
 pub fn run(args: &Args) -> miette::Result<ExitCode> {
@@ -55,6 +61,39 @@ pub fn run(args: &Args) -> miette::Result<ExitCode> {
             println!("never exercised: {}", unexercised.join(", "));
         }
     }
+    let mut conditions_below = false;
+    if args.conditions {
+        let c = eval::coverage::conditions::of(&files);
+        if args.json {
+            println!("{}", serde_json::to_string_pretty(&c).unwrap_or_default());
+        } else {
+            for o in c.operands.iter().filter(|o| !(o.seen_true && o.seen_false)) {
+                let seen = match (o.seen_true, o.seen_false) {
+                    (true, false) => "only true ",
+                    (false, true) => "only false",
+                    _ => "never     ",
+                };
+                println!("{seen}  {} {}: {}", o.policy, o.clause, o.text);
+            }
+        }
+        let both = c
+            .operands
+            .iter()
+            .filter(|o| o.seen_true && o.seen_false)
+            .count();
+        let percent = c.percent();
+        eprintln!(
+            "{both} of {} clauses and operands seen both true and false ({percent:.1}%) over {} request(s)",
+            c.operands.len(),
+            c.requests
+        );
+        if let Some(min) = args.min_conditions
+            && percent < min
+        {
+            eprintln!("below --min-conditions {min}%");
+            conditions_below = true;
+        }
+    }
     let percent = coverage.percent();
     eprintln!(
         "{} of {} policies exercised ({percent:.1}%) by {} scenario(s)",
@@ -67,6 +106,7 @@ pub fn run(args: &Args) -> miette::Result<ExitCode> {
             eprintln!("below --min {min}%");
             ExitCode::FAILURE
         }
+        _ if conditions_below => ExitCode::FAILURE,
         _ => ExitCode::SUCCESS,
     })
 }
