@@ -193,7 +193,8 @@ other = "{shipped}"
 }
 
 /// Findings: the guards for entities missing from the store never match in a proof (it assumes
-/// every entity exists), and the limits that add counters can overflow.
+/// every entity exists), the limits that add counters can overflow, and a limit another set
+/// tightens is redundant there. No shipped permit is shadowed.
 #[test]
 fn findings_name_what_never_matches_and_what_can_err() {
     if !solver_present() {
@@ -202,13 +203,51 @@ fn findings_name_what_never_matches_and_what_can_err() {
     let (code, stdout, stderr) = prove(&repo(), &["--findings"]);
     assert_eq!(code, 0, "{stdout}{stderr}");
     for line in [
-        "finding base.start.known: never matches any request",
-        "finding base.model.known: never matches any request",
-        "finding base.limit.budget: can fail to evaluate (the kernel then denies)",
-        "finding support.credit.cap: can fail to evaluate (the kernel then denies)",
+        "finding base.start.known (base+coding): never matches any request",
+        "finding base.model.known (base+coding): never matches any request",
+        "finding base.limit.budget (base+coding): can fail to evaluate (the kernel then denies)",
+        "finding support.credit.cap (base+support): can fail to evaluate (the kernel then denies)",
+        // Under enterprise's 20,000-token ration, base's 200,000 never decides alone.
+        "finding base.limit.tokens (base+enterprise): redundant: another policy of its effect matches every request it does",
+        "finding support.model.retries (base+support): redundant",
     ] {
         assert!(stdout.contains(line), "missing `{line}`:\n{stdout}");
     }
+    assert!(!stdout.contains("shadowed"), "{stdout}");
+}
+
+/// A permit every request of which a forbid also matches is shadowed.
+#[test]
+fn a_permit_a_forbid_always_overrides_is_shadowed() {
+    if !solver_present() {
+        return;
+    }
+    let dir = without("shadow", "support/support.cedar", "support.pii.no_email");
+    let file = dir.join("policies/support/support.cedar");
+    let mut text = std::fs::read_to_string(&file).unwrap();
+    text.push_str(
+        "\n@id(\"weak.email.permit\")\npermit (principal, action == Action::\"send_email\", resource)\n\
+         when { context.session.labels.contains(\"pii\") };\n\
+         @id(\"weak.email.forbid\")\nforbid (principal, action == Action::\"send_email\", resource)\n\
+         when { context.session.labels.contains(\"pii\") };\n",
+    );
+    std::fs::write(&file, text).unwrap();
+    let props = dir.join("none.toml");
+    std::fs::write(&props, "").unwrap();
+    let (code, stdout, stderr) = prove(
+        &dir,
+        &["--properties", props.to_str().unwrap(), "--findings"],
+    );
+    assert_eq!(code, 0, "{stdout}{stderr}");
+    assert!(
+        stdout.contains("finding weak.email.permit (base+"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("shadowed: a forbid matches every request it permits"),
+        "{stdout}"
+    );
+    std::fs::remove_dir_all(&dir).unwrap();
 }
 
 #[test]

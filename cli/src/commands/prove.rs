@@ -83,8 +83,12 @@ pub fn run(args: &Args) -> miette::Result<ExitCode> {
             let what = match f.kind {
                 FindingKind::NeverMatches => "never matches any request",
                 FindingKind::CanError => "can fail to evaluate (the kernel then denies)",
+                FindingKind::Redundant => {
+                    "redundant: another policy of its effect matches every request it does"
+                }
+                FindingKind::Shadowed => "shadowed: a forbid matches every request it permits",
             };
-            println!("finding {}: {what}", f.policy);
+            println!("finding {} (base+{}): {what}", f.policy, f.packs.join("+"));
             if let Some(example) = &f.example {
                 for line in example.lines() {
                     println!("          {line}");

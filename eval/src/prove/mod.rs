@@ -179,6 +179,12 @@ pub enum FindingKind {
     NeverMatches,
     /// Some request makes it fail to evaluate (the kernel then denies).
     CanError,
+    /// Every request it matches, another policy of the same effect matches too: removing it
+    /// changes no decision's effect (its annotations — obligations, `@approval`, `@limit` — may
+    /// still matter).
+    Redundant,
+    /// A permit every request of which some forbid also matches: it can never allow anything.
+    Shadowed,
 }
 
 /// A whole run.
@@ -252,6 +258,10 @@ pub fn prove(
             }
         }
         let mut found = Vec::new();
+        if proved_sets.is_empty() {
+            // No property names a set: look for findings in base with each pack.
+            proved_sets = all_packs.iter().map(|p| vec![p.clone()]).collect();
+        }
         if findings {
             let mut seen = std::collections::BTreeSet::new();
             for set in &proved_sets {
@@ -502,6 +512,17 @@ async fn policy_findings(
                 kind: FindingKind::NeverMatches,
                 example: None,
             });
+        } else {
+            for kind in [FindingKind::Redundant, FindingKind::Shadowed] {
+                if covered(compiler, deployment, policy, kind).await {
+                    out.push(Finding {
+                        policy: id.clone(),
+                        packs: packs.to_vec(),
+                        kind,
+                        example: None,
+                    });
+                }
+            }
         }
         if example.is_some() {
             out.push(Finding {
@@ -513,4 +534,89 @@ async fn policy_findings(
         }
     }
     out
+}
+
+/// `policy` as a permit with no annotations (what it matches, as an allow).
+fn as_permit(policy: &cedar_policy::Policy, id: &str) -> Option<cedar_policy::Policy> {
+    let mut est = policy.to_json().ok()?;
+    *est.get_mut("effect")? = serde_json::json!("permit");
+    if let Some(a) = est.get_mut("annotations") {
+        *a = serde_json::json!({});
+    }
+    cedar_policy::Policy::from_json(Some(cedar_policy::PolicyId::new(id)), est).ok()
+}
+
+/// Whether `policy` is redundant (every request it matches, another policy of its effect
+/// matches) or, for a permit, shadowed (every request it matches, some forbid matches), in every
+/// request environment it applies to. An undecided query counts as "no".
+async fn covered(
+    compiler: &mut CedarSymCompiler<LocalSolver>,
+    deployment: &Deployment,
+    policy: &cedar_policy::Policy,
+    kind: FindingKind,
+) -> bool {
+    let schema = deployment.cedar_schema();
+    let effect = policy.effect();
+    if kind == FindingKind::Shadowed && effect != cedar_policy::Effect::Permit {
+        return false;
+    }
+    let mut alone = PolicySet::new();
+    let mut cover = PolicySet::new();
+    let built = (|| {
+        alone.add(as_permit(policy, "alone")?).ok()?;
+        match kind {
+            FindingKind::Shadowed => {
+                // Allows exactly the requests no forbid matches.
+                cover
+                    .add(
+                        cedar_policy::Policy::from_str("permit (principal, action, resource);")
+                            .ok()?
+                            .new_id(cedar_policy::PolicyId::new("all")),
+                    )
+                    .ok()?;
+                for (i, f) in deployment
+                    .cedar_policies()
+                    .policies()
+                    .filter(|p| p.effect() == cedar_policy::Effect::Forbid)
+                    .enumerate()
+                {
+                    cover
+                        .add(f.new_id(cedar_policy::PolicyId::new(format!("f{i}"))))
+                        .ok()?;
+                }
+            }
+            _ => {
+                for (i, other) in deployment
+                    .cedar_policies()
+                    .policies()
+                    .filter(|p| p.effect() == effect && p.id() != policy.id())
+                    .enumerate()
+                {
+                    cover.add(as_permit(other, &format!("o{i}"))?).ok()?;
+                }
+            }
+        }
+        Some(())
+    })();
+    if built.is_none() {
+        return false;
+    }
+    let mut any = false;
+    for env in policy.get_valid_request_envs(schema) {
+        let (Ok(a), Ok(c)) = (
+            CompiledPolicySet::compile(&alone, &env, schema),
+            CompiledPolicySet::compile(&cover, &env, schema),
+        ) else {
+            return false;
+        };
+        let holds = match kind {
+            FindingKind::Shadowed => compiler.check_disjoint_opt(&a, &c).await,
+            _ => compiler.check_implies_opt(&a, &c).await,
+        };
+        if !matches!(holds, Ok(true)) {
+            return false;
+        }
+        any = true;
+    }
+    any
 }

@@ -222,6 +222,12 @@ pub fn html(r: &Report) -> String {
                     let what = match f.kind {
                         FindingKind::NeverMatches => "never matches any request",
                         FindingKind::CanError => "can fail to evaluate (the runtime then denies)",
+                        FindingKind::Redundant => {
+                            "redundant: another policy of its effect matches every request it does"
+                        }
+                        FindingKind::Shadowed => {
+                            "shadowed: a forbid matches every request it permits"
+                        }
                     };
                     let _ = writeln!(h, "<li><code>{}</code>: {what}</li>", esc(&f.policy));
                 }
@@ -420,6 +426,10 @@ pub fn markdown(r: &Report) -> String {
                 let what = match f.kind {
                     FindingKind::NeverMatches => "never matches any request",
                     FindingKind::CanError => "can fail to evaluate (the runtime then denies)",
+                    FindingKind::Redundant => {
+                        "redundant: another policy of its effect matches every request it does"
+                    }
+                    FindingKind::Shadowed => "shadowed: a forbid matches every request it permits",
                 };
                 let _ = writeln!(m, "- finding: `{}` {what}", f.policy);
             }
