@@ -6,7 +6,7 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use eval::prove::{FindingKind, SolverSpec, Verdict};
+use eval::prove::{SolverSpec, Verdict};
 
 /// The exit code when no solver can be run: distinct, so CI can tell "not proved" from "false".
 const NO_SOLVER: u8 = 3;
@@ -80,14 +80,7 @@ pub fn run(args: &Args) -> miette::Result<ExitCode> {
             }
         }
         for f in &report.findings {
-            let what = match f.kind {
-                FindingKind::NeverMatches => "never matches any request",
-                FindingKind::CanError => "can fail to evaluate (the kernel then denies)",
-                FindingKind::Redundant => {
-                    "redundant: another policy of its effect matches every request it does"
-                }
-                FindingKind::Shadowed => "shadowed: a forbid matches every request it permits",
-            };
+            let what = f.kind.describe();
             println!("finding {} (base+{}): {what}", f.policy, f.packs.join("+"));
             if let Some(example) = &f.example {
                 for line in example.lines() {

@@ -187,6 +187,20 @@ pub enum FindingKind {
     Shadowed,
 }
 
+impl FindingKind {
+    /// What it means, for listings.
+    pub fn describe(self) -> &'static str {
+        match self {
+            FindingKind::NeverMatches => "never matches any request",
+            FindingKind::CanError => "can fail to evaluate (the kernel then denies)",
+            FindingKind::Redundant => {
+                "redundant: another policy of its effect matches every request it does"
+            }
+            FindingKind::Shadowed => "shadowed: a forbid matches every request it permits",
+        }
+    }
+}
+
 /// A whole run.
 #[derive(Debug, Clone, Serialize)]
 pub struct Report {

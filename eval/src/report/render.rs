@@ -6,7 +6,7 @@
 use std::fmt::Write as _;
 
 use super::{PolicyRow, Report, ScenarioRow};
-use crate::prove::{FindingKind, Verdict};
+use crate::prove::Verdict;
 
 /// Text for HTML: `&`, `<`, `>`, `"` escaped.
 fn esc(s: &str) -> String {
@@ -219,16 +219,7 @@ pub fn html(r: &Report) -> String {
             if !p.findings.is_empty() {
                 h.push_str("<h3>Findings</h3>\n<ul>\n");
                 for f in &p.findings {
-                    let what = match f.kind {
-                        FindingKind::NeverMatches => "never matches any request",
-                        FindingKind::CanError => "can fail to evaluate (the runtime then denies)",
-                        FindingKind::Redundant => {
-                            "redundant: another policy of its effect matches every request it does"
-                        }
-                        FindingKind::Shadowed => {
-                            "shadowed: a forbid matches every request it permits"
-                        }
-                    };
+                    let what = f.kind.describe();
                     let _ = writeln!(h, "<li><code>{}</code>: {what}</li>", esc(&f.policy));
                 }
                 h.push_str("</ul>\n");
@@ -423,14 +414,7 @@ pub fn markdown(r: &Report) -> String {
                 );
             }
             for f in &p.findings {
-                let what = match f.kind {
-                    FindingKind::NeverMatches => "never matches any request",
-                    FindingKind::CanError => "can fail to evaluate (the runtime then denies)",
-                    FindingKind::Redundant => {
-                        "redundant: another policy of its effect matches every request it does"
-                    }
-                    FindingKind::Shadowed => "shadowed: a forbid matches every request it permits",
-                };
+                let what = f.kind.describe();
                 let _ = writeln!(m, "- finding: `{}` {what}", f.policy);
             }
         }
