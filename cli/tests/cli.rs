@@ -646,3 +646,28 @@ fn a_long_line_is_reported_in_a_window() {
         out.len()
     );
 }
+
+/// A scenario property whose path names nothing on any request of its action (a misspelling:
+/// `context.attempt` for `context.session.attempt`) fails the scenario instead of passing whatever
+/// happens.
+#[test]
+fn a_property_with_a_path_that_names_nothing_fails_the_scenario() {
+    let dir = scratch();
+    let shipped =
+        std::fs::read_to_string(repo().join("scenarios/coding/shell_cwd_push_and_retries.toml"))
+            .expect("read");
+    assert!(shipped.contains("when context.session.attempt > 1"));
+    let file = dir.join("scenarios").join("typo.toml");
+    write(
+        &file,
+        &shipped.replace("context.session.attempt", "context.attempt"),
+    );
+    let o = arbiter(&["test", s(&file)]);
+    assert_clean_failure(
+        &o,
+        &[
+            "`context.attempt` names nothing on any request of its action",
+            "0 passed, 1 failed",
+        ],
+    );
+}

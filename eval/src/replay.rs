@@ -189,7 +189,7 @@ fn play(
     let mut violations = player
         .monitor
         .take()
-        .map(|m| m.violations)
+        .map(Monitor::finish)
         .unwrap_or_default();
     if player.invariants_only_for_properties {
         violations.retain(|v| v.invariant == crate::fuzz::names::PROPERTY);

@@ -64,6 +64,11 @@ pub struct Monitor {
     tenant: Option<EntityUid>,
     /// The session's agent, as a decision names its resource.
     agent: String,
+    /// Per property: whether a request of its action was seen, and per condition whether its path
+    /// named a value on at least one of them.
+    resolved: Vec<(bool, Vec<bool>)>,
+    /// The last step observed, which the end-of-run checks are reported at.
+    last_step: usize,
     authorizer: Authorizer,
     labels: BTreeSet<String>,
     honest_settlements: bool,
@@ -100,9 +105,12 @@ impl Monitor {
                     None
                 }
             });
+        let resolved = properties.iter().map(|_| (false, Vec::new())).collect();
         Self {
             deployment,
             properties,
+            resolved,
+            last_step: 0,
             mode,
             tenant: kernel::uid("Tenant", tenant).ok(),
             agent: kernel::uid("Agent", agent)
@@ -118,6 +126,30 @@ impl Monitor {
             decisions: (0, 0),
             policies: BTreeSet::new(),
         }
+    }
+
+    /// The violations, with one more per property condition whose path named nothing on any
+    /// request of the property's action (so the property could never have fired).
+    pub fn finish(mut self) -> Vec<Violation> {
+        let last = self.last_step;
+        for (p, (seen, paths)) in self.properties.iter().zip(&self.resolved) {
+            if !seen {
+                continue;
+            }
+            for (i, ok) in paths.iter().enumerate() {
+                if !ok {
+                    self.violations.push(Violation {
+                        invariant: names::PROPERTY,
+                        step: last,
+                        detail: format!(
+                            "`{p}`: `{}` names nothing on any request of its action, so the property could never fire (a misspelt path? the context holds session, history, input, provenance...)",
+                            p.condition_path(i)
+                        ),
+                    });
+                }
+            }
+        }
+        self.violations
     }
 
     fn flag(&mut self, invariant: &'static str, step: usize, detail: String) {
@@ -136,6 +168,7 @@ impl Monitor {
         result: &Result<Transition, Rejected>,
         session: &Session,
     ) {
+        self.last_step = step;
         let t = match result {
             Ok(t) => t,
             Err(_) => {
@@ -192,6 +225,15 @@ impl Monitor {
             if about_the_session && d.resource != self.agent {
                 let detail = format!("{} on {}, not {}", d.action, d.resource, self.agent);
                 self.flag(names::SESSION_RESOURCE, step, detail);
+            }
+            for (p, seen) in self.properties.iter().zip(self.resolved.iter_mut()) {
+                if let Some(flags) = p.resolves(&traced.request, self.deployment.cedar_entities()) {
+                    seen.0 = true;
+                    seen.1.resize(flags.len(), false);
+                    for (s, f) in seen.1.iter_mut().zip(flags) {
+                        *s |= f;
+                    }
+                }
             }
             for p in &self.properties {
                 if p.violated_by(

@@ -161,6 +161,33 @@ impl Property {
         };
         matches && self.conditions.iter().all(|c| c.holds(request, entities))
     }
+
+    /// For a request of this property's action, whether each condition's path names a value in
+    /// it; `None` for a request of another action. A path that names nothing on every request of
+    /// its action is a misspelling (`context.attempt` for `context.session.attempt`), and the
+    /// property could never fire.
+    pub fn resolves(&self, request: &Request, entities: &Entities) -> Option<Vec<bool>> {
+        let action = request.action()?;
+        let name = action.id().unescaped().to_owned();
+        let matches = match &self.action {
+            ActionMatch::Exactly(a) => *a == name,
+            ActionMatch::AnyTool => !kernel::BUILTIN_ACTIONS.contains(&name.as_str()),
+        };
+        matches.then(|| {
+            self.conditions
+                .iter()
+                .map(|c| c.lookup(request, entities).is_some())
+                .collect()
+        })
+    }
+
+    /// The path of condition `i`, as written.
+    pub fn condition_path(&self, i: usize) -> String {
+        self.conditions
+            .get(i)
+            .map(|c| c.path.join("."))
+            .unwrap_or_default()
+    }
 }
 
 fn strip_action(s: &str) -> String {
