@@ -8,6 +8,7 @@ use std::sync::Arc;
 use eval::audit::{Signature, StoreReport, Trust, Verified};
 use kernel::event::verify_jsonl;
 use miette::miette;
+use runtime::store::PostgresStore;
 use runtime::store::sqlite::SqliteStore;
 use runtime::store::{PublicKey, SessionStore, Signed, SigningKey, export};
 
@@ -18,10 +19,15 @@ pub const SIGNING_KEY_ENV: &str = "ARBITER_SIGNING_KEY";
 pub enum Source {
     Jsonl(PathBuf),
     Sqlite(PathBuf),
+    /// A PostgreSQL connection string (`postgres://...` or `postgresql://...`).
+    Postgres(String),
 }
 
 impl Source {
     pub fn parse(text: &str) -> Self {
+        if text.starts_with("postgres://") || text.starts_with("postgresql://") {
+            return Self::Postgres(text.to_owned());
+        }
         match text.strip_prefix("sqlite:") {
             Some(path) => Self::Sqlite(PathBuf::from(path)),
             None => Self::Jsonl(PathBuf::from(text)),
@@ -50,14 +56,58 @@ pub fn signing_key(file: Option<&Path>) -> miette::Result<Option<SigningKey>> {
 /// Opens (creating if needed) the store a `--store sqlite:PATH` option names; with a signing key,
 /// every session's head is signed as it runs.
 pub fn store_option(text: &str, key: Option<SigningKey>) -> miette::Result<Arc<dyn SessionStore>> {
-    let Source::Sqlite(path) = Source::parse(text) else {
-        return Err(miette!("--store takes `sqlite:PATH`, got `{text}`"));
-    };
-    let store = SqliteStore::open(&path).map_err(|e| miette!("{}: {e}", path.display()))?;
-    Ok(match key {
-        Some(key) => Arc::new(Signed::new(store, key)),
-        None => Arc::new(store),
-    })
+    match Source::parse(text) {
+        Source::Sqlite(path) => {
+            let store = SqliteStore::open(&path).map_err(|e| miette!("{}: {e}", path.display()))?;
+            Ok(match key {
+                Some(key) => Arc::new(Signed::new(store, key)),
+                None => Arc::new(store),
+            })
+        }
+        Source::Postgres(url) => {
+            let store =
+                PostgresStore::open(&url).map_err(|e| miette!("{}: {e}", redacted(&url)))?;
+            Ok(match key {
+                Some(key) => Arc::new(Signed::new(store, key)),
+                None => Arc::new(store),
+            })
+        }
+        Source::Jsonl(_) => Err(miette!(
+            "--store takes `sqlite:PATH` or `postgres://...`, got `{text}`"
+        )),
+    }
+}
+
+/// [`store_option`] for the commands that run on an async runtime (`serve`, `mcp-gateway`,
+/// `run`): the PostgreSQL store's client blocks, and until its reads are moved off the executor
+/// (issue 21) those commands refuse it rather than stall.
+pub fn store_option_async(
+    text: &str,
+    key: Option<SigningKey>,
+) -> miette::Result<Arc<dyn SessionStore>> {
+    if let Source::Postgres(url) = Source::parse(text) {
+        return Err(miette!(
+            "--store {}: not yet for serve, mcp-gateway or run (the PostgreSQL store would block their async runtime); test, play, audit, report and diff --log take it",
+            redacted(&url)
+        ));
+    }
+    store_option(text, key)
+}
+
+/// A connection string without its password, for messages.
+fn redacted(url: &str) -> String {
+    let parts = url.find("://").zip(url.find('@')).and_then(|(scheme, at)| {
+        let user_pass = url.get(scheme + 3..at)?;
+        user_pass.contains(':').then(|| {
+            let user = user_pass.split(':').next().unwrap_or_default();
+            format!(
+                "{}{user}:***{}",
+                url.get(..scheme + 3).unwrap_or_default(),
+                url.get(at..).unwrap_or_default()
+            )
+        })
+    });
+    parts.unwrap_or_else(|| url.to_owned())
 }
 
 /// Opens an existing store or reads an export (never creates a store: auditing a typo'd path must
@@ -69,6 +119,11 @@ pub(super) fn open_audited(source: &str) -> miette::Result<Option<Box<dyn Sessio
                 return Err(miette!("no store at {}", path.display()));
             }
             let store = SqliteStore::open(&path).map_err(|e| miette!("{}: {e}", path.display()))?;
+            Ok(Some(Box::new(store)))
+        }
+        Source::Postgres(url) => {
+            let store =
+                PostgresStore::open(&url).map_err(|e| miette!("{}: {e}", redacted(&url)))?;
             Ok(Some(Box::new(store)))
         }
         Source::Jsonl(file) => {

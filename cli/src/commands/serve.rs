@@ -61,7 +61,7 @@ pub fn run(args: &Args, key: Option<SigningKey>) -> miette::Result<ExitCode> {
         eprintln!("warning: no tokens: every request will be refused (see `arbiter token`)");
     }
     let store: Arc<dyn SessionStore> = match &args.store {
-        Some(s) => super::audit::store_option(s, key)?,
+        Some(s) => super::audit::store_option_async(s, key)?,
         None => Arc::new(InMemoryStore::default()),
     };
     let policies = args.policy_set.source();

@@ -14,12 +14,14 @@ pub mod checkpoint;
 pub mod export;
 mod group;
 mod memory;
+pub mod postgres;
 mod signed;
 pub mod sqlite;
 
 pub use checkpoint::{Checkpoint, PublicKey, SigningKey};
 pub use group::GroupCommit;
 pub use memory::InMemoryStore;
+pub use postgres::PostgresStore;
 pub use signed::{CHECKPOINT_EVERY, Signed};
 
 use serde::{Deserialize, Serialize};
