@@ -1,6 +1,7 @@
-//! Stores end to end: every shipped scenario recorded into SQLite re-checks to the same decisions;
-//! tampering with any row, blob or bundle is caught; two writers conflict cleanly; a file written at
-//! schema version 1 migrates and still verifies.
+//! The SQLite store end to end: every shipped scenario recorded re-checks to the same decisions;
+//! tampering with any row, blob or bundle is caught; a file written at schema version 1 migrates
+//! and still verifies. What every store must do (bundles, conflicts, memory by tenant,
+//! checkpoints) is `store_conformance.rs`.
 #![allow(
     clippy::unwrap_used,
     clippy::expect_used,
@@ -16,7 +17,7 @@ use std::sync::Arc;
 use kernel::Step;
 use kernel::{Intent, Mode, Session, SessionConfig};
 use runtime::store::sqlite::SqliteStore;
-use runtime::store::{InMemoryStore, SessionLog, SessionRecord, SessionStore, StoreError};
+use runtime::store::{InMemoryStore, SessionLog, SessionStore, StoreError};
 use rusqlite::{Connection, params};
 
 fn temp_db(name: &str) -> PathBuf {
@@ -207,55 +208,6 @@ fn config(id: &str) -> SessionConfig {
     }
 }
 
-#[test]
-fn two_writers_on_one_file_conflict_and_the_log_stays_whole() {
-    let path = temp_db("writers");
-    let a = SqliteStore::open(&path).expect("a");
-    let b = SqliteStore::open(&path).expect("b");
-    let deployment = Arc::new(
-        kernel::pack::load_packs(&common::repo().join("policies"), &["support"]).expect("packs"),
-    );
-    let bundle = a.put_bundle(deployment.sources()).expect("bundle");
-    let record = SessionRecord {
-        config: config("w1"),
-        bundle,
-        started_wall_ms: 0,
-    };
-    a.create(&record).expect("a creates");
-    assert!(matches!(b.create(&record), Err(StoreError::Exists { .. })));
-
-    // Both believe they own the session and step it from the start.
-    let start = Intent::Start {
-        request: "hi".into(),
-    };
-    let step = Step {
-        n: 0,
-        t_ms: 0,
-        intent: start.clone(),
-    };
-    let mut sa = Session::new(Arc::clone(&deployment), config("w1")).expect("session");
-    let mut sb = Session::new(Arc::clone(&deployment), config("w1")).expect("session");
-    let ea = sa.step(start.clone(), 0).expect("step").events;
-    let eb = sb.step(start, 0).expect("step").events;
-    a.append("shopco", "w1", &step, &ea).expect("a appends");
-    let conflict = b.append("shopco", "w1", &step, &eb);
-    assert!(
-        matches!(
-            &conflict,
-            Err(StoreError::Conflict {
-                expected: 0,
-                found: 1,
-                ..
-            })
-        ),
-        "{conflict:?}"
-    );
-    let stored = a.load("shopco", "w1").expect("load");
-    assert_eq!(stored.steps.len(), 1);
-    assert_eq!(stored.events, ea);
-    assert_eq!(verify_failures(&b), Vec::<String>::new());
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_durable_runtime_writes_ahead_and_a_second_runtime_is_refused() {
     use runtime::Runtime;
@@ -413,61 +365,6 @@ fn write_v1(path: &Path, stored: &runtime::store::StoredSession, bundle: &kernel
             ],
         )
         .expect("event");
-    }
-}
-
-#[test]
-fn a_bundle_is_kept_once_under_its_hash_and_sessions_name_it() {
-    let path = temp_db("bundles");
-    let sqlite = SqliteStore::open(&path).expect("open");
-    let memory = InMemoryStore::default();
-    let deployment = Arc::new(
-        kernel::pack::load_packs(&common::repo().join("policies"), &["support"]).expect("packs"),
-    );
-    let hash = deployment.sources().hash().expect("hash");
-    assert_eq!(deployment.bundle_hash().expect("bundle hash"), hash);
-    for store in [&sqlite as &dyn SessionStore, &memory] {
-        assert!(!store.has_bundle(&hash).expect("has"));
-        store.begin(&deployment, &config("b1"), 0).expect("begin");
-        assert!(store.has_bundle(&hash).expect("has"));
-        store.begin(&deployment, &config("b2"), 0).expect("begin");
-        assert_eq!(
-            store.load("shopco", "b2").expect("load").record.bundle,
-            hash
-        );
-        assert_eq!(&store.bundle(&hash).expect("bundle"), deployment.sources());
-    }
-}
-
-#[test]
-fn memory_is_keyed_by_tenant_in_both_stores() {
-    let path = temp_db("memory");
-    let sqlite = SqliteStore::open(&path).expect("open");
-    let memory = InMemoryStore::default();
-    for store in [&sqlite as &dyn SessionStore, &memory] {
-        let v = serde_json::json!({"note": "acme only"});
-        store
-            .memory_put("acme", "shared/notes", "k", &v, &["pii".to_owned()])
-            .expect("put");
-        assert_eq!(
-            store.memory_get("acme", "shared/notes", "k").expect("get"),
-            Some((v.clone(), vec!["pii".to_owned()]))
-        );
-        // Same scope and key under another tenant: nothing.
-        assert_eq!(
-            store
-                .memory_get("globex", "shared/notes", "k")
-                .expect("get"),
-            None
-        );
-        let w = serde_json::json!(2);
-        store
-            .memory_put("acme", "shared/notes", "k", &w, &[])
-            .expect("overwrite");
-        assert_eq!(
-            store.memory_get("acme", "shared/notes", "k").expect("get"),
-            Some((w, vec![]))
-        );
     }
 }
 
