@@ -27,7 +27,7 @@ use serde_json::{Value, json};
 
 use crate::expect::check;
 use crate::replay::replay;
-use crate::runner::{Ids, Ran, run_all};
+use crate::runner::{FileResult, Ids, Ran, run_all};
 
 /// The kind of change a mutant makes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
@@ -436,10 +436,15 @@ struct Job {
 /// Replays `files`, then every mutant of every policy file their deployments load, on `threads`
 /// workers. Scenarios that fail unmutated are left out of the judging and listed.
 pub fn run(files: &[PathBuf], threads: usize) -> Report {
-    let results = run_all(files, threads, Ids::Stem);
+    of(&run_all(files, threads, Ids::Stem), threads)
+}
+
+/// [`run`] on a suite already replayed (its results as [`run_all`] gives them), for callers that
+/// need the unmutated run too and should not replay it twice.
+pub fn of(results: &[FileResult], threads: usize) -> Report {
     let mut report = Report::default();
     let mut passing: Vec<&Ran> = Vec::new();
-    for r in &results {
+    for r in results {
         let name = r.path.display().to_string();
         match &r.outcome {
             Ok(ran) if ran.failures.is_empty() => passing.push(ran),

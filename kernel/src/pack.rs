@@ -84,6 +84,23 @@ pub fn builder_for(root: &Path, packs: &[&str]) -> Result<DeploymentBuilder, Pac
     Ok(builder)
 }
 
+/// The packs of a policy directory: every folder but `base`, sorted by name.
+pub fn pack_names(root: &Path) -> Result<Vec<String>, PackError> {
+    let entries = std::fs::read_dir(root).map_err(|source| PackError::Io {
+        path: root.into(),
+        source,
+    })?;
+    let mut packs = Vec::new();
+    for entry in entries.flatten() {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        if entry.path().is_dir() && name != "base" {
+            packs.push(name);
+        }
+    }
+    packs.sort();
+    Ok(packs)
+}
+
 /// A file as a [`Source`] named by its path.
 pub fn read(path: &Path) -> Result<Source, PackError> {
     let text = std::fs::read_to_string(path).map_err(|source| PackError::Io {

@@ -3,20 +3,10 @@
 use std::path::Path;
 use std::process::ExitCode;
 
-use kernel::pack::{PackError, load_packs};
+use kernel::pack::{PackError, load_packs, pack_names};
 
 pub fn run(root: &Path) -> miette::Result<ExitCode> {
-    let mut packs = vec![];
-    let entries = std::fs::read_dir(root)
-        .map_err(|e| miette::miette!("cannot read {}: {e}", root.display()))?;
-    for entry in entries.flatten() {
-        let path = entry.path();
-        let name = entry.file_name().to_string_lossy().into_owned();
-        if path.is_dir() && name != "base" {
-            packs.push(name);
-        }
-    }
-    packs.sort();
+    let packs = pack_names(root)?;
     let mut sets: Vec<Vec<&str>> = vec![vec![]];
     sets.extend(packs.iter().map(|p| vec![p.as_str()]));
     let mut problems = 0;

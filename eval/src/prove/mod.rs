@@ -40,14 +40,6 @@ pub enum ProveError {
         #[diagnostic_source]
         source: kernel::pack::PackError,
     },
-    /// The policy directory cannot be listed.
-    #[error("cannot read {path}: {source}")]
-    Io {
-        /// The directory.
-        path: PathBuf,
-        /// The OS error.
-        source: std::io::Error,
-    },
     /// The solver could not be started.
     #[error("cannot start the solver `{command}`: {message}")]
     Solver {
@@ -244,7 +236,11 @@ pub fn prove(
         let mut compiler = start()?;
         let mut sets = Sets::default();
         let mut outcomes = Vec::new();
-        let all_packs = packs_of(root)?;
+        let all_packs = kernel::pack::pack_names(root).map_err(|source| ProveError::Policies {
+            root: root.to_owned(),
+            packs: Vec::new(),
+            source,
+        })?;
         let mut proved_sets = Vec::new();
         for p in &props.properties {
             let packs = p.packs.clone().unwrap_or_else(|| all_packs.clone());
@@ -320,27 +316,6 @@ impl Sets {
         self.0.insert(key, std::sync::Arc::clone(&d));
         Ok(d)
     }
-}
-
-/// The pack folders of a policy directory (every folder but `base`), sorted.
-fn packs_of(root: &Path) -> Result<Vec<String>, ProveError> {
-    let io = |source| ProveError::Io {
-        path: root.to_owned(),
-        source,
-    };
-    let mut packs = Vec::new();
-    for entry in std::fs::read_dir(root).map_err(io)? {
-        let path = entry.map_err(io)?.path();
-        let name = path
-            .file_name()
-            .map(|n| n.to_string_lossy().into_owned())
-            .unwrap_or_default();
-        if path.is_dir() && name != "base" {
-            packs.push(name);
-        }
-    }
-    packs.sort();
-    Ok(packs)
 }
 
 /// The request environments whose action `actions` names (`call_tool`: every tool), or all.

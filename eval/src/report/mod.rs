@@ -217,7 +217,7 @@ pub fn gather(inputs: Inputs<'_>) -> Report {
 
     let mut mutation = None;
     if inputs.mutate {
-        let m = crate::mutate::run(inputs.scenarios, threads);
+        let m = crate::mutate::of(&results, threads);
         for j in &m.mutants {
             let Some(row) = policies.get_mut(&j.mutant.policy) else {
                 continue;
@@ -264,18 +264,8 @@ pub fn gather(inputs: Inputs<'_>) -> Report {
 
 /// `base` alone, then base with each pack, as `arbiter check` loads them.
 fn sets(root: &Path) -> Vec<SetRow> {
-    let mut packs: Vec<String> = std::fs::read_dir(root)
-        .map(|entries| {
-            entries
-                .filter_map(Result::ok)
-                .map(|e| e.path())
-                .filter(|p| p.is_dir())
-                .filter_map(|p| p.file_name().map(|n| n.to_string_lossy().into_owned()))
-                .filter(|n| n != "base")
-                .collect()
-        })
-        .unwrap_or_default();
-    packs.sort();
+    // A directory that cannot be listed shows as base alone, whose load then names the problem.
+    let packs = kernel::pack::pack_names(root).unwrap_or_default();
     std::iter::once(None)
         .chain(packs.iter().map(Some))
         .map(|pack| {
