@@ -671,3 +671,23 @@ fn a_property_with_a_path_that_names_nothing_fails_the_scenario() {
         ],
     );
 }
+
+/// The README's limit of the PostgreSQL store: the commands on an async runtime refuse it (before
+/// connecting) rather than block their executor.
+#[test]
+fn serve_refuses_a_postgres_store_for_now() {
+    let o = arbiter(&[
+        "serve",
+        "--addr",
+        "127.0.0.1:0",
+        "--store",
+        "postgresql://nobody:secret@127.0.0.1:1/none",
+    ]);
+    let t = text(&o);
+    assert!(!o.status.success(), "{t}");
+    assert!(
+        t.contains("not yet for serve") && t.contains("async runtime"),
+        "{t}"
+    );
+    assert!(!t.contains("secret"), "the password is not echoed: {t}");
+}

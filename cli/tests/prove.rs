@@ -214,6 +214,27 @@ fn findings_name_what_never_matches_and_what_can_err() {
         assert!(stdout.contains(line), "missing `{line}`:\n{stdout}");
     }
     assert!(!stdout.contains("shadowed"), "{stdout}");
+    // Exactly the findings the README lists.
+    let findings: Vec<&str> = stdout
+        .lines()
+        .filter(|l| l.starts_with("finding "))
+        .collect();
+    assert_eq!(
+        findings,
+        [
+            "finding base.start.known (base+coding): never matches any request",
+            "finding base.model.known (base+coding): never matches any request",
+            "finding base.limit.budget (base+coding): can fail to evaluate (the kernel then denies)",
+            "finding base.limit.tokens (base+coding): can fail to evaluate (the kernel then denies)",
+            "finding demo.refund.cap (base+demo): can fail to evaluate (the kernel then denies)",
+            "finding base.limit.tokens (base+enterprise): redundant: another policy of its effect matches every request it does",
+            "finding enterprise.model.tokens (base+enterprise): can fail to evaluate (the kernel then denies)",
+            "finding base.permit.model (base+support): redundant: another policy of its effect matches every request it does",
+            "finding support.refund.session_cap (base+support): can fail to evaluate (the kernel then denies)",
+            "finding support.model.retries (base+support): redundant: another policy of its effect matches every request it does",
+            "finding support.credit.cap (base+support): can fail to evaluate (the kernel then denies)",
+        ]
+    );
 }
 
 /// A permit every request of which a forbid also matches is shadowed.
