@@ -166,32 +166,10 @@ fn the_sqlite_store_conforms() {
 
 #[test]
 fn the_postgres_store_conforms() {
-    let Some(url) = std::env::var("ARBITER_PG_URL").ok() else {
-        assert!(
-            std::env::var_os("ARBITER_REQUIRE_POSTGRES").is_none(),
-            "ARBITER_REQUIRE_POSTGRES is set but ARBITER_PG_URL is not"
-        );
-        eprintln!("SKIPPED: no ARBITER_PG_URL (a PostgreSQL server to test against)");
+    let Some(db) = common::PgSchema::new("conformance") else {
         return;
     };
-    // A schema of its own, so runs never see each other's rows.
-    let schema = format!("conformance_{}", std::process::id());
-    let mut admin = postgres::Client::connect(&url, postgres::NoTls).expect("connect");
-    admin
-        .batch_execute(&format!(
-            "DROP SCHEMA IF EXISTS {schema} CASCADE; CREATE SCHEMA {schema}"
-        ))
-        .expect("schema");
-    let scoped = if url.contains("://") {
-        let sep = if url.contains('?') { '&' } else { '?' };
-        format!("{url}{sep}options=-csearch_path%3D{schema}")
-    } else {
-        format!("{url} options='-c search_path={schema}'")
-    };
-    let a = PostgresStore::open(&scoped).expect("a");
-    let b = PostgresStore::open(&scoped).expect("b");
+    let a = PostgresStore::open(&db.url).expect("a");
+    let b = PostgresStore::open(&db.url).expect("b");
     conformance(&a, &b);
-    admin
-        .batch_execute(&format!("DROP SCHEMA {schema} CASCADE"))
-        .expect("drop");
 }

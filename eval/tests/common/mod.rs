@@ -20,3 +20,53 @@ pub fn copy_tree(from: &Path, to: &Path) {
         }
     }
 }
+
+/// A schema of its own in the PostgreSQL database `.ci/run` starts (`ARBITER_PG_URL`), dropped
+/// when this is; `None` (with a message) when there is no server and none is required
+/// (`ARBITER_REQUIRE_POSTGRES` makes its absence fail instead).
+pub struct PgSchema {
+    /// The connection string with the schema as its search path.
+    pub url: String,
+    base: String,
+    schema: String,
+}
+
+impl PgSchema {
+    pub fn new(name: &str) -> Option<Self> {
+        let Some(base) = std::env::var("ARBITER_PG_URL").ok() else {
+            assert!(
+                std::env::var_os("ARBITER_REQUIRE_POSTGRES").is_none(),
+                "ARBITER_REQUIRE_POSTGRES is set but ARBITER_PG_URL is not"
+            );
+            eprintln!("SKIPPED: no ARBITER_PG_URL (a PostgreSQL server to test against)");
+            return None;
+        };
+        let schema = format!("{name}_{}", std::process::id());
+        let mut admin = postgres::Client::connect(&base, postgres::NoTls).expect("connect");
+        admin
+            .batch_execute(&format!(
+                "DROP SCHEMA IF EXISTS {schema} CASCADE; CREATE SCHEMA {schema}"
+            ))
+            .expect("schema");
+        let url = if base.contains("://") {
+            let sep = if base.contains('?') { '&' } else { '?' };
+            format!("{base}{sep}options=-csearch_path%3D{schema}")
+        } else {
+            format!("{base} options='-c search_path={schema}'")
+        };
+        Some(Self { url, base, schema })
+    }
+
+    /// A client on the schema, for what a test checks or breaks behind the store's back.
+    pub fn client(&self) -> postgres::Client {
+        postgres::Client::connect(&self.url, postgres::NoTls).expect("connect")
+    }
+}
+
+impl Drop for PgSchema {
+    fn drop(&mut self) {
+        if let Ok(mut admin) = postgres::Client::connect(&self.base, postgres::NoTls) {
+            let _ = admin.batch_execute(&format!("DROP SCHEMA {} CASCADE", self.schema));
+        }
+    }
+}

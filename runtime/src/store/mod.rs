@@ -87,6 +87,10 @@ pub enum StoreError {
         /// How many checkpoints the store already has.
         found: u64,
     },
+    /// The writer's lease on the session is gone (expired, or taken over by another instance):
+    /// the database refused its fencing token and wrote nothing.
+    #[error("fenced off: {0}")]
+    Fenced(String),
     /// No such session or bundle.
     #[error("not found: {0}")]
     NotFound(String),

@@ -1,0 +1,183 @@
+//! Session leases: which instance drives a session now. A lease names its holder, a fencing token
+//! and an expiry, all on the database's clock (instances' clocks never compare). Taking a lease
+//! from nobody, from an expired holder or after a release raises the token; the store then writes
+//! that session's steps with the token, and the `arbiter_fence` trigger refuses any step whose
+//! token is not the live lease's — so an instance that stalled past its expiry, or lost its lease
+//! to another, cannot extend the log however it behaves.
+
+use std::time::Duration;
+
+use super::super::StoreError;
+use super::{PostgresStore, natural, pg_error};
+
+/// A lease this store holds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Lease {
+    /// The fencing token the session's steps are written with.
+    pub fence: i64,
+    /// The session's steps in the log when the lease was taken (none when the session is not
+    /// created yet): a holder whose copy has fewer must catch up before it writes.
+    pub steps: Option<u64>,
+}
+
+/// The answer to [`PostgresStore::acquire`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Acquired {
+    /// The lease is this store's until it expires (renew it) or is released.
+    Held(Lease),
+    /// Another holder's lease is live.
+    Busy {
+        /// Who holds it.
+        owner: String,
+        /// How long until it expires unless renewed, in ms.
+        remaining_ms: i64,
+    },
+}
+
+fn millis(d: Duration) -> f64 {
+    d.as_secs_f64() * 1000.0
+}
+
+impl PostgresStore {
+    /// Takes the lease of `tenant/session` for `owner` for `ttl`, unless another owner's is live.
+    /// Taking it over (from nobody, a released or an expired lease) raises the fencing token;
+    /// taking it again while holding it keeps the token and extends the expiry.
+    pub fn acquire(
+        &self,
+        tenant: &str,
+        session: &str,
+        owner: &str,
+        ttl: Duration,
+    ) -> Result<Acquired, StoreError> {
+        let (t, s, o, ms) = (
+            tenant.to_owned(),
+            session.to_owned(),
+            owner.to_owned(),
+            millis(ttl),
+        );
+        let acquired = self.with(move |c| {
+            let row = c
+                .query_opt(
+                    "INSERT INTO arbiter_leases AS l (tenant, session, owner, fence, expires_at)
+                     VALUES ($1, $2, $3, 1, clock_timestamp() + $4::float8 * interval '1 millisecond')
+                     ON CONFLICT (tenant, session) DO UPDATE
+                       SET owner = EXCLUDED.owner,
+                           fence = CASE WHEN l.owner = EXCLUDED.owner AND l.expires_at >= clock_timestamp()
+                                        THEN l.fence ELSE l.fence + 1 END,
+                           expires_at = EXCLUDED.expires_at
+                       WHERE l.owner IS NULL OR l.owner = EXCLUDED.owner OR l.expires_at < clock_timestamp()
+                     RETURNING fence, (SELECT steps FROM arbiter_sessions WHERE tenant = $1 AND id = $2)",
+                    &[&t, &s, &o, &ms],
+                )
+                .map_err(pg_error)?;
+            if let Some(row) = row {
+                let steps: Option<i64> = row.get(1);
+                return Ok(Acquired::Held(Lease {
+                    fence: row.get(0),
+                    steps: steps.map(natural).transpose()?,
+                }));
+            }
+            let row = c
+                .query_one(
+                    "SELECT coalesce(owner, ''), (extract(epoch FROM expires_at - clock_timestamp()) * 1000)::bigint
+                     FROM arbiter_leases WHERE tenant = $1 AND session = $2",
+                    &[&t, &s],
+                )
+                .map_err(pg_error)?;
+            Ok(Acquired::Busy {
+                owner: row.get(0),
+                remaining_ms: row.get(1),
+            })
+        })?;
+        if let Acquired::Held(lease) = &acquired {
+            self.fences()?
+                .insert((tenant.to_owned(), session.to_owned()), lease.fence);
+        }
+        Ok(acquired)
+    }
+
+    /// Gives the lease up (if this store still holds it): the next taker need not wait for it to
+    /// expire. The token stays; the next taker raises it.
+    pub fn release(&self, tenant: &str, session: &str, owner: &str) -> Result<(), StoreError> {
+        let Some(fence) = self
+            .fences()?
+            .remove(&(tenant.to_owned(), session.to_owned()))
+        else {
+            return Ok(());
+        };
+        let (t, s, o) = (tenant.to_owned(), session.to_owned(), owner.to_owned());
+        self.with(move |c| {
+            c.execute(
+                "UPDATE arbiter_leases SET owner = NULL
+                 WHERE tenant = $1 AND session = $2 AND owner = $3 AND fence = $4",
+                &[&t, &s, &o, &fence],
+            )
+            .map_err(pg_error)?;
+            Ok(())
+        })
+    }
+
+    /// Extends every lease this store holds by `ttl` from now; returns the ones it had lost
+    /// (expired and taken, or released elsewhere), which it no longer holds.
+    pub fn renew(&self, owner: &str, ttl: Duration) -> Result<Vec<(String, String)>, StoreError> {
+        let held: Vec<((String, String), i64)> = self
+            .fences()?
+            .iter()
+            .map(|(k, f)| (k.clone(), *f))
+            .collect();
+        if held.is_empty() {
+            return Ok(Vec::new());
+        }
+        let tenants: Vec<String> = held.iter().map(|((t, _), _)| t.clone()).collect();
+        let sessions: Vec<String> = held.iter().map(|((_, s), _)| s.clone()).collect();
+        let fences: Vec<i64> = held.iter().map(|(_, f)| *f).collect();
+        let (o, ms) = (owner.to_owned(), millis(ttl));
+        let kept: Vec<(String, String)> = self.with(move |c| {
+            Ok(c.query(
+                "UPDATE arbiter_leases AS l SET expires_at = clock_timestamp() + $2::float8 * interval '1 millisecond'
+                 FROM unnest($3::text[], $4::text[], $5::bigint[]) AS h(tenant, session, fence)
+                 WHERE l.tenant = h.tenant AND l.session = h.session AND l.fence = h.fence
+                   AND l.owner = $1 AND l.expires_at >= clock_timestamp()
+                 RETURNING l.tenant, l.session",
+                &[&o, &ms, &tenants, &sessions, &fences],
+            )
+            .map_err(pg_error)?
+            .iter()
+            .map(|r| (r.get(0), r.get(1)))
+            .collect())
+        })?;
+        let mut fences = self.fences()?;
+        let lost: Vec<(String, String)> = held
+            .into_iter()
+            .map(|(k, _)| k)
+            .filter(|k| !kept.contains(k))
+            .collect();
+        for k in &lost {
+            fences.remove(k);
+        }
+        Ok(lost)
+    }
+
+    /// Sessions whose lease has expired while held by another owner: an instance that stopped
+    /// renewing (it died, or stalled). What a survivor takes over.
+    pub fn expired(&self, owner: &str) -> Result<Vec<(String, String)>, StoreError> {
+        let o = owner.to_owned();
+        self.with(move |c| {
+            Ok(c.query(
+                "SELECT tenant, session FROM arbiter_leases
+                 WHERE owner IS NOT NULL AND owner <> $1 AND expires_at < clock_timestamp()
+                 ORDER BY tenant, session",
+                &[&o],
+            )
+            .map_err(pg_error)?
+            .iter()
+            .map(|r| (r.get(0), r.get(1)))
+            .collect())
+        })
+    }
+
+    /// Whether this store holds the lease of `tenant/session` (as far as it knows).
+    pub fn holds(&self, tenant: &str, session: &str) -> bool {
+        self.fence(tenant, session).ok().flatten().is_some()
+    }
+}
