@@ -31,6 +31,11 @@ pub struct Script {
     /// One per request.
     #[serde(default, rename = "reply")]
     pub replies: Vec<Reply>,
+    /// Answer each request with the reply at its conversation's position (the number of
+    /// assistant messages it carries) instead of in arrival order: many concurrent sessions, or
+    /// one resumed on another instance, each get the whole script.
+    #[serde(default)]
+    pub per_conversation: bool,
 }
 
 /// One scripted answer.
@@ -152,7 +157,17 @@ async fn complete(
             fields.insert("_authorization".into(), json!(auth));
         }
         seen.push(entry);
-        seen.len() - 1
+        if served.script.per_conversation {
+            body.get("messages")
+                .and_then(Value::as_array)
+                .map_or(0, |m| {
+                    m.iter()
+                        .filter(|m| m.get("role").and_then(Value::as_str) == Some("assistant"))
+                        .count()
+                })
+        } else {
+            seen.len() - 1
+        }
     };
     let Some(reply) = served.script.replies.get(n) else {
         return error(500, "the fake model's script is exhausted");

@@ -132,14 +132,26 @@ impl Resumable {
                 call_id: call_id.to_owned(),
             });
         }
-        Some(run_tool(&command, call_id, attempt, input))
+        Some(run_tool(
+            &command,
+            (&self.tenant, &self.session),
+            call_id,
+            attempt,
+            input,
+        ))
     }
 }
 
 /// Runs a real tool through the runtime's subprocess adapter (the one tool protocol: JSON on
 /// stdin, JSON on stdout, an empty environment but `PATH` and the call's id and attempt, its
 /// idempotency key), waiting for it in place: the scripted run is synchronous.
-fn run_tool(command: &[String], call_id: &str, attempt: u32, input: &Value) -> Intent {
+fn run_tool(
+    command: &[String],
+    (tenant, session): (&str, &str),
+    call_id: &str,
+    attempt: u32,
+    input: &Value,
+) -> Intent {
     let failed = |error: String| Intent::CallFailed {
         call_id: call_id.to_owned(),
         error,
@@ -161,7 +173,8 @@ fn run_tool(command: &[String], call_id: &str, attempt: u32, input: &Value) -> I
     let call = ToolCall {
         call_id: call_id.to_owned(),
         attempt,
-        tenant: String::new(),
+        tenant: tenant.to_owned(),
+        session: session.to_owned(),
         input: input.clone(),
         credentials: BTreeMap::new(),
     };

@@ -57,9 +57,15 @@ fn status(code: u16) -> Reply {
 }
 
 async fn serve(replies: Vec<Reply>) -> FakeModel {
-    FakeModel::start(Script { replies }, SocketAddr::from(([127, 0, 0, 1], 0)))
-        .await
-        .expect("bind")
+    FakeModel::start(
+        Script {
+            replies,
+            per_conversation: false,
+        },
+        SocketAddr::from(([127, 0, 0, 1], 0)),
+    )
+    .await
+    .expect("bind")
 }
 
 fn model(server: &FakeModel, deployment: &Deployment, tools: &[&str], stream: bool) -> OpenAiModel {
@@ -372,6 +378,7 @@ async fn each_tenant_s_http_calls_carry_its_own_credentials_and_the_model_sees_n
         call_id: "call-1".into(),
         attempt: 1,
         tenant: "initech".into(),
+        session: "s-1".into(),
         input: json!({"query": "x"}),
         credentials: creds.for_call("initech", "kb_search"),
     };
@@ -404,6 +411,7 @@ async fn http_tool_statuses_map_to_retryable_or_permanent_failures() {
         call_id: "call-1".into(),
         attempt: 1,
         tenant: "acme".into(),
+        session: "s-1".into(),
         input: json!({}),
         credentials: Default::default(),
     };

@@ -133,7 +133,7 @@ fn leases_fence_writes_in_the_database() {
     // A stalls past its expiry: its own write is refused though nobody has taken over yet.
     std::thread::sleep(Duration::from_millis(500));
     assert_eq!(
-        b.expired("b").expect("expired"),
+        b.expired().expect("expired"),
         vec![("shopco".to_owned(), "s1".to_owned())]
     );
     let late = a.append("shopco", "s1", &step, &events);

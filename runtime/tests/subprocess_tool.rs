@@ -21,6 +21,7 @@ fn call(input: Value, credentials: BTreeMap<String, String>) -> ToolCall {
         call_id: "call-1".into(),
         attempt: 1,
         tenant: "acme".into(),
+        session: "s-1".into(),
         input,
         credentials,
     }

@@ -78,20 +78,23 @@ pub fn store_option(text: &str, key: Option<SigningKey>) -> miette::Result<Arc<d
     }
 }
 
-/// [`store_option`] for the commands that run on an async runtime (`serve`, `mcp-gateway`,
-/// `run`): the PostgreSQL store's client blocks, and until its reads are moved off the executor
-/// (issue 21) those commands refuse it rather than stall.
-pub fn store_option_async(
+/// [`store_option`] and, for a PostgreSQL store, the store itself (what `serve` clusters on).
+pub fn store_and_database(
     text: &str,
     key: Option<SigningKey>,
-) -> miette::Result<Arc<dyn SessionStore>> {
-    if let Source::Postgres(url) = Source::parse(text) {
-        return Err(miette!(
-            "--store {}: not yet for serve, mcp-gateway or run (the PostgreSQL store would block their async runtime); test, play, audit, report and diff --log take it",
-            redacted(&url)
-        ));
+) -> miette::Result<(Arc<dyn SessionStore>, Option<PostgresStore>)> {
+    match Source::parse(text) {
+        Source::Postgres(url) => {
+            let store =
+                PostgresStore::open(&url).map_err(|e| miette!("{}: {e}", redacted(&url)))?;
+            let shared: Arc<dyn SessionStore> = match key {
+                Some(key) => Arc::new(Signed::new(store.clone(), key)),
+                None => Arc::new(store.clone()),
+            };
+            Ok((shared, Some(store)))
+        }
+        _ => Ok((store_option(text, key)?, None)),
     }
-    store_option(text, key)
 }
 
 /// A connection string without its password, for messages.

@@ -45,7 +45,7 @@ pub fn run(args: &Args, key: Option<SigningKey>) -> miette::Result<ExitCode> {
         None => Tokens::default(),
     };
     let store: Arc<dyn SessionStore> = match &args.store {
-        Some(s) => super::audit::store_option_async(s, key)?,
+        Some(s) => super::audit::store_option(s, key)?,
         None => Arc::new(InMemoryStore::default()),
     };
     let policies = args.policy_set.source();

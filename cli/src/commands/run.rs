@@ -60,7 +60,7 @@ pub fn run(args: &Args, key: Option<runtime::store::SigningKey>) -> miette::Resu
     let store = args
         .store
         .as_deref()
-        .map(|s| super::audit::store_option_async(s, key))
+        .map(|s| super::audit::store_option(s, key))
         .transpose()?;
     let resume = match (&store, args.resume) {
         (Some(store), true) => {

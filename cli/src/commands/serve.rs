@@ -9,7 +9,7 @@ use std::sync::Arc;
 use clap::Args as ClapArgs;
 use miette::{IntoDiagnostic, miette};
 use runtime::service::auth::{self, Tokens};
-use runtime::service::{Service, http};
+use runtime::service::{ClusterConfig, Service, http};
 use runtime::store::{InMemoryStore, SessionStore, SigningKey};
 
 #[derive(ClapArgs)]
@@ -19,9 +19,18 @@ pub struct Args {
     addr: SocketAddr,
     #[command(flatten)]
     policy_set: super::policy_set::PolicyArgs,
-    /// Keep sessions in `sqlite:PATH` (they survive a restart); without it, in memory.
+    /// Keep sessions in `sqlite:PATH` (they survive a restart) or `postgres://...` (several
+    /// instances may share it); without it, in memory.
     #[arg(long)]
     store: Option<String>,
+    /// With a PostgreSQL store: this instance's name in the session leases (default: host name
+    /// and process id). Unique among the instances sharing the store.
+    #[arg(long)]
+    instance: Option<String>,
+    /// With a PostgreSQL store: how long a session's lease lives unless renewed (ms); a hosted
+    /// run of an instance that died is taken over by another within this and a sweep.
+    #[arg(long, default_value_t = 5000, value_parser = clap::value_parser!(u64).range(300..))]
+    lease_ms: u64,
     /// The tokens file (TOML, hashed tokens; see `arbiter token`). Without it no request is
     /// authorized.
     #[arg(long)]
@@ -60,12 +69,22 @@ pub fn run(args: &Args, key: Option<SigningKey>) -> miette::Result<ExitCode> {
     if tokens.is_empty() {
         eprintln!("warning: no tokens: every request will be refused (see `arbiter token`)");
     }
-    let store: Arc<dyn SessionStore> = match &args.store {
-        Some(s) => super::audit::store_option_async(s, key)?,
-        None => Arc::new(InMemoryStore::default()),
+    let (store, database): (Arc<dyn SessionStore>, _) = match &args.store {
+        Some(s) => super::audit::store_and_database(s, key)?,
+        None => (Arc::new(InMemoryStore::default()), None),
     };
     let policies = args.policy_set.source();
     let mut service = Service::new(policies, tokens, store).map_err(|e| miette!("{e}"))?;
+    let instance = args.instance.clone().unwrap_or_else(default_instance);
+    if let Some(database) = database {
+        service = service
+            .clustered(ClusterConfig {
+                store: database,
+                instance: instance.clone(),
+                lease: std::time::Duration::from_millis(args.lease_ms),
+            })
+            .map_err(|e| miette!("{e}"))?;
+    }
     let provider = match &args.otlp {
         Some(url) => {
             use opentelemetry::trace::TracerProvider as _;
@@ -103,6 +122,7 @@ pub fn run(args: &Args, key: Option<SigningKey>) -> miette::Result<ExitCode> {
         }
         reload_on_sighup(service.clone());
         let _expiry = service.spawn_expiry(std::time::Duration::from_millis(500));
+        let _cluster = service.spawn_cluster();
         axum::serve(listener, http::router(service))
             .with_graceful_shutdown(async {
                 let _ = tokio::signal::ctrl_c().await;
@@ -117,6 +137,14 @@ pub fn run(args: &Args, key: Option<SigningKey>) -> miette::Result<ExitCode> {
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// `host:pid`: unique among live instances, and different after a restart.
+fn default_instance() -> String {
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|h| h.trim().to_owned())
+        .unwrap_or_else(|_| "arbiter".into());
+    format!("{host}:{}", std::process::id())
 }
 
 /// SIGHUP reloads the policies, as the admin endpoint does; a set that does not load is reported

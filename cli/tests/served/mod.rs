@@ -1,7 +1,8 @@
 //! `arbiter token` and `arbiter serve` as processes, for the CLI tests that need a running service.
 #![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
 
-use std::io::{BufRead, BufReader};
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpStream;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
 
@@ -37,20 +38,29 @@ pub struct Served {
 
 impl Served {
     pub fn start(tokens: &Path, extra: &[&str]) -> Self {
+        Self::start_with(tokens, extra, &[])
+    }
+
+    /// [`Served::start`] with environment variables set; its stderr after the banner is passed on
+    /// (so a failing test shows what the service said).
+    pub fn start_with(tokens: &Path, extra: &[&str], env: &[(&str, &str)]) -> Self {
         let mut child = Command::new(env!("CARGO_BIN_EXE_arbiter"))
             .args(["serve", "--addr", "127.0.0.1:0", "--pack", "support"])
             .args(extra)
             .arg("--tokens")
             .arg(tokens)
+            .envs(env.iter().copied())
             .current_dir(repo())
             .stderr(Stdio::piped())
             .spawn()
             .unwrap();
-        let banner = BufReader::new(child.stderr.take().unwrap())
-            .lines()
-            .next()
-            .unwrap()
-            .unwrap();
+        let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
+        let banner = lines.next().unwrap().unwrap();
+        std::thread::spawn(move || {
+            for line in lines.map_while(Result::ok) {
+                eprintln!("[serve] {line}");
+            }
+        });
         let url = banner
             .split_whitespace()
             .find(|w| w.starts_with("http://"))
@@ -64,6 +74,12 @@ impl Served {
         self.url.trim_start_matches("http://")
     }
 
+    /// SIGKILL: no goodbye, no flush.
+    pub fn kill(mut self) {
+        self.child.kill().unwrap();
+        let _ = self.child.wait();
+    }
+
     /// SIGINT, then its exit.
     pub fn stop(mut self) -> ExitStatus {
         let sent = Command::new("kill")
@@ -73,4 +89,30 @@ impl Served {
         assert!(sent.success());
         self.child.wait().unwrap()
     }
+}
+
+/// One HTTP/1.1 request; the status code and the body.
+pub fn request(
+    addr: &str,
+    method: &str,
+    path: &str,
+    token: Option<&str>,
+    body: &str,
+) -> (u16, String) {
+    let mut s = TcpStream::connect(addr).unwrap();
+    let auth = token.map_or(String::new(), |t| format!("Authorization: Bearer {t}\r\n"));
+    write!(
+        s,
+        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\n{auth}Content-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    )
+    .unwrap();
+    let mut out = String::new();
+    s.read_to_string(&mut out).unwrap();
+    let status = out.get(9..12).and_then(|c| c.parse().ok()).unwrap_or(0);
+    let body = out
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_owned())
+        .unwrap_or_default();
+    (status, body)
 }

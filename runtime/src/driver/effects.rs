@@ -30,6 +30,7 @@ impl Run<'_> {
                     call_id: call_id.clone(),
                     attempt,
                     tenant: self.tenant.clone(),
+                    session: self.agent.session().config().id.clone(),
                     input,
                     credentials: rt.credentials.for_call(&self.tenant, &tool),
                 };

@@ -183,6 +183,18 @@ impl Runtime {
         self.launch(session, Begin::Resume(Box::new(stored)), hub, tick_every)
     }
 
+    /// Starts, on its own task, a session its log already holds with no step (a run that stopped
+    /// between creating it and starting it): what [`Runtime::resume`] does for a log with steps.
+    pub fn start_created(
+        self: &Arc<Self>,
+        session: Session,
+        request: String,
+        hub: EventHub,
+        tick_every: Option<Duration>,
+    ) -> SessionHandle {
+        self.launch(session, Begin::Created(request), hub, tick_every)
+    }
+
     /// Runs a session on its own task, steered by live controls.
     fn launch(
         self: &Arc<Self>,

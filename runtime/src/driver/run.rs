@@ -21,6 +21,8 @@ use crate::store::{SessionLog, StoreError, StoredSession};
 /// How a run begins: a new session with the user's request, or a stored one picking up.
 pub(super) enum Begin {
     Fresh(String),
+    /// Created in the log by a run that stopped before its first step: started, not created.
+    Created(String),
     Resume(Box<StoredSession>),
 }
 
@@ -80,7 +82,7 @@ impl<'a> Run<'a> {
     ) -> Self {
         let resumed_at = match begin {
             Begin::Resume(stored) => stored.steps.last().map_or(0, |s| s.t_ms),
-            Begin::Fresh(_) => 0,
+            Begin::Fresh(_) | Begin::Created(_) => 0,
         };
         let now = Instant::now();
         let t0 = now
@@ -112,7 +114,7 @@ impl<'a> Run<'a> {
     /// Starts the session, or replays its stored steps and picks up where they end.
     pub(super) fn begin(&mut self, begin: Begin) {
         match begin {
-            Begin::Fresh(request) => {
+            Begin::Fresh(request) | Begin::Created(request) => {
                 let now = self.now();
                 let stepped = self.agent.start(request, now);
                 self.stepped(stepped);

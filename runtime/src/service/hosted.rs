@@ -60,6 +60,8 @@ pub(super) struct ServiceLog {
     pub(super) store: Arc<dyn SessionStore>,
     pub(super) sessions: Sessions,
     pub(super) spans: Option<Arc<SpanRecorder>>,
+    /// Clustered: the run's lease is given back when it ends.
+    pub(super) cluster: Option<Arc<super::cluster::Cluster>>,
 }
 
 impl ServiceLog {
@@ -100,15 +102,20 @@ impl SessionLog for ServiceLog {
         events: &[Event],
     ) -> Result<(), StoreError> {
         self.store.append(tenant, session, step, events)?;
+        let mut ended = false;
         if let Some(live) = self.live(tenant, session)
             && let Ok(mut live) = live.lock()
         {
             live.mirror(step, events);
+            ended = live.session.status().is_terminal();
             if let Some(spans) = &self.spans {
                 for e in events {
                     spans.record(e, live.started_wall_ms);
                 }
             }
+        }
+        if ended && let Some(cluster) = &self.cluster {
+            cluster.let_go(&(tenant.to_owned(), session.to_owned()));
         }
         Ok(())
     }

@@ -39,6 +39,10 @@ pub struct Live {
     /// For a hosted run: the handle of the runtime task that drives it (this session is then its
     /// mirror, fed by [`super::hosted::ServiceLog`]).
     pub(super) hosted: Option<crate::SessionHandle>,
+    /// A hosted run another instance drives (clustered): this copy follows its log.
+    pub(super) driven_elsewhere: bool,
+    /// Another instance appended to the session since this copy last caught up (clustered).
+    pub(super) stale: bool,
 }
 
 /// What the service did for one request's steps.
@@ -124,7 +128,36 @@ impl Live {
             published: watch::channel(count).0,
             broken: None,
             hosted: None,
+            driven_elsewhere: false,
+            stale: false,
         }
+    }
+
+    /// Steps in the store, as far as this copy knows.
+    pub(super) fn logged(&self) -> u64 {
+        self.logged
+    }
+
+    /// Applies steps another instance appended (read from the store with their events): the
+    /// kernel replays them, and a copy that produces other events than the stored ones stops
+    /// taking steps (`broken`), though the stored events are still published.
+    pub(super) fn follow(&mut self, steps: Vec<Step>, events: Vec<Event>) {
+        let mut produced = Vec::with_capacity(events.len());
+        self.logged += steps.len() as u64;
+        for step in steps {
+            match self.session.step(step.intent, step.t_ms) {
+                Ok(t) => produced.extend(t.events),
+                Err(r) => produced.push(*r.event),
+            }
+        }
+        if produced != events && self.broken.is_none() {
+            self.broken = Some(
+                "the steps another instance appended do not reproduce their stored events here"
+                    .into(),
+            );
+        }
+        self.stale = false;
+        self.publish(&events);
     }
 
     /// Applies a step the hosted run's runtime wrote (already in the store) to the mirror, and
@@ -153,7 +186,7 @@ impl Live {
         intent: Intent,
         now_wall_ms: u64,
     ) -> Result<Applied, ApiError> {
-        if self.hosted.is_some() {
+        if self.hosted.is_some() || self.driven_elsewhere {
             return Err(ApiError::NotAllowed(format!(
                 "session `{}` is a hosted run: Arbiter takes its steps",
                 self.session.config().id

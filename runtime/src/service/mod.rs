@@ -19,11 +19,13 @@
 
 pub mod api;
 pub mod auth;
+pub mod cluster;
 pub mod error;
 mod hosted;
 pub mod http;
 mod live;
 
+pub use cluster::ClusterConfig;
 pub use hosted::HostedAgent;
 
 use std::collections::HashMap;
@@ -34,7 +36,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use kernel::{Deployment, Intent, Mode, Session, SessionConfig};
 use std::sync::Mutex;
 
-use crate::store::{SessionStore, StoreError};
+use crate::store::{self, SessionStore, StoreError};
 pub use api::WhenBusy;
 use api::{ApiMode, ApprovalView, CreateSession, Reloaded, SessionView, StepResponse};
 use auth::{Caller, Tokens};
@@ -95,6 +97,10 @@ struct Inner {
     creating: Vec<Mutex<()>>,
     /// Where traces go (`--otlp`), if anywhere.
     spans: Option<Arc<crate::spans::SpanRecorder>>,
+    /// Other instances share the store ([`Service::clustered`]).
+    cluster: Option<Arc<cluster::Cluster>>,
+    /// Deployments built from stored bundles, by hash.
+    bundles: Mutex<HashMap<String, Arc<Deployment>>>,
 }
 
 /// Milliseconds since the Unix epoch.
@@ -131,6 +137,8 @@ impl Service {
                 agents: HashMap::new(),
                 creating: (0..CREATION_SHARDS).map(|_| Mutex::new(())).collect(),
                 spans: None,
+                cluster: None,
+                bundles: Mutex::new(HashMap::new()),
             }),
         };
         service.restore()?;
@@ -146,6 +154,27 @@ impl Service {
         self
     }
 
+    /// Shares the store with other instances (see [`cluster`]): sessions are driven under leases,
+    /// followed when another instance drives them, and hosted runs of a dead instance taken over.
+    /// Call it right after [`Service::new`] (and [`Service::traced`]), before [`Service::host`].
+    pub fn clustered(mut self, config: ClusterConfig) -> Result<Self, ServiceError> {
+        let started = Arc::new(cluster::Cluster::start(config).map_err(ServiceError::Store)?);
+        if let Some(inner) = Arc::get_mut(&mut self.inner) {
+            inner.cluster = Some(started);
+        }
+        // A run interrupted by a restart here may be driven by another instance now: it is
+        // followed, and taken over only once its lease expires.
+        for (_, live) in self.held(|_| true) {
+            if let Ok(mut live) = live.lock()
+                && live.broken.as_deref() == Some(INTERRUPTED)
+            {
+                live.broken = None;
+                live.driven_elsewhere = true;
+            }
+        }
+        Ok(self)
+    }
+
     /// Registers `agent` under `name` for hosted runs (`POST /v1/runs`). Call it after
     /// [`Service::traced`], before the service is shared.
     pub fn host(mut self, name: &str, agent: HostedAgent) -> Self {
@@ -154,6 +183,7 @@ impl Service {
                 store: Arc::clone(&inner.store),
                 sessions: Arc::clone(&inner.sessions),
                 spans: inner.spans.clone(),
+                cluster: inner.cluster.clone(),
             };
             let runtime = agent
                 .runtime
@@ -218,13 +248,25 @@ impl Service {
                 .map_err(|e| ApiError::Invalid(e.to_string()))
         };
         let (session, mirror) = (new()?, new()?);
+        let key = (caller.tenant.clone(), req.id.clone());
+        if let Some(cluster) = &self.inner.cluster {
+            let taken = cluster
+                .take(&key)
+                .map_err(|e| ApiError::Unavailable(e.to_string()))?;
+            if let Err(owner) = taken {
+                return Err(ApiError::Conflict(format!(
+                    "run `{}` is being started by instance `{owner}`",
+                    req.id
+                )));
+            }
+        }
         let store = self.inner.store.as_ref();
         live::io(store, || {
             store.memory_put(
                 &caller.tenant,
                 HOSTED_SCOPE,
                 &req.id,
-                &serde_json::json!({ "agent": req.agent }),
+                &serde_json::json!({ "agent": req.agent, "request": req.request }),
                 &[],
             )
         })
@@ -252,6 +294,9 @@ impl Service {
     /// [`Service::host`], on the tokio runtime the service runs on. Returns how many were resumed;
     /// a run whose agent is not registered stays `broken`.
     pub fn resume_hosted(&self) -> Result<usize, ServiceError> {
+        if self.inner.cluster.is_some() {
+            return Ok(self.take_over());
+        }
         let store = &self.inner.store;
         let mut resumed = 0;
         for ((tenant, id), live) in self.held(|_| true) {
@@ -277,16 +322,15 @@ impl Service {
                 continue;
             };
             let stored = store.load(&tenant, &id).map_err(ServiceError::Store)?;
-            let deployment = Arc::clone(live.session.deployment());
-            let session = kernel::Session::new(deployment, live.session.config().clone())
-                .map_err(|e| ServiceError::Restore(format!("{tenant}/{id}: {e}")))?;
-            let handle =
-                agent
-                    .runtime
-                    .resume(session, stored, crate::EventHub::new(16), agent.tick_every);
-            live.hosted = Some(handle);
-            live.broken = None;
-            resumed += 1;
+            let request = marker.get("request").and_then(|r| r.as_str());
+            match drive_stored(agent, &live, stored, request) {
+                Ok(handle) => {
+                    live.hosted = Some(handle);
+                    live.broken = None;
+                    resumed += 1;
+                }
+                Err(why) => live.broken = Some(format!("{INTERRUPTED}: {why}")),
+            }
         }
         Ok(resumed)
     }
@@ -302,33 +346,13 @@ impl Service {
     /// Replays every stored session under its own bundle.
     fn restore(&self) -> Result<(), ServiceError> {
         let store = &self.inner.store;
-        let mut bundles: HashMap<String, Arc<Deployment>> = HashMap::new();
         let mut restored = HashMap::new();
         for (tenant, id) in store.sessions().map_err(ServiceError::Store)? {
             let stored = store.load(&tenant, &id).map_err(ServiceError::Store)?;
-            let hash = stored.record.bundle.clone();
-            let deployment = match bundles.get(&hash) {
-                Some(d) => Arc::clone(d),
-                None => {
-                    let sources = store.bundle(&hash).map_err(ServiceError::Store)?;
-                    let d = Arc::new(sources.build().map_err(|e| {
-                        ServiceError::Restore(format!("{tenant}/{id}: its bundle {hash}: {e}"))
-                    })?);
-                    bundles.insert(hash, Arc::clone(&d));
-                    d
-                }
-            };
-            let mut live = Live::restore(deployment, stored)
-                .map_err(|e| ServiceError::Restore(format!("{tenant}/{id}: {e}")))?;
-            let hosted = store
-                .memory_get(&tenant, HOSTED_SCOPE, &id)
-                .map_err(ServiceError::Store)?
-                .is_some();
-            if hosted && !live.session.status().is_terminal() && live.broken.is_none() {
+            let mut live = self.restored(&tenant, &id, stored)?;
+            if live.driven_elsewhere {
+                live.driven_elsewhere = false;
                 live.broken = Some(INTERRUPTED.into());
-            }
-            if live.session.status().is_terminal() {
-                live.evict();
             }
             restored.insert((tenant, id), Arc::new(Mutex::new(live)));
         }
@@ -336,6 +360,52 @@ impl Service {
             *sessions = restored;
         }
         Ok(())
+    }
+
+    /// A stored session rebuilt under its own bundle; a hosted run not over is marked
+    /// `driven_elsewhere` (its driver is not this copy).
+    fn restored(
+        &self,
+        tenant: &str,
+        id: &str,
+        stored: crate::store::StoredSession,
+    ) -> Result<Live, ServiceError> {
+        let store = &self.inner.store;
+        let hash = stored.record.bundle.clone();
+        let cached = self
+            .inner
+            .bundles
+            .lock()
+            .ok()
+            .and_then(|b| b.get(&hash).cloned());
+        let deployment = match cached {
+            Some(d) => d,
+            None => {
+                let sources = live::io(store.as_ref(), || store.bundle(&hash))
+                    .map_err(ServiceError::Store)?;
+                let d = Arc::new(sources.build().map_err(|e| {
+                    ServiceError::Restore(format!("{tenant}/{id}: its bundle {hash}: {e}"))
+                })?);
+                if let Ok(mut b) = self.inner.bundles.lock() {
+                    b.insert(hash, Arc::clone(&d));
+                }
+                d
+            }
+        };
+        let mut live = Live::restore(deployment, stored)
+            .map_err(|e| ServiceError::Restore(format!("{tenant}/{id}: {e}")))?;
+        let hosted = live::io(store.as_ref(), || {
+            store.memory_get(tenant, HOSTED_SCOPE, id)
+        })
+        .map_err(ServiceError::Store)?
+        .is_some();
+        if hosted && !live.session.status().is_terminal() && live.broken.is_none() {
+            live.driven_elsewhere = true;
+        }
+        if live.session.status().is_terminal() {
+            live.evict();
+        }
+        Ok(live)
     }
 
     /// The sessions whose key passes `keep`, taken out of the table so none of their locks is
@@ -378,15 +448,69 @@ impl Service {
     }
 
     fn find(&self, caller: &Caller, id: &str) -> Result<Arc<Mutex<Live>>, ApiError> {
-        let sessions = self
+        self.find_key(&(caller.tenant.clone(), id.to_owned()))
+    }
+
+    /// A session held here or, clustered, one another instance created (loaded and followed
+    /// from now on).
+    fn find_key(&self, key: &hosted::Key) -> Result<Arc<Mutex<Live>>, ApiError> {
+        let held = self
             .inner
             .sessions
             .read()
+            .map_err(|_| ApiError::Unavailable("the session table is poisoned".into()))?
+            .get(key)
+            .cloned();
+        match held {
+            Some(live) => Ok(live),
+            None if self.inner.cluster.is_some() => self.load_shared(key),
+            None => Err(not_found(&key.1)),
+        }
+    }
+
+    /// Loads a session another instance created into the table.
+    fn load_shared(&self, key: &hosted::Key) -> Result<Arc<Mutex<Live>>, ApiError> {
+        let store = self.inner.store.as_ref();
+        let stored = match live::io(store, || store.load(&key.0, &key.1)) {
+            Ok(s) => s,
+            Err(StoreError::NotFound(_)) => return Err(not_found(&key.1)),
+            Err(e) => return Err(ApiError::Unavailable(e.to_string())),
+        };
+        let live = self
+            .restored(&key.0, &key.1, stored)
+            .map_err(|e| ApiError::Unavailable(e.to_string()))?;
+        let mut sessions = self
+            .inner
+            .sessions
+            .write()
             .map_err(|_| ApiError::Unavailable("the session table is poisoned".into()))?;
-        sessions
-            .get(&(caller.tenant.clone(), id.to_owned()))
-            .cloned()
-            .ok_or_else(|| not_found(id))
+        Ok(Arc::clone(
+            sessions
+                .entry(key.clone())
+                .or_insert_with(|| Arc::new(Mutex::new(live))),
+        ))
+    }
+
+    /// Clustered: brings a copy this instance does not drive up to the log (steps another
+    /// instance appended), when it is stale or behind `steps`.
+    fn catch_up(&self, live: &mut Live, steps: Option<u64>) -> Result<(), ApiError> {
+        let Some(cluster) = &self.inner.cluster else {
+            return Ok(());
+        };
+        if live.hosted.is_some() || !(live.stale || steps.is_some_and(|n| n > live.logged())) {
+            return Ok(());
+        }
+        let c = live.session.config();
+        let (tenant, id) = (c.tenant.clone(), c.id.clone());
+        let (from_step, from_seq) = (live.logged(), live.count as u64);
+        let (steps, events) =
+            cluster::io(|| cluster.pg.load_after(&tenant, &id, from_step, from_seq))
+                .map_err(|e| ApiError::Unavailable(e.to_string()))?;
+        live.follow(steps, events);
+        if live.driven_elsewhere && live.session.status().is_terminal() {
+            live.driven_elsewhere = false;
+        }
+        Ok(())
     }
 
     /// Opens a session (or answers the one this id already names, when opened with the same body):
@@ -397,6 +521,10 @@ impl Service {
         req: CreateSession,
     ) -> Result<(bool, SessionView, StepResponse), ApiError> {
         valid_id(&req.id)?;
+        let _hold = match &self.inner.cluster {
+            Some(c) => Some(c.hold(&(caller.tenant.clone(), req.id.clone())).await?),
+            None => None,
+        };
         let _creating = self.creation_lock(caller, &req.id)?;
         let config = SessionConfig {
             id: req.id.clone(),
@@ -463,11 +591,10 @@ impl Service {
 
     /// A session's state.
     pub async fn get(&self, caller: &Caller, id: &str) -> Result<SessionView, ApiError> {
-        Ok(self
-            .find(caller, id)?
-            .lock()
-            .map_err(|_| poisoned())?
-            .view())
+        let session = self.find(caller, id)?;
+        let mut live = session.lock().map_err(|_| poisoned())?;
+        self.catch_up(&mut live, None)?;
+        Ok(live.view())
     }
 
     /// Proposes one step (or reports a result). Approvals, rejections, cancellation and endorsement
@@ -548,11 +675,20 @@ impl Service {
         intent: Intent,
         when_busy: WhenBusy,
     ) -> Result<StepResponse, ApiError> {
-        let session = self.find(caller, id)?;
+        let key = (caller.tenant.clone(), id.to_owned());
+        let session = self.find_key(&key)?;
         // A hosted run takes approvals, rejections, cancellation and endorsement as live
         // controls; the answer is what its run appended once it took the control.
         let sent = {
-            let live = session.lock().map_err(|_| poisoned())?;
+            let mut live = session.lock().map_err(|_| poisoned())?;
+            if live.driven_elsewhere {
+                self.catch_up(&mut live, None)?;
+            }
+            if live.driven_elsewhere {
+                return Err(ApiError::Conflict(format!(
+                    "run `{id}` is driven by another instance, which takes its controls; this one only follows it"
+                )));
+            }
             match &live.hosted {
                 None => None,
                 Some(handle) => {
@@ -594,8 +730,15 @@ impl Service {
         // recorded for a refused or timed-out one.
         let deadline = tokio::time::Instant::now() + QUEUE_FOR;
         loop {
+            // Clustered: the session's lease for this attempt (not while queued, so the answer
+            // the session waits for can come through another instance).
+            let hold = match &self.inner.cluster {
+                Some(c) => Some(c.hold(&key).await?),
+                None => None,
+            };
             let mut changes = {
                 let mut live = session.lock().map_err(|_| poisoned())?;
+                self.catch_up(&mut live, hold.as_ref().and_then(|h| h.steps))?;
                 if !busy(&live, &intent) {
                     let applied = live.apply(self.inner.store.as_ref(), intent, wall_ms())?;
                     self.observe(&live, &applied.events);
@@ -612,6 +755,7 @@ impl Service {
                 }
                 live.published.subscribe()
             };
+            drop(hold);
             if tokio::time::timeout_at(deadline, changes.changed())
                 .await
                 .is_err()
@@ -659,7 +803,8 @@ impl Service {
 
     async fn pending(&self, caller: &Caller, id: &str, request_id: &str) -> Result<(), ApiError> {
         let session = self.find(caller, id)?;
-        let live = session.lock().map_err(|_| poisoned())?;
+        let mut live = session.lock().map_err(|_| poisoned())?;
+        self.catch_up(&mut live, None)?;
         if live.session.pending_approval() == Some(request_id) {
             Ok(())
         } else {
@@ -701,7 +846,9 @@ impl Service {
     pub async fn approvals(&self, caller: &Caller) -> Result<Vec<ApprovalView>, ApiError> {
         let mut out = Vec::new();
         for (_, s) in self.held(|(tenant, _)| *tenant == caller.tenant) {
-            if let Some(a) = s.lock().map_err(|_| poisoned())?.approval() {
+            let mut live = s.lock().map_err(|_| poisoned())?;
+            self.catch_up(&mut live, None)?;
+            if let Some(a) = live.approval() {
                 out.push(a);
             }
         }
@@ -722,7 +869,8 @@ impl Service {
             usize::try_from(a).unwrap_or(usize::MAX).saturating_add(1)
         });
         let (evicted, changes) = {
-            let live = session.lock().map_err(|_| poisoned())?;
+            let mut live = session.lock().map_err(|_| poisoned())?;
+            self.catch_up(&mut live, None)?;
             if !live.evicted {
                 return Ok(EventsPage {
                     after,
@@ -806,15 +954,38 @@ impl Service {
     pub async fn expire_due(&self) -> usize {
         let now = wall_ms();
         let mut ticked = 0;
-        for (_, s) in self.held(|_| true) {
+        // Hosted runs tick on their own.
+        let due = |live: &Live| {
+            live.hosted.is_none()
+                && !live.driven_elsewhere
+                && live.broken.is_none()
+                && live.approval_due(now)
+        };
+        for (key, s) in self.held(|_| true) {
+            if !s.lock().is_ok_and(|live| due(&live)) {
+                continue;
+            }
+            // Clustered, every instance looks; the one that gets the lease ticks, and the others
+            // find it ticked once they catch up.
+            let hold = match &self.inner.cluster {
+                Some(c) => match c.hold(&key).await {
+                    Ok(h) => Some(h),
+                    Err(_) => continue,
+                },
+                None => None,
+            };
             let Ok(mut live) = s.lock() else { continue };
-            // Hosted runs tick on their own.
-            if live.hosted.is_none() && live.broken.is_none() && live.approval_due(now) {
-                let store = self.inner.store.as_ref();
-                if let Ok(applied) = live.apply(store, Intent::Tick, now) {
-                    self.observe(&live, &applied.events);
-                    ticked += 1;
-                }
+            if self
+                .catch_up(&mut live, hold.as_ref().and_then(|h| h.steps))
+                .is_err()
+                || !due(&live)
+            {
+                continue;
+            }
+            let store = self.inner.store.as_ref();
+            if let Ok(applied) = live.apply(store, Intent::Tick, now) {
+                self.observe(&live, &applied.events);
+                ticked += 1;
             }
         }
         ticked
@@ -850,6 +1021,217 @@ impl Service {
         })
     }
 
+    /// Clustered: starts following other instances' appends, renewing this instance's leases
+    /// every third of the lease time, and taking over hosted runs whose lease expired. The tasks
+    /// end when the service is dropped. Nothing without a cluster.
+    pub fn spawn_cluster(&self) -> Vec<tokio::task::JoinHandle<()>> {
+        let Some(cluster) = self.inner.cluster.clone() else {
+            return Vec::new();
+        };
+        let mut appended = cluster.appended.subscribe();
+        let weak = Arc::downgrade(&self.inner);
+        let follow = tokio::spawn(async move {
+            loop {
+                let notice = appended.recv().await;
+                let Some(inner) = weak.upgrade() else { return };
+                let service = Service { inner };
+                match notice {
+                    Ok(store::postgres::listen::Appended::To {
+                        tenant,
+                        session,
+                        events,
+                    }) => service.on_appended(&(tenant, session), events),
+                    Ok(store::postgres::listen::Appended::Resync)
+                    | Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {
+                        service.resync();
+                    }
+                    Err(tokio::sync::broadcast::error::RecvError::Closed) => return,
+                }
+            }
+        });
+        let weak = Arc::downgrade(&self.inner);
+        let every = cluster.lease / 3;
+        let renew = tokio::spawn(async move {
+            let mut tick = tokio::time::interval(every);
+            loop {
+                tick.tick().await;
+                let Some(inner) = weak.upgrade() else { return };
+                let service = Service { inner };
+                service.renew_leases();
+                service.take_over();
+            }
+        });
+        vec![follow, renew]
+    }
+
+    /// Another instance (or this one) appended to `key`, which now has `events` events.
+    fn on_appended(&self, key: &hosted::Key, events: u64) {
+        let held = self
+            .inner
+            .sessions
+            .read()
+            .ok()
+            .and_then(|s| s.get(key).cloned());
+        let Some(live) = held else {
+            // A session created elsewhere: follow it from now on (it is read whole).
+            let _ = self.load_shared(key);
+            return;
+        };
+        let Ok(mut live) = live.lock() else { return };
+        if live.hosted.is_some() || live.count as u64 >= events {
+            return;
+        }
+        live.stale = true;
+        if live.published.receiver_count() > 0 {
+            let _ = self.catch_up(&mut live, None);
+        }
+    }
+
+    /// Notifications may have been missed: every followed copy is stale; watched ones catch up.
+    fn resync(&self) {
+        for (_, live) in self.held(|_| true) {
+            let Ok(mut live) = live.lock() else { continue };
+            if live.hosted.is_none() {
+                live.stale = true;
+                if live.published.receiver_count() > 0 {
+                    let _ = self.catch_up(&mut live, None);
+                }
+            }
+        }
+    }
+
+    /// A hosted run whose lease was lost (this instance stalled past it and another took over)
+    /// stops being driven here and is followed instead — its runtime's next write is refused by
+    /// the database anyway.
+    fn renew_leases(&self) {
+        let Some(cluster) = &self.inner.cluster else {
+            return;
+        };
+        for key in cluster.lost() {
+            let held = self
+                .inner
+                .sessions
+                .read()
+                .ok()
+                .and_then(|s| s.get(&key).cloned());
+            if let Some(live) = held
+                && let Ok(mut live) = live.lock()
+                && live.hosted.take().is_some()
+            {
+                live.driven_elsewhere = true;
+                live.stale = true;
+            }
+        }
+    }
+
+    /// Takes over the hosted runs whose lease expired while held (by another instance, or by
+    /// this one whose run stopped) and whose agent is registered here: lease taken with a new token, log replayed, what was in flight
+    /// declared in doubt (as after a restart). Returns how many.
+    fn take_over(&self) -> usize {
+        let Some(cluster) = &self.inner.cluster else {
+            return 0;
+        };
+        let store = &self.inner.store;
+        let mut candidates = cluster::io(|| cluster.pg.expired()).unwrap_or_default();
+        // Runs of this instance whose runtime stopped short of an end (a write refused while
+        // its lease had lapsed): resumed here as any taken-over run.
+        for (key, live) in self.held(|_| true) {
+            if let Ok(mut live) = live.lock()
+                && live
+                    .hosted
+                    .as_ref()
+                    .is_some_and(crate::SessionHandle::is_finished)
+                && !live.session.status().is_terminal()
+            {
+                live.hosted = None;
+                live.driven_elsewhere = true;
+                candidates.push(key);
+            }
+        }
+        let mut taken = 0;
+        for key in candidates {
+            // Never a second driver for a run this instance drives.
+            let driven_here = self
+                .inner
+                .sessions
+                .read()
+                .ok()
+                .and_then(|s| s.get(&key).cloned())
+                .is_some_and(|l| l.lock().is_ok_and(|l| l.hosted.is_some()));
+            if driven_here {
+                continue;
+            }
+            let (tenant, id) = (&key.0, &key.1);
+            let Ok(Some((marker, _))) = live::io(store.as_ref(), || {
+                store.memory_get(tenant, HOSTED_SCOPE, id)
+            }) else {
+                continue;
+            };
+            let Some(agent) = marker
+                .get("agent")
+                .and_then(|a| a.as_str())
+                .and_then(|name| self.inner.agents.get(name))
+                .filter(|a| a.template.tenant == *tenant)
+            else {
+                continue;
+            };
+            if !matches!(cluster.take(&key), Ok(Ok(()))) {
+                continue;
+            }
+            let resumed = (|| {
+                let stored = live::io(store.as_ref(), || store.load(tenant, id)).ok()?;
+                let mut fresh = self.restored(tenant, id, stored.clone()).ok()?;
+                if !fresh.driven_elsewhere {
+                    // Over, or broken: nothing to drive.
+                    return Some((fresh, false));
+                }
+                let request = marker.get("request").and_then(|r| r.as_str());
+                if stored.steps.is_empty() {
+                    fresh.request = request.unwrap_or_default().to_owned();
+                }
+                fresh.hosted = Some(drive_stored(agent, &fresh, stored, request).ok()?);
+                fresh.driven_elsewhere = false;
+                Some((fresh, true))
+            })();
+            let Some((fresh, driving)) = resumed else {
+                cluster.let_go(&key);
+                continue;
+            };
+            if !driving {
+                cluster.let_go(&key);
+            }
+            self.replace(&key, fresh);
+            taken += usize::from(driving);
+        }
+        taken
+    }
+
+    /// Puts `fresh` in the table as `key`'s copy; streams watching the old copy go on watching
+    /// this one (its change channel moves over).
+    fn replace(&self, key: &hosted::Key, mut fresh: Live) {
+        let existing = self
+            .inner
+            .sessions
+            .read()
+            .ok()
+            .and_then(|s| s.get(key).cloned());
+        match existing {
+            Some(live) => {
+                if let Ok(mut old) = live.lock() {
+                    std::mem::swap(&mut fresh.published, &mut old.published);
+                    *old = fresh;
+                    let count = old.count;
+                    old.published.send_replace(count);
+                }
+            }
+            None => {
+                if let Ok(mut sessions) = self.inner.sessions.write() {
+                    sessions.insert(key.clone(), Arc::new(Mutex::new(fresh)));
+                }
+            }
+        }
+    }
+
     /// The bundle hash new sessions start under.
     pub fn bundle(&self) -> String {
         self.deployment()
@@ -857,6 +1239,30 @@ impl Service {
             .map(str::to_owned)
             .unwrap_or_default()
     }
+}
+
+/// Drives a stored hosted run on from its log: resumed when it has steps (replayed, what was in
+/// flight declared in doubt), started when it was created and never started (its request from the
+/// run's marker).
+fn drive_stored(
+    agent: &hosted::Registered,
+    mirror: &Live,
+    stored: crate::store::StoredSession,
+    request: Option<&str>,
+) -> Result<crate::SessionHandle, String> {
+    let session = kernel::Session::new(
+        Arc::clone(mirror.session.deployment()),
+        mirror.session.config().clone(),
+    )
+    .map_err(|e| e.to_string())?;
+    let hub = crate::EventHub::new(16);
+    if stored.steps.is_empty() {
+        let request = request.ok_or("it never started, and its request was not kept")?;
+        return Ok(agent
+            .runtime
+            .start_created(session, request.to_owned(), hub, agent.tick_every));
+    }
+    Ok(agent.runtime.resume(session, stored, hub, agent.tick_every))
 }
 
 /// How long a queued proposal waits for a busy session.

@@ -71,7 +71,7 @@ impl HttpTool {
             .client
             .post(&self.url)
             .json(&call.input)
-            .header("idempotency-key", call.call_id.as_str());
+            .header("idempotency-key", call.idempotency_key());
         for h in &self.headers {
             let Some(secret) = call.credentials.get(&h.credential) else {
                 return Err(ToolError::Unavailable(format!(

@@ -20,16 +20,28 @@ use thiserror::Error;
 /// One call as the driver hands it to a tool: already authorized, arguments already validated.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ToolCall {
-    /// The kernel's call id (stable across retries), usable as an idempotency key.
+    /// The kernel's call id (stable across retries), unique within its session only: the
+    /// idempotency key is [`ToolCall::idempotency_key`].
     pub call_id: String,
     /// Attempt number, from 1.
     pub attempt: u32,
     /// The session's tenant.
     pub tenant: String,
+    /// The session's id.
+    pub session: String,
     /// The validated arguments.
     pub input: Value,
     /// The credentials the tenant's configuration grants this tool (environment name → secret).
     pub credentials: BTreeMap<String, String>,
+}
+
+impl ToolCall {
+    /// `tenant/session/call_id`: stable across retries and restarts of the call, and distinct
+    /// between sessions (call ids repeat from one session to the next, so a tool deduplicating by
+    /// the call id alone would take one session's refund for another's).
+    pub fn idempotency_key(&self) -> String {
+        format!("{}/{}/{}", self.tenant, self.session, self.call_id)
+    }
 }
 
 /// What a tool produced.

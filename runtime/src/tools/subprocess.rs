@@ -71,6 +71,8 @@ impl SubprocessTool {
             )
             .envs(&call.credentials)
             .env("ARBITER_CALL_ID", &call.call_id)
+            .env("ARBITER_SESSION", &call.session)
+            .env("ARBITER_IDEMPOTENCY_KEY", call.idempotency_key())
             .env("ARBITER_ATTEMPT", call.attempt.to_string())
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())

@@ -117,8 +117,10 @@ impl PostgresStore {
         })
     }
 
-    /// Extends every lease this store holds by `ttl` from now; returns the ones it had lost
-    /// (expired and taken, or released elsewhere), which it no longer holds.
+    /// Extends every lease this store holds by `ttl` from now — one that expired too, as long as
+    /// nobody took it in between (its token is unchanged); returns the ones it had lost (taken
+    /// by another, or released), which it no longer holds. Writes made while a lease was expired
+    /// were refused all the same.
     pub fn renew(&self, owner: &str, ttl: Duration) -> Result<Vec<(String, String)>, StoreError> {
         let held: Vec<((String, String), i64)> = self
             .fences()?
@@ -132,12 +134,19 @@ impl PostgresStore {
         let sessions: Vec<String> = held.iter().map(|((_, s), _)| s.clone()).collect();
         let fences: Vec<i64> = held.iter().map(|(_, f)| *f).collect();
         let (o, ms) = (owner.to_owned(), millis(ttl));
-        let kept: Vec<(String, String)> = self.with(move |c| {
+        let renewals = match self.shared.renewals.get() {
+            Some(p) => p,
+            None => {
+                let fresh = super::pool::Pool::connect(&self.shared.url, 1)?;
+                self.shared.renewals.get_or_init(|| fresh)
+            }
+        };
+        let kept: Vec<(String, String)> = renewals.with(move |c| {
             Ok(c.query(
                 "UPDATE arbiter_leases AS l SET expires_at = clock_timestamp() + $2::float8 * interval '1 millisecond'
                  FROM unnest($3::text[], $4::text[], $5::bigint[]) AS h(tenant, session, fence)
                  WHERE l.tenant = h.tenant AND l.session = h.session AND l.fence = h.fence
-                   AND l.owner = $1 AND l.expires_at >= clock_timestamp()
+                   AND l.owner = $1
                  RETURNING l.tenant, l.session",
                 &[&o, &ms, &tenants, &sessions, &fences],
             )
@@ -158,16 +167,15 @@ impl PostgresStore {
         Ok(lost)
     }
 
-    /// Sessions whose lease has expired while held by another owner: an instance that stopped
-    /// renewing (it died, or stalled). What a survivor takes over.
-    pub fn expired(&self, owner: &str) -> Result<Vec<(String, String)>, StoreError> {
-        let o = owner.to_owned();
+    /// Sessions whose lease expired while held: its holder stopped renewing (it died, or
+    /// stalled — this store's own included). What a survivor takes over.
+    pub fn expired(&self) -> Result<Vec<(String, String)>, StoreError> {
         self.with(move |c| {
             Ok(c.query(
                 "SELECT tenant, session FROM arbiter_leases
-                 WHERE owner IS NOT NULL AND owner <> $1 AND expires_at < clock_timestamp()
+                 WHERE owner IS NOT NULL AND expires_at < clock_timestamp()
                  ORDER BY tenant, session",
-                &[&o],
+                &[],
             )
             .map_err(pg_error)?
             .iter()

@@ -46,6 +46,9 @@ struct Shared {
     /// The fencing token of every lease this store holds, by (tenant, session): appends of those
     /// sessions carry it; the database refuses them once another holder has the lease.
     fences: Mutex<Fences>,
+    /// A connection of its own for renewing leases, opened on first use: renewals must not queue
+    /// behind a burst of appends, or leases lapse under load.
+    renewals: std::sync::OnceLock<pool::Pool>,
 }
 
 /// Fencing tokens by (tenant, session).
@@ -177,6 +180,7 @@ impl PostgresStore {
                 url: url.to_owned(),
                 pool,
                 fences: Mutex::new(HashMap::new()),
+                renewals: std::sync::OnceLock::new(),
             }),
         })
     }
