@@ -439,3 +439,54 @@ async fn a_hosted_run_whose_agent_is_gone_after_a_restart_takes_no_client_steps(
     assert_eq!(refused.unwrap_err().code(), "unavailable");
     let _ = std::fs::remove_file(&path);
 }
+
+/// A run that stopped between being created in the store and taking its first step (its process
+/// died in between) is started on the next start: it has no step to resume from, so its request
+/// comes from the run's marker.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hosted_run_created_but_never_started_is_started_after_a_restart() {
+    let path = std::env::temp_dir().join(format!("arbiter-unstarted-{}.db", std::process::id()));
+    let _ = std::fs::remove_file(&path);
+    let store: Arc<dyn SessionStore> =
+        Arc::new(runtime::store::sqlite::SqliteStore::open(&path).unwrap());
+    // What a service leaves when it dies right after `begin`: the record and the run's marker.
+    let policies = PolicySource {
+        root: repo().join("policies"),
+        packs: vec!["support".into()],
+        tools: Vec::new(),
+    };
+    let deployment = policies.load().unwrap();
+    let config = SessionConfig {
+        id: "r9".into(),
+        tenant: "shopco".into(),
+        user: "carol@shopco".into(),
+        agent: "support@shopco".into(),
+        budget: "shopco".into(),
+        mode: Mode::Enforce,
+    };
+    store.begin(&deployment, &config, 1).unwrap();
+    store
+        .memory_put(
+            "shopco",
+            "arbiter.service/hosted-runs",
+            "r9",
+            &json!({"agent": "support", "request": "Where is ord-5?"}),
+            &[],
+        )
+        .unwrap();
+    let api = serve_on(
+        vec![reply(vec![], Some("It shipped."))],
+        Duration::ZERO,
+        store,
+    )
+    .await;
+    let view = api.until("r9", |v| v["status"] == "completed").await;
+    assert_eq!(view["broken"], Value::Null, "{view}");
+    let stored = api.store.load("shopco", "r9").unwrap();
+    assert!(
+        matches!(&stored.steps[0].intent, Intent::Start { request } if request == "Where is ord-5?"),
+        "{:?}",
+        stored.steps[0]
+    );
+    let _ = std::fs::remove_file(&path);
+}

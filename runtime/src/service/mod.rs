@@ -323,6 +323,9 @@ impl Service {
             };
             let stored = store.load(&tenant, &id).map_err(ServiceError::Store)?;
             let request = marker.get("request").and_then(|r| r.as_str());
+            if stored.steps.is_empty() {
+                live.request = request.unwrap_or_default().to_owned();
+            }
             match drive_stored(agent, &live, stored, request) {
                 Ok(handle) => {
                     live.hosted = Some(handle);

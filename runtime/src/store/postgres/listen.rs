@@ -45,14 +45,26 @@ impl Drop for Listener {
 
 impl PostgresStore {
     /// Starts listening; every append to the database (by any instance) reaches `to`.
+    /// Returns once `LISTEN` is in place (an append committed after it returns is notified).
     pub fn listen(&self, to: broadcast::Sender<Appended>) -> Result<Listener, StoreError> {
-        let mut client = connect(&self.shared.url)?;
         let stop = Arc::new(AtomicBool::new(false));
         let stopped = Arc::clone(&stop);
         let url = self.shared.url.clone();
+        let (ready, listening) = std::sync::mpsc::sync_channel(1);
         thread::Builder::new()
             .name("arbiter-pg-listen".into())
             .spawn(move || {
+                // Connected on this thread: the client's own runtime must not start on a caller's.
+                let mut client = match connect(&url) {
+                    Ok(c) => {
+                        let _ = ready.send(Ok(()));
+                        c
+                    }
+                    Err(e) => {
+                        let _ = ready.send(Err(e));
+                        return;
+                    }
+                };
                 while !stopped.load(Ordering::Relaxed) {
                     if follow(&mut client, &to, &stopped).is_err() {
                         // Reconnect (every second until the server answers), then resync.
@@ -65,6 +77,9 @@ impl PostgresStore {
                 }
             })
             .map_err(backend)?;
+        listening
+            .recv()
+            .map_err(|_| StoreError::Backend("the listener died connecting".into()))??;
         Ok(Listener { stop })
     }
 }

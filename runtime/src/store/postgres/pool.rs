@@ -39,18 +39,31 @@ pub(super) struct Pool {
 }
 
 impl Pool {
-    /// Connects `size` clients to `url` (each checked now, so a bad URL fails here).
+    /// Connects `size` clients to `url` (each checked now, so a bad URL fails here). Each
+    /// connects on its own thread: the synchronous client runs a runtime of its own, which must
+    /// not start on a thread already driving one (a caller on an async executor).
     pub(super) fn connect(url: &str, size: usize) -> Result<Self, StoreError> {
         let (tx, rx) = mpsc::channel::<Job>();
         let rx = Arc::new(Mutex::new(rx));
         for i in 0..size.max(1) {
-            let client = Client::connect(url, NoTls).map_err(pg_error)?;
             let rx = Arc::clone(&rx);
             let url = url.to_owned();
+            let (ready, connected) = mpsc::sync_channel(1);
             thread::Builder::new()
                 .name(format!("arbiter-pg-{i}"))
-                .spawn(move || work(client, &url, &rx))
+                .spawn(move || match Client::connect(&url, NoTls) {
+                    Ok(client) => {
+                        let _ = ready.send(Ok(()));
+                        work(client, &url, &rx);
+                    }
+                    Err(e) => {
+                        let _ = ready.send(Err(pg_error(e)));
+                    }
+                })
                 .map_err(backend)?;
+            connected
+                .recv()
+                .map_err(|_| StoreError::Backend("a PostgreSQL worker died connecting".into()))??;
         }
         Ok(Self {
             jobs: Mutex::new(tx),
