@@ -51,8 +51,9 @@ async fn post(http: &reqwest::Client, base: &str, path: &str, body: Value, rec: 
         .send()
         .await
         .unwrap();
-    assert!(res.status().is_success(), "{path}: {}", res.status());
+    let status = res.status();
     let v: Value = res.json().await.unwrap();
+    assert!(status.is_success(), "{path}: {status} {v}");
     rec.latencies.lock().unwrap().push(t.elapsed());
     let decided = v["events"].as_array().map_or(0, |e| {
         e.iter().filter(|e| e.get("decision").is_some()).count()

@@ -46,8 +46,18 @@ fn script(dir: &Path, name: &str, body: &str) -> String {
     path.display().to_string()
 }
 
+/// A child process killed when dropped (a failing test leaves nothing running).
+struct Killed(std::process::Child);
+
+impl Drop for Killed {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
 /// `arbiter fake-model` answering each conversation by its position: lookup, refund, answer.
-fn fake_model(dir: &Path) -> (std::process::Child, String) {
+fn fake_model(dir: &Path) -> (Killed, String) {
     let script = dir.join("model.toml");
     std::fs::write(
         &script,
@@ -77,7 +87,7 @@ content = "Refunded $5.00."
         .find(|w| w.starts_with("http://"))
         .expect("the banner names the address")
         .to_owned();
-    (child, url)
+    (Killed(child), url)
 }
 
 fn status(addr: &str, token: &str, id: &str) -> String {
@@ -118,7 +128,7 @@ fn a_killed_instance_s_runs_are_taken_over_with_nothing_lost_or_repeated() {
             refunds = refunds.display()
         ),
     );
-    let (mut model, model_url) = fake_model(&dir);
+    let (model, model_url) = fake_model(&dir);
     let agent = dir.join("agent.toml");
     std::fs::write(
         &agent,
@@ -207,8 +217,7 @@ command = ["{refund}"]
         .map(|id| (id.clone(), status(&b_addr, &token, id)))
         .collect();
     assert_eq!(b.stop().code(), Some(0));
-    let _ = model.kill();
-    let _ = model.wait();
+    drop(model);
 
     // The logs: every one verifies (chain and signature) and re-checks.
     let store = PostgresStore::open(&db.url).unwrap();

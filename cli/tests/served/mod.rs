@@ -91,6 +91,16 @@ impl Served {
     }
 }
 
+impl Drop for Served {
+    /// A test that fails midway leaves no server behind.
+    fn drop(&mut self) {
+        if matches!(self.child.try_wait(), Ok(None)) {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
 /// One HTTP/1.1 request; the status code and the body.
 pub fn request(
     addr: &str,

@@ -15,7 +15,8 @@
 //!   with nothing missed or repeated.
 //!
 //! Files: this one holds [`Service`] (what the API can do, HTTP-free); `live` one held session;
-//! `api` the bodies; `auth` tokens; `error` the refusals; `http` the axum router over it.
+//! `api` the bodies; `auth` tokens; `error` the refusals; `http` the axum router over it;
+//! `hosted` hosted runs; `cluster` several instances on one PostgreSQL store.
 
 pub mod api;
 pub mod auth;

@@ -55,10 +55,10 @@ impl PostgresStore {
             owner.to_owned(),
             millis(ttl),
         );
-        let acquired = self.with(move |c| {
-            let row = c
-                .query_opt(
-                    "INSERT INTO arbiter_leases AS l (tenant, session, owner, fence, expires_at)
+        let acquired = self.leases()?.with(move |c| {
+            let take = super::prepared::prepared(
+                c,
+                "INSERT INTO arbiter_leases AS l (tenant, session, owner, fence, expires_at)
                      VALUES ($1, $2, $3, 1, clock_timestamp() + $4::float8 * interval '1 millisecond')
                      ON CONFLICT (tenant, session) DO UPDATE
                        SET owner = EXCLUDED.owner,
@@ -67,8 +67,9 @@ impl PostgresStore {
                            expires_at = EXCLUDED.expires_at
                        WHERE l.owner IS NULL OR l.owner = EXCLUDED.owner OR l.expires_at < clock_timestamp()
                      RETURNING fence, (SELECT steps FROM arbiter_sessions WHERE tenant = $1 AND id = $2)",
-                    &[&t, &s, &o, &ms],
-                )
+            )?;
+            let row = c
+                .query_opt(&take, &[&t, &s, &o, &ms])
                 .map_err(pg_error)?;
             if let Some(row) = row {
                 let steps: Option<i64> = row.get(1);
@@ -106,13 +107,13 @@ impl PostgresStore {
             return Ok(());
         };
         let (t, s, o) = (tenant.to_owned(), session.to_owned(), owner.to_owned());
-        self.with(move |c| {
-            c.execute(
+        self.leases()?.with(move |c| {
+            let give = super::prepared::prepared(
+                c,
                 "UPDATE arbiter_leases SET owner = NULL
                  WHERE tenant = $1 AND session = $2 AND owner = $3 AND fence = $4",
-                &[&t, &s, &o, &fence],
-            )
-            .map_err(pg_error)?;
+            )?;
+            c.execute(&give, &[&t, &s, &o, &fence]).map_err(pg_error)?;
             Ok(())
         })
     }
@@ -134,21 +135,32 @@ impl PostgresStore {
         let sessions: Vec<String> = held.iter().map(|((_, s), _)| s.clone()).collect();
         let fences: Vec<i64> = held.iter().map(|(_, f)| *f).collect();
         let (o, ms) = (owner.to_owned(), millis(ttl));
-        let renewals = match self.shared.renewals.get() {
-            Some(p) => p,
-            None => {
-                let fresh = super::pool::Pool::connect(&self.shared.url, 1)?;
-                self.shared.renewals.get_or_init(|| fresh)
-            }
-        };
-        let kept: Vec<(String, String)> = renewals.with(move |c| {
+        // Rows an append holds (its trigger share-locks the lease) are skipped, never waited for:
+        // a renewal must neither stall behind appends nor deadlock with them. A skipped lease is
+        // renewed next time (every third of its life); whether it is still ours is read apart.
+        let kept: Vec<(String, String)> = self.leases()?.with(move |c| {
+            let held = "unnest($2::text[], $3::text[], $4::bigint[]) AS h(tenant, session, fence)";
+            c.execute(
+                &format!(
+                    "WITH mine AS (
+                       SELECT l.tenant, l.session FROM arbiter_leases l JOIN {held}
+                         ON l.tenant = h.tenant AND l.session = h.session AND l.fence = h.fence
+                       WHERE l.owner = $1
+                       FOR UPDATE OF l SKIP LOCKED)
+                     UPDATE arbiter_leases AS l
+                       SET expires_at = clock_timestamp() + $5::float8 * interval '1 millisecond'
+                     FROM mine WHERE l.tenant = mine.tenant AND l.session = mine.session"
+                ),
+                &[&o, &tenants, &sessions, &fences, &ms],
+            )
+            .map_err(pg_error)?;
             Ok(c.query(
-                "UPDATE arbiter_leases AS l SET expires_at = clock_timestamp() + $2::float8 * interval '1 millisecond'
-                 FROM unnest($3::text[], $4::text[], $5::bigint[]) AS h(tenant, session, fence)
-                 WHERE l.tenant = h.tenant AND l.session = h.session AND l.fence = h.fence
-                   AND l.owner = $1
-                 RETURNING l.tenant, l.session",
-                &[&o, &ms, &tenants, &sessions, &fences],
+                &format!(
+                    "SELECT l.tenant, l.session FROM arbiter_leases l JOIN {held}
+                       ON l.tenant = h.tenant AND l.session = h.session AND l.fence = h.fence
+                     WHERE l.owner = $1"
+                ),
+                &[&o, &tenants, &sessions, &fences],
             )
             .map_err(pg_error)?
             .iter()
@@ -170,7 +182,7 @@ impl PostgresStore {
     /// Sessions whose lease expired while held: its holder stopped renewing (it died, or
     /// stalled — this store's own included). What a survivor takes over.
     pub fn expired(&self) -> Result<Vec<(String, String)>, StoreError> {
-        self.with(move |c| {
+        self.leases()?.with(move |c| {
             Ok(c.query(
                 "SELECT tenant, session FROM arbiter_leases
                  WHERE owner IS NOT NULL AND expires_at < clock_timestamp()
@@ -182,6 +194,16 @@ impl PostgresStore {
             .map(|r| (r.get(0), r.get(1)))
             .collect())
         })
+    }
+
+    /// The lease connections (two), opened on first use.
+    fn leases(&self) -> Result<&super::pool::Pool, StoreError> {
+        if let Some(p) = self.shared.leases.get() {
+            return Ok(p);
+        }
+        let fresh =
+            super::pool::Pool::connect_with(&self.shared.url, 2, "SET synchronous_commit = off")?;
+        Ok(self.shared.leases.get_or_init(|| fresh))
     }
 
     /// Whether this store holds the lease of `tenant/session` (as far as it knows).

@@ -13,6 +13,7 @@
 pub mod lease;
 pub mod listen;
 mod pool;
+mod prepared;
 pub mod schema;
 
 use std::collections::HashMap;
@@ -46,9 +47,12 @@ struct Shared {
     /// The fencing token of every lease this store holds, by (tenant, session): appends of those
     /// sessions carry it; the database refuses them once another holder has the lease.
     fences: Mutex<Fences>,
-    /// A connection of its own for renewing leases, opened on first use: renewals must not queue
-    /// behind a burst of appends, or leases lapse under load.
-    renewals: std::sync::OnceLock<pool::Pool>,
+    /// Connections of their own for leases, opened on first use: taking, giving back and
+    /// renewing leases must not queue behind a burst of appends (or leases lapse under load), and
+    /// they commit without waiting for the disk (`synchronous_commit = off`) — safe, because a
+    /// step written under a lease is a synchronous commit, which makes every earlier commit
+    /// durable with it; a lease change lost in a database crash only delays the next taker.
+    leases: std::sync::OnceLock<pool::Pool>,
 }
 
 /// Fencing tokens by (tenant, session).
@@ -101,26 +105,49 @@ impl Append {
     /// the fencing token checked by the database's trigger, then the notification (delivered at
     /// commit, never for a rolled-back append).
     fn write(&self, tx: &mut Transaction<'_>) -> Result<(), StoreError> {
+        use prepared::prepared;
         let (tenant, session) = (&self.tenant, &self.session);
+        let first_seq = self
+            .events
+            .first()
+            .map(|(seq, _)| count(*seq))
+            .transpose()?;
+        // The session's row, locked and moved on only if the log is where this writer expects.
+        let moved = prepared(
+            tx,
+            "UPDATE arbiter_sessions SET steps = steps + 1, events = events + $5
+             WHERE tenant = $1 AND id = $2 AND steps = $3 AND ($4::bigint IS NULL OR events = $4)
+             RETURNING events",
+        )?;
+        let added = count(self.events.len() as u64)?;
         let row = tx
             .query_opt(
-                "SELECT steps, events FROM arbiter_sessions WHERE tenant = $1 AND id = $2 FOR UPDATE",
-                &[tenant, session],
+                &moved,
+                &[tenant, session, &count(self.n)?, &first_seq, &added],
             )
-            .map_err(pg_error)?
-            .ok_or_else(|| StoreError::NotFound(format!("session {tenant}/{session}")))?;
-        let found = natural(row.get(0))?;
-        let next_seq = natural(row.get(1))?;
-        if self.n != found || self.events.first().is_some_and(|(seq, _)| *seq != next_seq) {
+            .map_err(pg_error)?;
+        let Some(row) = row else {
+            let found = tx
+                .query_opt(
+                    "SELECT steps FROM arbiter_sessions WHERE tenant = $1 AND id = $2",
+                    &[tenant, session],
+                )
+                .map_err(pg_error)?
+                .ok_or_else(|| StoreError::NotFound(format!("session {tenant}/{session}")))?;
             return Err(StoreError::Conflict {
                 tenant: tenant.clone(),
                 session: session.clone(),
                 expected: self.n,
-                found,
+                found: natural(found.get(0))?,
             });
-        }
-        tx.execute(
+        };
+        let total: i64 = row.get(0);
+        let step = prepared(
+            tx,
             "INSERT INTO arbiter_steps (tenant, session, n, step, fence) VALUES ($1, $2, $3, $4, $5)",
+        )?;
+        tx.execute(
+            &step,
             &[tenant, session, &count(self.n)?, &self.step, &self.fence],
         )
         .map_err(pg_error)?;
@@ -130,23 +157,19 @@ impl Append {
             .map(|(seq, _)| count(*seq))
             .collect::<Result<Vec<_>, _>>()?;
         let texts: Vec<&str> = self.events.iter().map(|(_, t)| t.as_str()).collect();
-        tx.execute(
+        let events = prepared(
+            tx,
             "INSERT INTO arbiter_events (tenant, session, seq, event)
              SELECT $1, $2, s, e FROM unnest($3::bigint[], $4::text[]) AS u(s, e)",
-            &[tenant, session, &seqs, &texts],
-        )
-        .map_err(pg_error)?;
-        let total = count(next_seq + self.events.len() as u64)?;
-        tx.execute(
-            "UPDATE arbiter_sessions SET steps = steps + 1, events = $3 WHERE tenant = $1 AND id = $2",
-            &[tenant, session, &total],
-        )
-        .map_err(pg_error)?;
+        )?;
+        tx.execute(&events, &[tenant, session, &seqs, &texts])
+            .map_err(pg_error)?;
         if let Some(c) = &self.checkpoint {
             checkpoint_in(tx, c)?;
         }
         let payload = format!("{tenant}\u{1f}{session}\u{1f}{total}");
-        tx.execute("SELECT pg_notify($1, $2)", &[&CHANNEL, &payload])
+        let notify = prepared(tx, "SELECT pg_notify($1, $2)")?;
+        tx.execute(&notify, &[&CHANNEL, &payload])
             .map_err(pg_error)?;
         Ok(())
     }
@@ -180,7 +203,7 @@ impl PostgresStore {
                 url: url.to_owned(),
                 pool,
                 fences: Mutex::new(HashMap::new()),
-                renewals: std::sync::OnceLock::new(),
+                leases: std::sync::OnceLock::new(),
             }),
         })
     }

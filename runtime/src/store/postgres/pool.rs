@@ -43,6 +43,15 @@ impl Pool {
     /// connects on its own thread: the synchronous client runs a runtime of its own, which must
     /// not start on a thread already driving one (a caller on an async executor).
     pub(super) fn connect(url: &str, size: usize) -> Result<Self, StoreError> {
+        Self::connect_with(url, size, "")
+    }
+
+    /// [`Pool::connect`], each connection running `setup` (SQL) first.
+    pub(super) fn connect_with(
+        url: &str,
+        size: usize,
+        setup: &'static str,
+    ) -> Result<Self, StoreError> {
         let (tx, rx) = mpsc::channel::<Job>();
         let rx = Arc::new(Mutex::new(rx));
         for i in 0..size.max(1) {
@@ -51,13 +60,18 @@ impl Pool {
             let (ready, connected) = mpsc::sync_channel(1);
             thread::Builder::new()
                 .name(format!("arbiter-pg-{i}"))
-                .spawn(move || match Client::connect(&url, NoTls) {
-                    Ok(client) => {
-                        let _ = ready.send(Ok(()));
-                        work(client, &url, &rx);
-                    }
-                    Err(e) => {
-                        let _ = ready.send(Err(pg_error(e)));
+                .spawn(move || {
+                    match Client::connect(&url, NoTls).and_then(|mut c| {
+                        c.batch_execute(setup)?;
+                        Ok(c)
+                    }) {
+                        Ok(client) => {
+                            let _ = ready.send(Ok(()));
+                            work(client, &url, &rx);
+                        }
+                        Err(e) => {
+                            let _ = ready.send(Err(pg_error(e)));
+                        }
                     }
                 })
                 .map_err(backend)?;
@@ -117,6 +131,7 @@ fn work(mut client: Client, url: &str, rx: &Mutex<mpsc::Receiver<Job>>) {
             // The server went away; try once to come back (the job fails if not).
             if let Ok(fresh) = Client::connect(url, NoTls) {
                 client = fresh;
+                super::prepared::forget();
             }
         }
         match first {
@@ -145,15 +160,26 @@ fn commit_group(client: &mut Client, group: Vec<(Box<Append>, Reply)>) {
     let outcome = (|| -> Result<(), StoreError> {
         let mut tx = client.transaction().map_err(pg_error)?;
         for (a, _) in &group {
-            let mut sp = tx.savepoint("one").map_err(pg_error)?;
-            match a.write(&mut sp) {
-                Ok(()) => {
-                    sp.commit().map_err(pg_error)?;
-                    results.push(Ok(()));
-                }
-                Err(e) => {
-                    sp.rollback().map_err(pg_error)?;
-                    results.push(Err(e));
+            let mut attempts = 0;
+            loop {
+                let mut sp = tx.savepoint("one").map_err(pg_error)?;
+                match a.write(&mut sp) {
+                    Ok(()) => {
+                        sp.commit().map_err(pg_error)?;
+                        results.push(Ok(()));
+                        break;
+                    }
+                    // A deadlock or serialization failure undone with its savepoint is tried
+                    // again: nothing of it was written.
+                    Err(e) if transient(&e) && attempts < 3 => {
+                        sp.rollback().map_err(pg_error)?;
+                        attempts += 1;
+                    }
+                    Err(e) => {
+                        sp.rollback().map_err(pg_error)?;
+                        results.push(Err(e));
+                        break;
+                    }
                 }
             }
         }
@@ -168,4 +194,9 @@ fn commit_group(client: &mut Client, group: Vec<(Box<Append>, Reply)>) {
         };
         let _ = reply.send(result);
     }
+}
+
+/// PostgreSQL's "try again" errors: deadlock detected, serialization failure.
+fn transient(e: &StoreError) -> bool {
+    matches!(e, StoreError::Backend(m) if m.starts_with("40P01") || m.starts_with("40001"))
 }
