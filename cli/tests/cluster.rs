@@ -2,7 +2,8 @@
 //! opened on A is read, streamed and stepped through B. The stream on B carries A's events in
 //! order as they are appended (followed through notifications); a step proposed to B takes the
 //! session's lease from A's last request and goes on from A's last step; a reconnect to either with
-//! `Last-Event-ID` resumes with nothing missed or repeated.
+//! `Last-Event-ID` resumes with nothing missed or repeated. A hosted run driven by A waits for an
+//! approval that is listed and granted through B: the control reaches A's run through the store.
 #![allow(
     clippy::unwrap_used,
     clippy::expect_used,
@@ -168,5 +169,125 @@ fn a_session_opened_on_one_instance_streams_and_steps_through_the_other() {
     );
     assert_eq!(a.stop().code(), Some(0));
     assert_eq!(b.stop().code(), Some(0));
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn a_hosted_run_driven_by_one_instance_is_approved_through_the_other() {
+    use served::hosted::{agent_file, fake_model, script};
+    let Some(db) = common::PgSchema::new("controls") else {
+        return;
+    };
+    let dir = std::env::temp_dir().join(format!("arbiter-controls-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let refunds = dir.join("refunds");
+    let lookup = script(
+        &dir,
+        "lookup.sh",
+        "echo '{\"status\": \"delivered\", \"amount\": 9999, \"customer_id\": \"cust-7\"}'\n",
+    );
+    let refund = script(
+        &dir,
+        "refund.sh",
+        &format!(
+            "echo \"$ARBITER_IDEMPOTENCY_KEY\" >> {}\necho '{{\"refund_id\": \"rf-1\"}}'\n",
+            refunds.display()
+        ),
+    );
+    // $60: above the $50 that needs an approver.
+    let (_model, model_url) = fake_model(&dir, 6000);
+    let agent = agent_file(&dir, &model_url, &lookup, &refund);
+    let tokens = dir.join("tokens.toml");
+    let carol = served::token(&tokens);
+    let sam = served::token_for(&tokens, "sam@shopco");
+    let agent_arg = format!("support={}", agent.display());
+    let start = |name: &str| {
+        Served::start(
+            &tokens,
+            &[
+                "--store",
+                &db.url,
+                "--instance",
+                name,
+                "--lease-ms",
+                "1500",
+                "--agent",
+                &agent_arg,
+            ],
+        )
+    };
+    let (a, b) = (start("a"), start("b"));
+    let (a_addr, b_addr) = (a.addr().to_owned(), b.addr().to_owned());
+    post(
+        &a_addr,
+        &carol,
+        "/v1/runs",
+        r#"{"id":"h-1","agent":"support","request":"Order ord-1001 arrived broken. Refund $60."}"#,
+    );
+    // B follows A's run to its approval and lists it.
+    let mut request_id = None;
+    for _ in 0..200 {
+        let (code, list) = request(&b_addr, "GET", "/v1/approvals", Some(&sam), "");
+        assert_eq!(code, 200, "{list}");
+        let list: serde_json::Value = serde_json::from_str(&list).unwrap();
+        if let Some(r) = list.as_array().and_then(|l| l.first()) {
+            assert_eq!(r["session"], "h-1", "{r}");
+            request_id = r["request_id"].as_str().map(str::to_owned);
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let request_id = request_id.expect("the run's approval is listed on B");
+    assert!(!refunds.exists(), "no refund before the approval");
+    // Granted through B: A's run takes it and goes on; B answers with what the run appended.
+    let granted = post(
+        &b_addr,
+        &sam,
+        &format!("/v1/sessions/h-1/approvals/{request_id}/approve"),
+        "",
+    );
+    let kinds: Vec<&str> = granted["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|e| e["kind"].as_str())
+        .collect();
+    assert!(kinds.contains(&"approval_granted"), "{granted}");
+    let mut status = String::new();
+    for _ in 0..200 {
+        let (_, view) = request(&b_addr, "GET", "/v1/sessions/h-1", Some(&carol), "");
+        let view: serde_json::Value = serde_json::from_str(&view).unwrap();
+        status = view["status"].as_str().unwrap_or_default().to_owned();
+        if status == "completed" {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert_eq!(status, "completed");
+    let refunded = std::fs::read_to_string(&refunds).unwrap();
+    assert_eq!(refunded.lines().count(), 1, "{refunded}");
+    let store = PostgresStore::open(&db.url).unwrap();
+    let stored = store.load("shopco", "h-1").unwrap();
+    assert!(
+        stored.events.iter().any(|e| matches!(
+            &e.body,
+            kernel::EventBody::ApprovalGranted { user, .. } if user == "sam@shopco"
+        )),
+        "the approval is sam's, recorded in A's run"
+    );
+    // Every step was written by A: the control travelled, the run did not.
+    let fences: Vec<Option<i64>> = db
+        .client()
+        .query(
+            "SELECT DISTINCT fence FROM arbiter_steps WHERE session = 'h-1'",
+            &[],
+        )
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    assert_eq!(fences.len(), 1, "{fences:?}");
+    drop((a, b));
     let _ = std::fs::remove_dir_all(&dir);
 }

@@ -18,77 +18,18 @@ mod common;
 mod served;
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::io::{BufRead, BufReader};
 use std::path::Path;
-use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use kernel::EventBody;
 use runtime::store::{PostgresStore, SessionStore};
+use served::hosted::{agent_file, fake_model, script};
 use served::{Served, request};
 
 const RUNS: usize = 200;
 const LEASE_MS: u64 = 1500;
 /// The instances sign with this seed (through `ARBITER_SIGNING_KEY`).
 const SEED: &str = "0202020202020202020202020202020202020202020202020202020202020202";
-
-fn script(dir: &Path, name: &str, body: &str) -> String {
-    let path = dir.join(name);
-    std::fs::write(&path, format!("#!/bin/sh\ncat > /dev/null\n{body}")).unwrap();
-    assert!(
-        Command::new("chmod")
-            .arg("+x")
-            .arg(&path)
-            .status()
-            .unwrap()
-            .success()
-    );
-    path.display().to_string()
-}
-
-/// A child process killed when dropped (a failing test leaves nothing running).
-struct Killed(std::process::Child);
-
-impl Drop for Killed {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-/// `arbiter fake-model` answering each conversation by its position: lookup, refund, answer.
-fn fake_model(dir: &Path) -> (Killed, String) {
-    let script = dir.join("model.toml");
-    std::fs::write(
-        &script,
-        r#"per_conversation = true
-[[reply]]
-tool_calls = [{ name = "lookup_order", arguments = { order_id = "ord-1001" } }]
-[[reply]]
-tool_calls = [{ name = "issue_refund", arguments = { order_id = "ord-1001", amount = 500, reason = "arrived broken" } }]
-[[reply]]
-content = "Refunded $5.00."
-"#,
-    )
-    .unwrap();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_arbiter"))
-        .args(["fake-model", "--listen", "127.0.0.1:0", "--script"])
-        .arg(&script)
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let banner = BufReader::new(child.stderr.take().unwrap())
-        .lines()
-        .next()
-        .unwrap()
-        .unwrap();
-    let url = banner
-        .split_whitespace()
-        .find(|w| w.starts_with("http://"))
-        .expect("the banner names the address")
-        .to_owned();
-    (Killed(child), url)
-}
 
 fn status(addr: &str, token: &str, id: &str) -> String {
     let (code, body) = request(addr, "GET", &format!("/v1/sessions/{id}"), Some(token), "");
@@ -128,36 +69,8 @@ fn a_killed_instance_s_runs_are_taken_over_with_nothing_lost_or_repeated() {
             refunds = refunds.display()
         ),
     );
-    let (model, model_url) = fake_model(&dir);
-    let agent = dir.join("agent.toml");
-    std::fs::write(
-        &agent,
-        format!(
-            r#"policies = "{policies}"
-packs = ["support"]
-tenant = "shopco"
-user = "carol@shopco"
-agent = "support@shopco"
-budget = "shopco"
-mode = "enforce"
-prompt = "unused: each run brings its request"
-
-[model]
-entity = "small"
-endpoint = "{model_url}"
-name = "fake"
-max_tokens = 256
-
-[tools.lookup_order]
-command = ["{lookup}"]
-
-[tools.issue_refund]
-command = ["{refund}"]
-"#,
-            policies = common::repo().join("policies").display(),
-        ),
-    )
-    .unwrap();
+    let (model, model_url) = fake_model(&dir, 500);
+    let agent = agent_file(&dir, &model_url, &lookup, &refund);
     let tokens = dir.join("tokens.toml");
     let token = served::token(&tokens);
     let agent_arg = format!("support={}", agent.display());

@@ -3,6 +3,8 @@
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
+
+pub mod hosted;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
 
@@ -13,15 +15,13 @@ pub fn repo() -> PathBuf {
 
 /// A new token for carol@shopco, its hashed entry appended to `tokens`.
 pub fn token(tokens: &Path) -> String {
+    token_for(tokens, "carol@shopco")
+}
+
+/// A new token for `user` (of shopco), its hashed entry appended to `tokens`.
+pub fn token_for(tokens: &Path, user: &str) -> String {
     let out = Command::new(env!("CARGO_BIN_EXE_arbiter"))
-        .args([
-            "token",
-            "--tenant",
-            "shopco",
-            "--user",
-            "carol@shopco",
-            "--file",
-        ])
+        .args(["token", "--tenant", "shopco", "--user", user, "--file"])
         .arg(tokens)
         .output()
         .unwrap();

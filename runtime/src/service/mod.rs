@@ -689,20 +689,31 @@ impl Service {
                 self.catch_up(&mut live, None)?;
             }
             if live.driven_elsewhere {
-                return Err(ApiError::Conflict(format!(
-                    "run `{id}` is driven by another instance, which takes its controls; this one only follows it"
-                )));
-            }
-            match &live.hosted {
-                None => None,
-                Some(handle) => {
-                    let control = control_of(intent.clone())?;
-                    let before = live.count;
-                    let changes = live.published.subscribe();
-                    if !handle.send(control) {
-                        return Err(ApiError::Conflict(format!("run `{id}` has ended")));
+                // Another instance drives the run: the control goes to it through the store, and
+                // the answer is what the run appended, as followed here.
+                let Some(cluster) = &self.inner.cluster else {
+                    return Err(ApiError::Conflict(format!(
+                        "run `{id}` is driven elsewhere and this instance shares no store with it"
+                    )));
+                };
+                control_of(intent.clone())?;
+                let text =
+                    serde_json::to_string(&intent).map_err(|e| ApiError::Invalid(e.to_string()))?;
+                cluster::io(|| cluster.pg.send_control(&key.0, &key.1, &text))
+                    .map_err(|e| ApiError::Unavailable(e.to_string()))?;
+                Some((live.count, live.published.subscribe()))
+            } else {
+                match &live.hosted {
+                    None => None,
+                    Some(handle) => {
+                        let control = control_of(intent.clone())?;
+                        let before = live.count;
+                        let changes = live.published.subscribe();
+                        if !handle.send(control) {
+                            return Err(ApiError::Conflict(format!("run `{id}` has ended")));
+                        }
+                        Some((before, changes))
                     }
-                    Some((before, changes))
                 }
             }
         };
@@ -1045,6 +1056,9 @@ impl Service {
                         session,
                         events,
                     }) => service.on_appended(&(tenant, session), events),
+                    Ok(store::postgres::listen::Appended::Control { tenant, session }) => {
+                        service.deliver_controls(&(tenant, session));
+                    }
                     Ok(store::postgres::listen::Appended::Resync)
                     | Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {
                         service.resync();
@@ -1091,8 +1105,39 @@ impl Service {
         }
     }
 
+    /// Hands the controls queued for `key` to its run, if this instance drives it (another
+    /// instance's driver takes its own).
+    fn deliver_controls(&self, key: &hosted::Key) {
+        let Some(cluster) = &self.inner.cluster else {
+            return;
+        };
+        let held = self
+            .inner
+            .sessions
+            .read()
+            .ok()
+            .and_then(|s| s.get(key).cloned());
+        let Some(live) = held else { return };
+        let Ok(live) = live.lock() else { return };
+        let Some(handle) = &live.hosted else { return };
+        let Ok(queued) = cluster::io(|| cluster.pg.take_controls(&key.0, &key.1)) else {
+            return;
+        };
+        for text in queued {
+            if let Ok(control) = serde_json::from_str::<Intent>(&text)
+                .map_err(|e| ApiError::Invalid(e.to_string()))
+                .and_then(control_of)
+            {
+                handle.send(control);
+            }
+        }
+    }
+
     /// Notifications may have been missed: every followed copy is stale; watched ones catch up.
     fn resync(&self) {
+        for (key, _) in self.held(|_| true) {
+            self.deliver_controls(&key);
+        }
         for (_, live) in self.held(|_| true) {
             let Ok(mut live) = live.lock() else { continue };
             if live.hosted.is_none() {
@@ -1205,6 +1250,10 @@ impl Service {
                 cluster.let_go(&key);
             }
             self.replace(&key, fresh);
+            if driving {
+                // Controls sent to the run's last driver that it never took.
+                self.deliver_controls(&key);
+            }
             taken += usize::from(driving);
         }
         taken

@@ -14,7 +14,7 @@ use postgres::{Client, NoTls};
 use tokio::sync::broadcast;
 
 use super::super::StoreError;
-use super::{CHANNEL, PostgresStore, backend, pg_error};
+use super::{CHANNEL, CONTROLS, PostgresStore, backend, pg_error};
 
 /// What the listener passes on.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -27,6 +27,13 @@ pub enum Appended {
         session: String,
         /// Its event count after the append.
         events: u64,
+    },
+    /// A control was sent for `tenant/session` (a hosted run; its driver takes it).
+    Control {
+        /// The tenant.
+        tenant: String,
+        /// The session.
+        session: String,
     },
     /// Notifications may have been missed: check every followed session.
     Resync,
@@ -87,7 +94,7 @@ impl PostgresStore {
 fn connect(url: &str) -> Result<Client, StoreError> {
     let mut client = Client::connect(url, NoTls).map_err(pg_error)?;
     client
-        .batch_execute(&format!("LISTEN {CHANNEL}"))
+        .batch_execute(&format!("LISTEN {CHANNEL}; LISTEN {CONTROLS}"))
         .map_err(pg_error)?;
     Ok(client)
 }
@@ -104,6 +111,15 @@ fn follow(
             let mut batch = notes.timeout_iter(Duration::from_secs(1));
             while let Some(n) = batch.next()? {
                 let mut parts = n.payload().split('\u{1f}');
+                if n.channel() == CONTROLS {
+                    if let (Some(tenant), Some(session)) = (parts.next(), parts.next()) {
+                        let _ = to.send(Appended::Control {
+                            tenant: tenant.to_owned(),
+                            session: session.to_owned(),
+                        });
+                    }
+                    continue;
+                }
                 if let (Some(tenant), Some(session), Some(Ok(events))) =
                     (parts.next(), parts.next(), parts.next().map(str::parse))
                 {

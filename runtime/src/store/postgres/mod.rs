@@ -8,8 +8,9 @@
 //! Beyond the other stores: session **leases** with fencing tokens checked by a trigger in the
 //! database ([`lease`]), and a **notification** on every append (`LISTEN arbiter_appended`,
 //! [`listen`]) so an instance can follow sessions another one drives. Connections live on worker
-//! threads ([`pool`]) that also group concurrent appends into one commit.
+//! threads (`pool`) that also group concurrent appends into one commit.
 
+mod controls;
 pub mod lease;
 pub mod listen;
 mod pool;
@@ -34,6 +35,10 @@ const CONNECTIONS: usize = 4;
 /// The channel every append notifies, with `tenant`, `session` and the session's event count
 /// after the append, separated by U+001F.
 pub const CHANNEL: &str = "arbiter_appended";
+
+/// The channel a control sent for a hosted run notifies, with `tenant` and `session` separated
+/// by U+001F.
+pub const CONTROLS: &str = "arbiter_controls";
 
 /// A session store in a PostgreSQL database. Cheap to clone: clones share connections and leases.
 #[derive(Clone)]

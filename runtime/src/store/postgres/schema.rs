@@ -60,6 +60,13 @@ END $$;
 CREATE TRIGGER arbiter_steps_fenced BEFORE INSERT ON arbiter_steps
   FOR EACH ROW EXECUTE FUNCTION arbiter_fence();
 ",
+    // 3: controls (approve, reject, cancel, endorse) for a hosted run, sent through any instance
+    // and taken by the one driving it.
+    "
+CREATE TABLE arbiter_controls (
+  id BIGSERIAL PRIMARY KEY, tenant TEXT NOT NULL, session TEXT NOT NULL, intent TEXT NOT NULL);
+CREATE INDEX arbiter_controls_session ON arbiter_controls (tenant, session);
+",
 ];
 
 /// The schema version this build writes.
