@@ -269,30 +269,59 @@ impl PostgresStore {
         let (tenant, session) = (tenant.to_owned(), session.to_owned());
         let (steps_from, events_from) = (count(steps_from)?, count(events_from)?);
         self.with(move |c| {
-            let mut tx = c
-                .build_transaction()
-                .isolation_level(postgres::IsolationLevel::RepeatableRead)
-                .read_only(true)
-                .start()
-                .map_err(pg_error)?;
-            let steps = rows_of::<Step>(
-                &mut tx,
-                "SELECT step FROM arbiter_steps WHERE tenant = $1 AND session = $2 AND n >= $3 ORDER BY n",
-                &tenant,
-                &session,
-                steps_from,
-            )?;
-            let events = rows_of::<Event>(
-                &mut tx,
-                "SELECT event FROM arbiter_events WHERE tenant = $1 AND session = $2 AND seq >= $3 ORDER BY seq",
-                &tenant,
-                &session,
-                events_from,
-            )?;
-            tx.commit().map_err(pg_error)?;
-            Ok((steps, events))
+            read_log(c, &tenant, &session, false, (steps_from, events_from))
+                .map(|(_, steps, events)| (steps, events))
         })
     }
+}
+
+/// A session's record text (when asked for), steps and events.
+type LogRead = (Option<String>, Vec<Step>, Vec<Event>);
+
+/// The record (when `with_record`), the steps from `from.0` and the events from `from.1` of a
+/// session, read in one snapshot.
+fn read_log(
+    c: &mut postgres::Client,
+    tenant: &str,
+    session: &str,
+    with_record: bool,
+    from: (i64, i64),
+) -> Result<LogRead, StoreError> {
+    let mut tx = c
+        .build_transaction()
+        .isolation_level(postgres::IsolationLevel::RepeatableRead)
+        .read_only(true)
+        .start()
+        .map_err(pg_error)?;
+    let record = if with_record {
+        Some(
+            tx.query_opt(
+                "SELECT record FROM arbiter_sessions WHERE tenant = $1 AND id = $2",
+                &[&tenant, &session],
+            )
+            .map_err(pg_error)?
+            .ok_or_else(|| StoreError::NotFound(format!("session {tenant}/{session}")))?
+            .get(0),
+        )
+    } else {
+        None
+    };
+    let steps = rows_of::<Step>(
+        &mut tx,
+        "SELECT step FROM arbiter_steps WHERE tenant = $1 AND session = $2 AND n >= $3 ORDER BY n",
+        tenant,
+        session,
+        from.0,
+    )?;
+    let events = rows_of::<Event>(
+        &mut tx,
+        "SELECT event FROM arbiter_events WHERE tenant = $1 AND session = $2 AND seq >= $3 ORDER BY seq",
+        tenant,
+        session,
+        from.1,
+    )?;
+    tx.commit().map_err(pg_error)?;
+    Ok((record, steps, events))
 }
 
 /// Decodes the JSON text of `sql`'s single column, for (tenant, session, from).
@@ -444,38 +473,10 @@ impl SessionStore for PostgresStore {
     fn load(&self, tenant: &str, session: &str) -> Result<StoredSession, StoreError> {
         let (tenant, session) = (tenant.to_owned(), session.to_owned());
         self.with(move |c| {
-            // One snapshot for the record, steps and events.
-            let mut tx = c
-                .build_transaction()
-                .isolation_level(postgres::IsolationLevel::RepeatableRead)
-                .read_only(true)
-                .start()
-                .map_err(pg_error)?;
-            let record: String = tx
-                .query_opt(
-                    "SELECT record FROM arbiter_sessions WHERE tenant = $1 AND id = $2",
-                    &[&tenant, &session],
-                )
-                .map_err(pg_error)?
-                .ok_or_else(|| StoreError::NotFound(format!("session {tenant}/{session}")))?
-                .get(0);
-            let steps = rows_of::<Step>(
-                &mut tx,
-                "SELECT step FROM arbiter_steps WHERE tenant = $1 AND session = $2 AND n >= $3 ORDER BY n",
-                &tenant,
-                &session,
-                0,
-            )?;
-            let events = rows_of::<Event>(
-                &mut tx,
-                "SELECT event FROM arbiter_events WHERE tenant = $1 AND session = $2 AND seq >= $3 ORDER BY seq",
-                &tenant,
-                &session,
-                0,
-            )?;
-            tx.commit().map_err(pg_error)?;
+            let (record, steps, events) = read_log(c, &tenant, &session, true, (0, 0))?;
             Ok(StoredSession {
-                record: serde_json::from_str(&record).map_err(corrupt)?,
+                record: serde_json::from_str(record.as_deref().unwrap_or_default())
+                    .map_err(corrupt)?,
                 steps,
                 events,
             })
