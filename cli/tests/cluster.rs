@@ -73,9 +73,7 @@ fn a_session_opened_on_one_instance_streams_and_steps_through_the_other() {
     let Some(db) = common::PgSchema::new("cluster") else {
         return;
     };
-    let dir = std::env::temp_dir().join(format!("arbiter-cluster-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
+    let dir = common::scratch("cluster");
     let tokens = dir.join("tokens.toml");
     let token = served::token(&tokens);
     let start = |name: &str| {
@@ -178,9 +176,7 @@ fn a_hosted_run_driven_by_one_instance_is_approved_through_the_other() {
     let Some(db) = common::PgSchema::new("controls") else {
         return;
     };
-    let dir = std::env::temp_dir().join(format!("arbiter-controls-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
+    let dir = common::scratch("controls");
     let refunds = dir.join("refunds");
     let lookup = script(
         &dir,

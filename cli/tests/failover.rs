@@ -43,9 +43,7 @@ fn a_killed_instance_s_runs_are_taken_over_with_nothing_lost_or_repeated() {
     let Some(db) = common::PgSchema::new("failover") else {
         return;
     };
-    let dir = std::env::temp_dir().join(format!("arbiter-failover-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
+    let dir = common::scratch("failover");
     let lookups = dir.join("lookups");
     let lookups_raw = dir.join("lookups.raw");
     let refunds = dir.join("refunds");

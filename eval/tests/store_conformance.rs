@@ -15,21 +15,12 @@ mod common;
 
 use std::sync::Arc;
 
-use kernel::{Intent, Mode, Session, SessionConfig, Step};
+use kernel::{Intent, Session, Step};
 use runtime::store::checkpoint::Head;
 use runtime::store::sqlite::SqliteStore;
 use runtime::store::{InMemoryStore, PostgresStore, SessionStore, SigningKey, StoreError};
 
-fn config(id: &str) -> SessionConfig {
-    SessionConfig {
-        id: id.into(),
-        tenant: "shopco".into(),
-        user: "carol@shopco".into(),
-        agent: "support@shopco".into(),
-        budget: "shopco".into(),
-        mode: Mode::Enforce,
-    }
-}
+use common::shopco as config;
 
 /// Two handles on one store (two connections where the store has them).
 fn conformance(a: &dyn SessionStore, b: &dyn SessionStore) {

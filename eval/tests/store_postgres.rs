@@ -16,22 +16,13 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use kernel::event::Event;
-use kernel::{Intent, Mode, Session, SessionConfig, Step};
+use kernel::{Intent, Session, Step};
 use runtime::store::postgres::lease::Acquired;
 use runtime::store::postgres::listen::Appended;
 use runtime::store::postgres::schema;
 use runtime::store::{PostgresStore, SessionLog, SessionStore, StoreError};
 
-fn config(id: &str) -> SessionConfig {
-    SessionConfig {
-        id: id.into(),
-        tenant: "shopco".into(),
-        user: "carol@shopco".into(),
-        agent: "support@shopco".into(),
-        budget: "shopco".into(),
-        mode: Mode::Enforce,
-    }
-}
+use common::shopco as config;
 
 /// A session's next steps: ticks after a start, each with its events.
 struct Script {

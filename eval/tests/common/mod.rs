@@ -70,3 +70,23 @@ impl Drop for PgSchema {
         }
     }
 }
+
+/// A session of carol@shopco with the support agent and shopco's budget, enforcing.
+pub fn shopco(id: &str) -> kernel::SessionConfig {
+    kernel::SessionConfig {
+        id: id.into(),
+        tenant: "shopco".into(),
+        user: "carol@shopco".into(),
+        agent: "support@shopco".into(),
+        budget: "shopco".into(),
+        mode: kernel::Mode::Enforce,
+    }
+}
+
+/// An empty directory of its own under the system's temporary one (emptied if a run left it).
+pub fn scratch(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("arbiter-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).expect("mkdir");
+    dir
+}

@@ -33,8 +33,8 @@ use crate::hub::EventHub;
 use crate::models::Model;
 use crate::store::{SessionLog, SessionStore, StoreError, StoredSession, TenantMemory};
 use crate::tools::{Credentials, Tool};
-pub(crate) use run::store_io;
 use run::{Begin, Run};
+pub(crate) use run::{off_executor, store_io};
 
 /// How a run ended.
 #[derive(Debug, Clone)]

@@ -295,9 +295,15 @@ impl<'a> Run<'a> {
 /// commit at the same moment can share it (see [`crate::store::GroupCommit`]). An in-memory store,
 /// or a current-thread runtime where a hand-off is impossible, runs it directly.
 pub(crate) fn store_io<T>(store: &dyn SessionLog, f: impl FnOnce() -> T) -> T {
+    if store.blocks() { off_executor(f) } else { f() }
+}
+
+/// Runs blocking work without stalling the async executor it is called on, where that executor
+/// can lend the thread (a multi-threaded one); elsewhere in place.
+pub(crate) fn off_executor<T>(f: impl FnOnce() -> T) -> T {
     let multi_threaded = tokio::runtime::Handle::try_current()
         .is_ok_and(|h| h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread);
-    if store.blocks() && multi_threaded {
+    if multi_threaded {
         tokio::task::block_in_place(f)
     } else {
         f()

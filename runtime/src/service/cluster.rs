@@ -215,12 +215,4 @@ impl Drop for Hold {
 }
 
 /// Runs blocking store work off the async executor where there is one to leave.
-pub(super) fn io<T>(f: impl FnOnce() -> T) -> T {
-    let multi_threaded = tokio::runtime::Handle::try_current()
-        .is_ok_and(|h| h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread);
-    if multi_threaded {
-        tokio::task::block_in_place(f)
-    } else {
-        f()
-    }
-}
+pub(super) use crate::driver::off_executor as io;

@@ -472,6 +472,11 @@ impl Service {
         }
     }
 
+    /// The copy of `key` this instance holds, if any (never loaded from the store).
+    fn local(&self, key: &hosted::Key) -> Option<Arc<Mutex<Live>>> {
+        self.inner.sessions.read().ok()?.get(key).cloned()
+    }
+
     /// Loads a session another instance created into the table.
     fn load_shared(&self, key: &hosted::Key) -> Result<Arc<Mutex<Live>>, ApiError> {
         let store = self.inner.store.as_ref();
@@ -1084,12 +1089,7 @@ impl Service {
 
     /// Another instance (or this one) appended to `key`, which now has `events` events.
     fn on_appended(&self, key: &hosted::Key, events: u64) {
-        let held = self
-            .inner
-            .sessions
-            .read()
-            .ok()
-            .and_then(|s| s.get(key).cloned());
+        let held = self.local(key);
         let Some(live) = held else {
             // A session created elsewhere: follow it from now on (it is read whole).
             let _ = self.load_shared(key);
@@ -1111,12 +1111,7 @@ impl Service {
         let Some(cluster) = &self.inner.cluster else {
             return;
         };
-        let held = self
-            .inner
-            .sessions
-            .read()
-            .ok()
-            .and_then(|s| s.get(key).cloned());
+        let held = self.local(key);
         let Some(live) = held else { return };
         let Ok(live) = live.lock() else { return };
         let Some(handle) = &live.hosted else { return };
@@ -1157,12 +1152,7 @@ impl Service {
             return;
         };
         for key in cluster.lost() {
-            let held = self
-                .inner
-                .sessions
-                .read()
-                .ok()
-                .and_then(|s| s.get(&key).cloned());
+            let held = self.local(&key);
             if let Some(live) = held
                 && let Ok(mut live) = live.lock()
                 && live.hosted.take().is_some()
@@ -1201,11 +1191,7 @@ impl Service {
         for key in candidates {
             // Never a second driver for a run this instance drives.
             let driven_here = self
-                .inner
-                .sessions
-                .read()
-                .ok()
-                .and_then(|s| s.get(&key).cloned())
+                .local(&key)
                 .is_some_and(|l| l.lock().is_ok_and(|l| l.hosted.is_some()));
             if driven_here {
                 continue;
@@ -1262,12 +1248,7 @@ impl Service {
     /// Puts `fresh` in the table as `key`'s copy; streams watching the old copy go on watching
     /// this one (its change channel moves over).
     fn replace(&self, key: &hosted::Key, mut fresh: Live) {
-        let existing = self
-            .inner
-            .sessions
-            .read()
-            .ok()
-            .and_then(|s| s.get(key).cloned());
+        let existing = self.local(key);
         match existing {
             Some(live) => {
                 if let Ok(mut old) = live.lock() {
