@@ -279,7 +279,8 @@ async fn malformed_responses_fail_the_session_without_retrying() {
     }
 }
 
-/// (Authorization header, body) of each call a test tool server received.
+/// (Authorization header, body) of each call a test tool server received; the body also holds
+/// the `idempotency-key` header under `_idempotency_key`.
 type Seen = Arc<Mutex<Vec<(String, Value)>>>;
 
 /// An HTTP tool server that records the `Authorization` header of each call.
@@ -297,6 +298,13 @@ async fn recording_tool() -> (SocketAddr, Seen) {
                         .and_then(|v| v.to_str().ok())
                         .unwrap_or("")
                         .to_owned();
+                    let mut body = body;
+                    if let (Some(fields), Some(key)) = (
+                        body.as_object_mut(),
+                        headers.get("idempotency-key").and_then(|v| v.to_str().ok()),
+                    ) {
+                        fields.insert("_idempotency_key".into(), json!(key));
+                    }
                     if let Ok(mut s) = seen.lock() {
                         s.push((auth, body));
                     }
@@ -364,6 +372,12 @@ async fn each_tenant_s_http_calls_carry_its_own_credentials_and_the_model_sees_n
         assert_eq!(calls.len(), 1, "{tenant}");
         assert_eq!(calls[0].0, format!("Bearer {secret}"));
         assert_ne!(calls[0].0, format!("Bearer {other}"));
+        // The idempotency key names tenant and session: call ids repeat between sessions.
+        let key = calls[0].1["_idempotency_key"].as_str().unwrap_or_default();
+        assert!(
+            key.starts_with(&format!("{tenant}/kb-{tenant}/call-")),
+            "{key}"
+        );
         // Neither the model's requests nor the event log ever contain a secret.
         let model_traffic = serde_json::to_string(&server.requests()).unwrap_or_default();
         let log = kernel::event::encode_jsonl(&out.events);

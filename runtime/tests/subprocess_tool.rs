@@ -135,6 +135,12 @@ async fn the_environment_is_scrubbed_and_holds_only_the_tenants_credentials() {
         .expect("runs");
     let env = acme.value.as_object().expect("object");
     assert_eq!(env.get("CRM_TOKEN"), Some(&json!("acme-secret")));
+    // The idempotency key names tenant and session: call ids repeat between sessions.
+    assert_eq!(
+        env.get("ARBITER_IDEMPOTENCY_KEY"),
+        Some(&json!("acme/s-1/call-1"))
+    );
+    assert_eq!(env.get("ARBITER_SESSION"), Some(&json!("s-1")));
     assert!(env.contains_key("PATH"));
     assert!(
         !env.keys().any(|k| k.starts_with("CARGO")),
