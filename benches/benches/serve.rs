@@ -1,11 +1,14 @@
 //! The decision API over HTTP on loopback: a client asks before each tool call and reports each
-//! result, as an agent running elsewhere does. Server and clients share this process and the
-//! machine's cores (2 here), so the figure is what one box serves to itself.
+//! result, as an agent running elsewhere does. The server runs on the executor `arbiter serve`
+//! builds ([`http::executor`]), the clients on a default tokio one beside it; both share this
+//! process and the machine's cores (2 here), so the figure is what one box serves to itself.
 //!
 //! - `serve/one client`: one propose + report round trip, sequential (criterion's time).
 //! - `serve/100 clients`: 100 concurrent clients, each opening a session and making 8 tool calls
 //!   (propose, report) before completing; printed after the run: HTTP steps per second, decisions
-//!   per second (authorizations the kernel made), and p50/p99 latency per request.
+//!   per second (authorizations the kernel made), p50/p99 latency per request, the same inside
+//!   the server's handlers (the rest is HTTP, loopback and scheduling), and by kind of request.
+//! - `serve/100 clients, 10 ms think time`: the same, each client pausing before each request.
 //!
 //! `cargo bench -p benches --bench serve`
 #![allow(
@@ -29,6 +32,9 @@ use serde_json::{Value, json};
 #[global_allocator]
 static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
+/// Time inside the server's handlers (from the request parsed to the response built).
+static HANDLED: Mutex<Vec<Duration>> = Mutex::new(Vec::new());
+
 const TOKEN: &str = "bench-token";
 const CLIENTS: usize = 100;
 const ROUNDS: usize = 8;
@@ -42,12 +48,37 @@ struct Client {
     seed: AtomicUsize,
     http: reqwest::Client,
     base: String,
-    latencies: Arc<Mutex<Vec<Duration>>>,
+    latencies: Latencies,
     decisions: Arc<AtomicUsize>,
 }
 
+/// Each request's latency, with what it was.
+type Latencies = Arc<Mutex<Vec<(Kind, Duration)>>>;
+
+/// What a request asked, for latencies by kind.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    Open,
+    Propose,
+    Report,
+    Complete,
+}
+
+impl Kind {
+    const ALL: [Kind; 4] = [Kind::Open, Kind::Propose, Kind::Report, Kind::Complete];
+
+    fn name(self) -> &'static str {
+        match self {
+            Kind::Open => "open",
+            Kind::Propose => "propose",
+            Kind::Report => "report",
+            Kind::Complete => "complete",
+        }
+    }
+}
+
 impl Client {
-    async fn post(&self, path: &str, body: Value) -> Value {
+    async fn post(&self, kind: Kind, path: &str, body: Value) -> Value {
         if !self.think.is_zero() {
             // xorshift: a fresh pause in [think/2, 3·think/2).
             let mut x = self.seed.load(Ordering::Relaxed).max(1);
@@ -70,7 +101,7 @@ impl Client {
             .unwrap();
         assert!(res.status().is_success(), "{path}: {}", res.status());
         let v: Value = res.json().await.unwrap();
-        self.latencies.lock().unwrap().push(t.elapsed());
+        self.latencies.lock().unwrap().push((kind, t.elapsed()));
         let decided = v["events"]
             .as_array()
             .or_else(|| v["step"]["events"].as_array())
@@ -81,8 +112,9 @@ impl Client {
         v
     }
 
-    async fn step(&self, id: &str, intent: Value) -> Value {
+    async fn step(&self, kind: Kind, id: &str, intent: Value) -> Value {
         self.post(
+            kind,
             &format!("/v1/sessions/{id}/steps"),
             json!({ "intent": intent }),
         )
@@ -93,6 +125,7 @@ impl Client {
     async fn call(&self, id: &str) {
         let asked = self
             .step(
+                Kind::Propose,
                 id,
                 json!({"intent": "call_tool", "tool": "lookup_order", "input": {"order_id": "ord-5"}}),
             )
@@ -102,6 +135,7 @@ impl Client {
             .expect("allowed")
             .to_owned();
         self.step(
+            Kind::Report,
             id,
             json!({"intent": "tool_returned", "call_id": call, "output": {"status": "shipped"}}),
         )
@@ -110,6 +144,7 @@ impl Client {
 
     async fn session(&self, id: &str) {
         self.post(
+            Kind::Open,
             "/v1/sessions",
             json!({"id": id, "agent": "support@shopco", "budget": "shopco", "request": "Where is ord-5?"}),
         )
@@ -117,16 +152,22 @@ impl Client {
         for _ in 0..ROUNDS {
             self.call(id).await;
         }
-        self.step(id, json!({"intent": "complete", "answer": "shipped"}))
-            .await;
+        self.step(
+            Kind::Complete,
+            id,
+            json!({"intent": "complete", "answer": "shipped"}),
+        )
+        .await;
     }
 }
 
 fn bench(c: &mut Criterion) {
+    // The clients' executor; the server runs on its own, as `arbiter serve` builds it.
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
         .unwrap();
+    let server = http::executor().unwrap();
     let _ = rustls::crypto::ring::default_provider().install_default();
     let mut tokens = Tokens::default();
     tokens.insert(&hash(TOKEN), "shopco".into(), "carol@shopco".into(), false);
@@ -136,13 +177,21 @@ fn bench(c: &mut Criterion) {
         tools: Vec::new(),
     };
     let service = Service::new(policies, tokens, Arc::new(InMemoryStore::default())).unwrap();
-    let base = rt.block_on(async {
+    let base = server.block_on(async {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
-        tokio::spawn(async move { axum::serve(listener, http::router(service)).await });
+        let timed = http::router(service).layer(axum::middleware::from_fn(
+            |req: axum::extract::Request, next: axum::middleware::Next| async move {
+                let t = Instant::now();
+                let res = next.run(req).await;
+                HANDLED.lock().unwrap().push(t.elapsed());
+                res
+            },
+        ));
+        tokio::spawn(async move { axum::serve(listener, timed).await });
         format!("http://{addr}")
     });
-    let client = |latencies: &Arc<Mutex<Vec<Duration>>>, decisions: &Arc<AtomicUsize>| Client {
+    let client = |latencies: &Latencies, decisions: &Arc<AtomicUsize>| Client {
         think: Duration::ZERO,
         seed: AtomicUsize::new(0),
         http: reqwest::Client::new(),
@@ -158,6 +207,7 @@ fn bench(c: &mut Criterion) {
     let one = client(&latencies, &decisions);
     let id = "one".to_owned();
     rt.block_on(one.post(
+        Kind::Open,
         "/v1/sessions",
         json!({"id": id, "agent": "support@shopco", "budget": "shopco", "request": "Where is ord-5?"}),
     ));
@@ -173,6 +223,7 @@ fn bench(c: &mut Criterion) {
                     let id = format!("one-{}", n / ROUNDS);
                     if n.is_multiple_of(ROUNDS) {
                         one.post(
+                            Kind::Open,
                             "/v1/sessions",
                             json!({"id": id, "agent": "support@shopco", "budget": "shopco", "request": "Where is ord-5?"}),
                         )
@@ -210,15 +261,17 @@ fn bench(c: &mut Criterion) {
 /// 100 clients, each running one session of 8 tool calls per round, all rounds measured together.
 struct Load {
     clients: Vec<Arc<Client>>,
-    latencies: Arc<Mutex<Vec<Duration>>>,
+    latencies: Latencies,
     decisions: Arc<AtomicUsize>,
     wall: Arc<Mutex<Duration>>,
+    /// Time in the server's handlers during this load's runs.
+    handled: Mutex<Vec<Duration>>,
 }
 
 impl Load {
     /// Clients made by `make`, sharing one record, each pausing `think` on average.
     fn new(make: impl Fn(usize) -> Client, think: Duration) -> Self {
-        let latencies: Arc<Mutex<Vec<Duration>>> = Arc::default();
+        let latencies: Latencies = Arc::default();
         let decisions: Arc<AtomicUsize> = Arc::default();
         let clients = (0..CLIENTS)
             .map(|i| {
@@ -235,6 +288,7 @@ impl Load {
             latencies,
             decisions,
             wall: Arc::default(),
+            handled: Mutex::default(),
         }
     }
 
@@ -245,6 +299,7 @@ impl Load {
         name: &str,
         next: &AtomicUsize,
     ) {
+        HANDLED.lock().unwrap().clear();
         group.bench_function(name, |b| {
             b.to_async(rt).iter_custom(|iters| async move {
                 let t = Instant::now();
@@ -264,26 +319,56 @@ impl Load {
                 }
                 let elapsed = t.elapsed();
                 *self.wall.lock().unwrap() += elapsed;
+                self.handled
+                    .lock()
+                    .unwrap()
+                    .append(&mut HANDLED.lock().unwrap());
                 elapsed
             })
         });
     }
 
-    /// Prints throughput and latency percentiles over every round run.
+    /// Prints throughput and latency percentiles over every round run, then by kind of request
+    /// (a run filtered to other benchmarks prints nothing).
     fn report(&self, label: &str) {
-        let mut l = self.latencies.lock().unwrap().clone();
-        l.sort_unstable();
-        let pct = |p: f64| l[((l.len() as f64 * p) as usize).min(l.len() - 1)];
+        let all = self.latencies.lock().unwrap().clone();
+        if all.is_empty() {
+            return;
+        }
         let secs = self.wall.lock().unwrap().as_secs_f64();
+        let (p50, p99) = percentiles(all.iter().map(|(_, d)| *d).collect());
         println!(
-            "{label}: {} requests in {secs:.2} s: {:.0} HTTP steps/s, {:.0} decisions/s; latency p50 {:?}, p99 {:?}",
-            l.len(),
-            l.len() as f64 / secs,
+            "{label}: {} requests in {secs:.2} s: {:.0} HTTP steps/s, {:.0} decisions/s; latency p50 {p50:?}, p99 {p99:?}",
+            all.len(),
+            all.len() as f64 / secs,
             self.decisions.load(Ordering::Relaxed) as f64 / secs,
-            pct(0.50),
-            pct(0.99),
         );
+        let handled = std::mem::take(&mut *self.handled.lock().unwrap());
+        if !handled.is_empty() {
+            let (p50, p99) = percentiles(handled);
+            println!("  in the handlers: p50 {p50:?}, p99 {p99:?}");
+        }
+        for kind in Kind::ALL {
+            let some: Vec<Duration> = all
+                .iter()
+                .filter(|(k, _)| *k == kind)
+                .map(|(_, d)| *d)
+                .collect();
+            let n = some.len();
+            let (p50, p99) = percentiles(some);
+            println!(
+                "  {:<8} {n:>7} requests: p50 {p50:?}, p99 {p99:?}",
+                kind.name()
+            );
+        }
     }
+}
+
+/// p50 and p99 of a non-empty sample.
+fn percentiles(mut l: Vec<Duration>) -> (Duration, Duration) {
+    l.sort_unstable();
+    let pct = |p: f64| l[((l.len() as f64 * p) as usize).min(l.len() - 1)];
+    (pct(0.50), pct(0.99))
 }
 
 criterion_group!(benches, bench);

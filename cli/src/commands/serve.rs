@@ -103,10 +103,7 @@ pub fn run(args: &Args, key: Option<SigningKey>) -> miette::Result<ExitCode> {
             runtime::agent_file::load(std::path::Path::new(file), &|k| std::env::var(k).ok())?;
         service = service.host(name, agent.into());
     }
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .into_diagnostic()?;
+    let rt = http::executor().into_diagnostic()?;
     rt.block_on(async move {
         let listener = tokio::net::TcpListener::bind(args.addr)
             .await
