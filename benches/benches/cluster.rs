@@ -102,7 +102,8 @@ async fn session(http: &reqwest::Client, base: &str, id: &str, rec: &Record) {
     .await;
 }
 
-/// An instance: a clustered service on its own runtime, serving on a loopback port.
+/// An instance: a clustered service on its own executor (as `arbiter serve` builds it), serving on
+/// a loopback port.
 struct Instance {
     /// Kept: the service runs on it.
     _rt: tokio::runtime::Runtime,
@@ -110,11 +111,7 @@ struct Instance {
 }
 
 fn instance(url: &str, name: &str) -> Instance {
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap();
+    let rt = http::executor().unwrap();
     let mut tokens = Tokens::default();
     tokens.insert(&hash(TOKEN), "shopco".into(), "carol@shopco".into(), false);
     let policies = PolicySource {
