@@ -2,7 +2,8 @@
 //! `.ci/run`): session leases whose fencing tokens the **database** enforces — a stale or missing
 //! token is refused by its trigger even when written with plain SQL, behind the store's back —
 //! takeover after expiry, renewal reporting lost leases, release; notifications of every append
-//! and catch-up by `seq`; numbered migrations, and a database newer than the build refused.
+//! and catch-up by `seq`; numbered migrations, and a database newer than the build refused; a
+//! clustered service whose step is fenced off rebuilding its copy from the log.
 #![allow(
     clippy::unwrap_used,
     clippy::expect_used,
@@ -244,4 +245,90 @@ fn migrations_run_once_and_a_newer_database_is_refused() {
     .expect("from the future");
     let refused = PostgresStore::open(&db.url).err().expect("refused");
     assert!(refused.to_string().contains("upgrade Arbiter"), "{refused}");
+}
+
+/// A clustered service whose step the database refuses (fenced off: here by a trigger the test
+/// adds, refusing the first step it sees, as the lease trigger does once a lease is lost) answers
+/// 503 and rebuilds its copy of the session from the log, so the same instance takes the next
+/// step instead of keeping the session broken; store and copy agree afterwards.
+#[test]
+fn a_fenced_off_step_leaves_the_session_reloaded_from_the_log() {
+    use runtime::service::api::CreateSession;
+    use runtime::service::auth::{Caller, Tokens};
+    use runtime::service::error::ApiError;
+    use runtime::service::{ClusterConfig, PolicySource, Service};
+    use serde_json::json;
+
+    let Some(db) = common::PgSchema::new("refenced") else {
+        return;
+    };
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let store = PostgresStore::open(&db.url).expect("open");
+    let policies = PolicySource {
+        root: common::repo().join("policies"),
+        packs: vec!["support".into()],
+        tools: Vec::new(),
+    };
+    let service = Service::new(policies, Tokens::default(), Arc::new(store.clone()))
+        .expect("service")
+        .clustered(ClusterConfig {
+            store: store.clone(),
+            instance: "a".into(),
+            lease: Duration::from_secs(5),
+        })
+        .expect("clustered");
+    let carol = Caller {
+        tenant: "shopco".into(),
+        user: "carol@shopco".into(),
+        admin: false,
+    };
+    let open: CreateSession = serde_json::from_value(json!({
+        "id": "s1", "agent": "support@shopco", "budget": "shopco", "request": "Where is ord-5?"
+    }))
+    .expect("body");
+    rt.block_on(service.create(&carol, open)).expect("created");
+    db.client()
+        .batch_execute(
+            "CREATE SEQUENCE refuse_once;
+             CREATE FUNCTION refuse_once() RETURNS trigger LANGUAGE plpgsql AS $$
+             BEGIN
+               IF nextval('refuse_once') = 1 THEN
+                 RAISE EXCEPTION 'test: fenced off' USING ERRCODE = 'AR001';
+               END IF;
+               RETURN NEW;
+             END $$;
+             CREATE TRIGGER refuse_once BEFORE INSERT ON arbiter_steps
+               FOR EACH ROW EXECUTE FUNCTION refuse_once();",
+        )
+        .expect("trigger");
+    let call =
+        json!({"intent": "call_tool", "tool": "lookup_order", "input": {"order_id": "ord-5"}});
+    let refused = rt.block_on(service.step(&carol, "s1", call.clone())).err();
+    assert!(
+        matches!(&refused, Some(ApiError::Unavailable(m)) if m.contains("fenced off")),
+        "{refused:?}"
+    );
+    let asked = rt
+        .block_on(service.step(&carol, "s1", call))
+        .expect("the next step is taken");
+    assert!(asked.decision.is_some(), "{asked:?}");
+    let view = rt.block_on(service.get(&carol, "s1")).expect("view");
+    let stored = store.load("shopco", "s1").expect("load");
+    assert_eq!(
+        view.last_seq,
+        stored.events.last().map(|e| e.seq),
+        "store and copy agree"
+    );
+    assert!(
+        stored
+            .events
+            .iter()
+            .enumerate()
+            .all(|(i, e)| e.seq == i as u64),
+        "no gap in the log"
+    );
 }

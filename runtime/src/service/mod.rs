@@ -760,7 +760,15 @@ impl Service {
                 let mut live = session.lock().map_err(|_| poisoned())?;
                 self.catch_up(&mut live, hold.as_ref().and_then(|h| h.steps))?;
                 if !busy(&live, &intent) {
-                    let applied = live.apply(self.inner.store.as_ref(), intent, wall_ms())?;
+                    let applied = match live.apply(self.inner.store.as_ref(), intent, wall_ms()) {
+                        Ok(applied) => applied,
+                        Err(e) => {
+                            if live.broken.is_some() && self.inner.cluster.is_some() {
+                                self.rebuild(&mut live);
+                            }
+                            return Err(e);
+                        }
+                    };
                     self.observe(&live, &applied.events);
                     let status = live.session.status().as_str().to_owned();
                     return Ok(applied.response(&status));
@@ -1243,6 +1251,31 @@ impl Service {
             taken += usize::from(driving);
         }
         taken
+    }
+
+    /// Clustered: the store refused a step this copy took (its lease was lost meanwhile, so the
+    /// database fenced it off), leaving the copy a step ahead of the log. The log is the truth:
+    /// the copy is rebuilt from it, and the next request goes on from there instead of finding
+    /// the session broken on this instance for good. A copy that cannot be rebuilt stays broken.
+    fn rebuild(&self, live: &mut Live) {
+        let (tenant, id) = {
+            let c = live.session.config();
+            (c.tenant.clone(), c.id.clone())
+        };
+        let store = self.inner.store.as_ref();
+        let Ok(stored) = live::io(store, || store.load(&tenant, &id)) else {
+            return;
+        };
+        let Ok(mut fresh) = self.restored(&tenant, &id, stored) else {
+            return;
+        };
+        if fresh.broken.is_some() {
+            return;
+        }
+        std::mem::swap(&mut fresh.published, &mut live.published);
+        *live = fresh;
+        let count = live.count;
+        live.published.send_replace(count);
     }
 
     /// Puts `fresh` in the table as `key`'s copy; streams watching the old copy go on watching

@@ -8,7 +8,7 @@
 use std::time::Duration;
 
 use super::super::StoreError;
-use super::{PostgresStore, natural, pg_error};
+use super::{Fences, PostgresStore, natural, pg_error};
 
 /// A lease this store holds.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -36,6 +36,21 @@ pub enum Acquired {
 
 fn millis(d: Duration) -> f64 {
     d.as_secs_f64() * 1000.0
+}
+
+/// The leases a renewal lost: held with these tokens when it began, not found still held by the
+/// statements, and at the same token in `now`. A lease given back and taken afresh while the
+/// statements ran has a new token: it is held, not lost (forgetting its token would send the
+/// next step unfenced, and the trigger would refuse it).
+fn lost(
+    held: Vec<((String, String), i64)>,
+    kept: &[(String, String)],
+    now: &Fences,
+) -> Vec<(String, String)> {
+    held.into_iter()
+        .filter(|(k, f)| !kept.contains(k) && now.get(k) == Some(f))
+        .map(|(k, _)| k)
+        .collect()
 }
 
 impl PostgresStore {
@@ -168,11 +183,7 @@ impl PostgresStore {
             .collect())
         })?;
         let mut fences = self.fences()?;
-        let lost: Vec<(String, String)> = held
-            .into_iter()
-            .map(|(k, _)| k)
-            .filter(|k| !kept.contains(k))
-            .collect();
+        let lost = lost(held, &kept, &fences);
         for k in &lost {
             fences.remove(k);
         }
@@ -209,5 +220,31 @@ impl PostgresStore {
     /// Whether this store holds the lease of `tenant/session` (as far as it knows).
     pub fn holds(&self, tenant: &str, session: &str) -> bool {
         self.fence(tenant, session).ok().flatten().is_some()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn key(s: &str) -> (String, String) {
+        ("t".to_owned(), s.to_owned())
+    }
+
+    #[test]
+    fn a_lease_retaken_during_a_renewal_is_not_lost() {
+        let held = vec![
+            (key("gone"), 3),
+            (key("kept"), 4),
+            (key("retaken"), 7),
+            (key("released"), 5),
+        ];
+        let kept = vec![key("kept")];
+        // While the renewal ran, `retaken` was given back and taken again (token 8), and
+        // `released` was given back for good.
+        let now: Fences = [(key("gone"), 3), (key("kept"), 4), (key("retaken"), 8)]
+            .into_iter()
+            .collect();
+        assert_eq!(lost(held, &kept, &now), vec![key("gone")]);
     }
 }
