@@ -25,7 +25,8 @@ fn bench(c: &mut Criterion) {
 
     // (a) Cedar alone: request, context and entities prebuilt.
     let provenance = json!({"from_user": true, "from_trusted": false, "from_user_or_trusted": true,
-        "from_untrusted": false, "novel": false, "labels": []});
+        "from_untrusted": false, "novel": false, "labels": [], "embedded_from_untrusted": false,
+        "embedded_novel": false});
     let context = Context::from_json_value(
         json!({
             "session": {
@@ -50,7 +51,7 @@ fn bench(c: &mut Criterion) {
         context,
         Some(deployment.cedar_schema()),
     )
-    .expect("request");
+    .unwrap_or_else(|e| panic!("request: {e}: {e:?}"));
     let authorizer = Authorizer::new();
     let (policies, entities) = (deployment.cedar_policies(), deployment.cedar_entities());
     assert!(
